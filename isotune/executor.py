@@ -1,0 +1,76 @@
+"""Run an ISO op list on real ranks, and time it.
+
+Compute ops run on the current stream in list order. A comm op issues
+`all_reduce(async_op=True)` on the partial sum its producer left (NCCL runs it on its own
+stream; gloo on its own thread) and nothing waits for it until a compute op that depends on it
+starts: only then is the handle waited and the reduced sum added to that chunk's residual.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from isotune import dist
+from isotune.dist import DistInfo
+from isotune.model import TPModel
+from isotune.schedule import ATTN, COMM, Op, build_schedule, final_comms
+
+
+@torch.inference_mode()
+def prefill(model: TPModel, ids: torch.Tensor, bounds: list[int], ops: list[Op] | None = None,
+            start_pos: int = 0) -> torch.Tensor:
+    """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
+    (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
+    before the final norm. Fills the KV cache for those positions."""
+    if ops is None:
+        ops = build_schedule(model.spec.layers, len(bounds) - 1)
+    x = model.embed(ids)                                              # (S, hidden), replicated
+    xs = [x[a:b] for a, b in zip(bounds, bounds[1:])]                 # views: chunk residuals
+    partial: dict[int, torch.Tensor] = {}                             # op index -> (T_c, hidden)
+    handles: dict[int, object] = {}
+
+    def land(i: int) -> None:
+        """Wait for comm op i and add its reduced sum to its chunk's residual."""
+        h = handles.pop(i)
+        if h is not None:
+            h.wait()
+        xs[ops[i].chunk].add_(partial.pop(i))
+
+    for i, op in enumerate(ops):
+        if op.kind == COMM:
+            t = partial.pop(op.deps[0])
+            partial[i] = t
+            handles[i] = dist.all_reduce_async(t)
+            continue
+        for d in op.deps:
+            if ops[d].kind == COMM:
+                land(d)
+        if op.stage == ATTN:
+            partial[i] = model.attn(op.layer, xs[op.chunk], start_pos + bounds[op.chunk])
+        else:
+            partial[i] = model.mlp(op.layer, xs[op.chunk])
+    for i in final_comms(ops):
+        land(i)
+    return x
+
+
+@torch.inference_mode()
+def time_prefills(model: TPModel, info: DistInfo, ids: torch.Tensor, variants: dict[str, list[int]],
+                  warmup: int = 1, repeats: int = 5) -> dict[str, float]:
+    """Median prefill ms per variant (name -> bounds). Variants are interleaved repeat by repeat
+    to cancel drift; each repeat starts at a barrier and counts the slowest rank's time."""
+    schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, b in variants.items()}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for rep in range(warmup + repeats):
+        for name, bounds in variants.items():
+            dist.barrier(info)
+            dist.synchronize(info)
+            t0 = time.perf_counter()
+            prefill(model, ids, bounds, schedules[name])
+            dist.synchronize(info)
+            if rep >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(dist.max_across(ts, info)) for name, ts in times.items()}

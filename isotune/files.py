@@ -1,0 +1,38 @@
+"""Output files: checked before work starts, written atomically (temp file + rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from isotune.errors import BadInput
+
+
+def check_writable(path: str | Path, flag: str) -> Path:
+    """Fail fast (before any rank starts) when `path` cannot be written."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise BadInput(f"{flag} {p} is a folder: give a file path")
+    if not parent.is_dir():
+        raise BadInput(f"{flag} {p}: folder {parent} does not exist: create it or pick another path")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise BadInput(f"{flag} {p} is not writable: pick another path")
+    return p
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,108 @@
+"""Llama building blocks on one rank's shards. No process-group code: row-parallel projections
+return partial sums and the executor decides when to all-reduce them.
+
+Shapes: one request at a time, so activations are (T, hidden) with T the chunk's tokens;
+caches are (1, kv_heads_local, max_len, head_dim) so the attention kernels see (B, H, T, D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm computed in fp32 and cast back, as the reference Llama does."""
+    xf = x.float()                                                    # (T, hidden)
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> torch.Tensor:
+    """Inverse frequencies (head_dim/2,), with linear or llama3 scaling applied."""
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if not scaling:
+        return inv
+    kind = scaling.get("rope_type", scaling.get("type"))
+    factor = float(scaling["factor"])
+    if kind == "linear":
+        return inv / factor
+    # llama3: long wavelengths are scaled by `factor`, short ones kept, the band between blended.
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    old_ctx = float(scaling["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv
+    scaled = torch.where(wavelen > old_ctx / low, inv / factor, inv)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_ctx / high) & (wavelen <= old_ctx / low)
+    return torch.where(medium, blended, scaled)
+
+
+def rope_tables(max_len: int, inv_freq: torch.Tensor, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables (max_len, head_dim) in the rotate-half layout of HF checkpoints."""
+    pos = torch.arange(max_len, dtype=torch.float32)
+    freqs = torch.outer(pos, inv_freq)                                # (max_len, head_dim/2)
+    emb = torch.cat((freqs, freqs), dim=-1)                           # (max_len, head_dim)
+    return emb.cos().to(dtype=dtype, device=device), emb.sin().to(dtype=dtype, device=device)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (T, H, D); cos/sin (T, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)      # (T, H, D)
+    return x * cos[:, None, :] + rotated * sin[:, None, :]
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out (1,Hq,T,D), logsumexp (1,Hq,T) fp32) from the CPU flash kernel; GQA handled natively."""
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)
+
+
+def _merge_lse(o1: torch.Tensor, l1: torch.Tensor, o2: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
+    """Combine two softmax-attention results over disjoint key sets by their log-sum-exps."""
+    lse = torch.logaddexp(l1, l2)                                     # (1, Hq, T)
+    w1 = torch.exp(l1 - lse).unsqueeze(-1)                            # (1, Hq, T, 1)
+    w2 = torch.exp(l2 - lse).unsqueeze(-1)
+    return (o1.float() * w1 + o2.float() * w2).to(o1.dtype)           # (1, Hq, T, D)
+
+
+def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """Causal attention of the chunk's queries (positions start..end-1) over cached keys 0..end-1.
+
+    q (1, Hq, T, D) with T = end - start; caches (1, Hkv, max_len, D) already hold this chunk.
+    Only the lower-right causal triangle is computed: the prefix (keys < start) is a full
+    rectangle, the chunk's own keys a square causal block; the two merge by log-sum-exp.
+    """
+    if q.device.type != "cpu":
+        return _chunk_attention_cuda(q, k_cache, v_cache, start, end)
+    if end - start == 1:  # decode: one query sees every cached key
+        out, _ = _attend(q, k_cache[:, :, :end], v_cache[:, :, :end], causal=False)
+        return out
+    own_out, own_lse = _attend(q, k_cache[:, :, start:end], v_cache[:, :, start:end], causal=True)
+    if start == 0:
+        return own_out
+    pre_out, pre_lse = _attend(q, k_cache[:, :, :start], v_cache[:, :, :start], causal=False)
+    return _merge_lse(pre_out, pre_lse, own_out, own_lse)
+
+
+def _chunk_attention_cuda(q, k_cache, v_cache, start: int, end: int) -> torch.Tensor:
+    """On GPUs SDPA's lower-right causal bias runs in the fused kernels without materialising a
+    mask (memory-efficient attention skips the masked blocks)."""
+    from torch.nn.attention.bias import causal_lower_right
+
+    groups = q.shape[1] // k_cache.shape[1]
+    k, v = k_cache[:, :, :end], v_cache[:, :, :end]                  # (1, Hkv, end, D)
+    if groups > 1:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    t = end - start
+    if start == 0:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(t, end))
+
+
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """gate_up (T, 2*F) from the fused projection -> SiLU(gate) * up (T, F)."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up

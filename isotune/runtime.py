@@ -1,0 +1,180 @@
+"""`isotune run`: load a model on every rank, prefill one prompt with an ISO split (and the
+unsplit baseline with --compare), then decode greedily from the KV cache.
+
+`prepare_run` validates everything in the launching process, before any rank starts, so bad
+input is one line and exit 2; `run_worker` is what each rank executes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from isotune import dist
+from isotune.chunking import chunk_bounds, chunk_sizes, parse_ratios
+from isotune.dist import DistInfo
+from isotune.errors import BadInput
+from isotune.executor import prefill, time_prefills
+from isotune.files import atomic_write_text, check_writable
+from isotune.model import TPModel
+from isotune.schedule import build_schedule
+from isotune.shard import check_tp, shard_for
+from isotune.spec import ModelSpec, load_spec, parse_dtype
+from isotune.weights import load_weights
+
+DEFAULT_ALIGN = {"cpu": 16, "cuda": 64}
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    model: str
+    layers: int | None
+    tp: int
+    ratios: list[float]
+    align: int
+    prompt_ids: list[int]
+    max_new_tokens: int
+    dtype: str
+    compare: bool
+    json_path: str | None
+    device: str
+    threads: int
+    seed: int
+    warmup: int
+    repeats: int
+
+
+def read_prompt_ids(path: str, vocab: int) -> list[int]:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"--prompt-ids {path} does not exist: give a text file of token ids")
+    try:
+        ids = [int(t) for t in p.read_text().split()]
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(f"--prompt-ids {path} holds something other than integers: "
+                       "write whitespace-separated token ids") from None
+    if not ids:
+        raise BadInput(f"--prompt-ids {path} is empty: write at least one token id")
+    bad = [i for i in ids if not 0 <= i < vocab]
+    if bad:
+        raise BadInput(f"--prompt-ids {path}: token id {bad[0]} is outside the vocabulary 0..{vocab - 1}")
+    return ids
+
+
+def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
+    if seq_len < 1:
+        raise BadInput(f"--seq-len {seq_len} must be at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
+
+
+def prepare_run(*, model: str, layers: int | None, tp: int, chunks: int, ratios: str | None,
+                align: int | None, seq_len: int | None, prompt_ids: str | None, max_new_tokens: int,
+                dtype: str, compare: bool, json_path: str | None, device: str, threads: int,
+                seed: int, warmup: int, repeats: int) -> RunConfig:
+    spec = load_spec(model, layers)
+    check_tp(spec, tp)
+    device = dist.resolve_device(device)
+    dist.check_world(tp, device)
+    ratio_list = parse_ratios(ratios, chunks)
+    if (seq_len is None) == (prompt_ids is None):
+        raise BadInput("give exactly one of --seq-len N or --prompt-ids FILE")
+    ids = read_prompt_ids(prompt_ids, spec.vocab) if prompt_ids else random_prompt(seq_len, spec.vocab, seed)
+    align = DEFAULT_ALIGN[device] if align is None else align
+    chunk_bounds(len(ids), ratio_list, align)  # raises if the split does not fit the prompt
+    if max_new_tokens < 0:
+        raise BadInput(f"--max-new-tokens {max_new_tokens} must be 0 or more")
+    if repeats < 1 or warmup < 0 or threads < 1:
+        raise BadInput("--repeats and --threads must be at least 1, --warmup at least 0")
+    total = len(ids) + max_new_tokens
+    if total > spec.max_positions:
+        raise BadInput(f"prompt + new tokens = {total} exceeds {spec.name}'s {spec.max_positions} positions: "
+                       "use a shorter prompt or fewer new tokens")
+    if spec.sliding_window and total > spec.sliding_window:
+        raise BadInput(f"prompt + new tokens = {total} exceeds {spec.name}'s sliding window "
+                       f"{spec.sliding_window}, which isotune does not implement: use a shorter prompt")
+    if json_path:
+        check_writable(json_path, "--json")
+    return RunConfig(model=model, layers=layers, tp=tp, ratios=ratio_list, align=align, prompt_ids=ids,
+                     max_new_tokens=max_new_tokens, dtype=parse_dtype(dtype), compare=compare,
+                     json_path=json_path, device=device, threads=threads, seed=seed, warmup=warmup,
+                     repeats=repeats)
+
+
+def build_model(spec: ModelSpec, info: DistInfo, dtype: torch.dtype, max_len: int, seed: int) -> TPModel:
+    shard = shard_for(spec, info.world, info.rank)
+    weights = load_weights(spec, shard, dtype, info.device, seed)
+    return TPModel(spec, shard, weights, max_len, dtype, info.device)
+
+
+@torch.inference_mode()
+def greedy_decode(model: TPModel, last_hidden: torch.Tensor, start: int, steps: int) -> list[int]:
+    """Greedy tokens after a prefill whose last residual is `last_hidden` (1, hidden); each
+    step is a one-token, one-chunk forward over the KV cache."""
+    ops = build_schedule(model.spec.layers, 1)
+    out: list[int] = []
+    h = last_hidden
+    for step in range(steps):
+        token = int(model.logits(model.final_norm(h)).argmax(-1)[-1])
+        out.append(token)
+        if step + 1 < steps:
+            ids = torch.tensor([token], device=model.device)
+            h = prefill(model, ids, [0, 1], ops, start_pos=start + step)[-1:]
+    return out
+
+
+@torch.inference_mode()
+def run_worker(info: DistInfo, cfg: RunConfig) -> int:
+    spec = load_spec(cfg.model, cfg.layers)
+    dtype = getattr(torch, cfg.dtype)
+    ids = torch.tensor(cfg.prompt_ids, device=info.device)            # (S,)
+    s = ids.shape[0]
+    bounds = chunk_bounds(s, cfg.ratios, cfg.align)
+    model = build_model(spec, info, dtype, s + cfg.max_new_tokens, cfg.seed)
+
+    variants = {"plan": bounds} | ({"baseline": [0, s]} if cfg.compare else {})
+    times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
+
+    diff = None
+    if cfg.compare:
+        base = model.final_norm(prefill(model, ids, [0, s]))          # (S, hidden)
+    x = prefill(model, ids, bounds)                                   # (S, hidden), fills the cache
+    if cfg.compare:
+        plan = model.final_norm(x)
+        diff = max((plan - base).abs().max().item(),
+                   (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item())
+    generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens)
+
+    result = {"prompt_tokens": s, "chunk_tokens": chunk_sizes(bounds), "generated_ids": generated,
+              "prefill_ms": round(times["plan"], 3),
+              "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
+              "max_abs_diff": diff}
+    if info.is_main:
+        _show(spec, info, cfg, result)
+        if cfg.json_path:
+            atomic_write_text(cfg.json_path, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"isotune run: {spec.name} ({spec.layers} layers), tp {info.world} "
+                    f"{info.backend or 'single'} on {info.device.type}, {cfg.dtype}")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("prompt tokens", str(r["prompt_tokens"]))
+    t.add_row("chunks (tokens)", " + ".join(map(str, r["chunk_tokens"])))
+    t.add_row("ISO prefill ms (median)", f"{r['prefill_ms']:.2f}")
+    if r["baseline_prefill_ms"] is not None:
+        t.add_row("baseline prefill ms (median)", f"{r['baseline_prefill_ms']:.2f}")
+        change = (r["prefill_ms"] / r["baseline_prefill_ms"] - 1) * 100
+        t.add_row("ISO vs baseline", f"{change:+.1f}%")
+        t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
+    gen = r["generated_ids"]
+    t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))
+    Console().print(t)
