@@ -22,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill.")
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Preset name (see profiles/models) or a Hugging Face checkpoint folder.")]
-TpOpt = Annotated[int, typer.Option("--tp", help="Tensor-parallel ranks (spawned locally, or taken from torchrun's environment).")]
+TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel ranks to spawn locally (default 1; under torchrun/netlab: WORLD_SIZE).")]
 LayersOpt = Annotated[Optional[int], typer.Option("--layers", help="Keep only the first N layers (timing needs only a few).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu or cuda.")]
@@ -37,7 +37,7 @@ def _root() -> None:
 @app.command()
 def run(
     model: ModelOpt = "tiny",
-    tp: TpOpt = 1,
+    tp: TpOpt = None,
     layers: LayersOpt = None,
     chunks: Annotated[int, typer.Option("--chunks", "-k", help="Chunks to split the prompt into (1 = the unsplit baseline).")] = 2,
     ratios: Annotated[Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even).")] = None,
@@ -63,7 +63,7 @@ def run(
                               seq_len=seq_len, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens,
                               dtype=dtype, compare=compare, json_path=json_out, device=device,
                               threads=threads, seed=seed, warmup=warmup, repeats=repeats)
-    raise typer.Exit(dist.launch(runtime.run_worker, tp, cfg, device=cfg.device, threads=threads))
+    raise typer.Exit(dist.launch(runtime.run_worker, cfg.tp, cfg, device=cfg.device, threads=threads))
 
 
 def main(argv: list[str] | None = None) -> int:

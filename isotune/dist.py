@@ -52,6 +52,13 @@ def launched_externally() -> bool:
     return all(v in os.environ for v in LAUNCH_VARS)
 
 
+def default_tp(tp: int | None) -> int:
+    """--tp when given; else the launcher's WORLD_SIZE, or 1 for a local run."""
+    if tp is not None:
+        return tp
+    return int(os.environ["WORLD_SIZE"]) if launched_externally() else 1
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
     if device not in ("auto", "cpu", "cuda"):

@@ -71,11 +71,12 @@ def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
     return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
 
 
-def prepare_run(*, model: str, layers: int | None, tp: int, chunks: int, ratios: str | None,
+def prepare_run(*, model: str, layers: int | None, tp: int | None, chunks: int, ratios: str | None,
                 align: int | None, seq_len: int | None, prompt_ids: str | None, max_new_tokens: int,
                 dtype: str, compare: bool, json_path: str | None, device: str, threads: int,
                 seed: int, warmup: int, repeats: int) -> RunConfig:
     spec = load_spec(model, layers)
+    tp = dist.default_tp(tp)
     check_tp(spec, tp)
     device = dist.resolve_device(device)
     dist.check_world(tp, device)
