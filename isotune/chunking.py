@@ -9,6 +9,7 @@ shorter).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from isotune.errors import BadInput
 
@@ -54,13 +55,15 @@ def chunk_bounds(seq_len: int, ratios: list[float], align: int) -> list[int]:
         acc += r
         bounds.append(int(round(acc * seq_len / align)) * align)
     bounds.append(seq_len)
-    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    sizes = [b - a for a, b in pairwise(bounds)]
     if min(sizes) < align:
-        raise BadInput(f"{k} chunks of a {seq_len}-token prompt give chunk sizes {sizes}, one below the "
-                       f"{align}-token alignment: use at most {max(1, seq_len // align)} chunks, other "
-                       "ratios, or a smaller --align")
+        raise BadInput(
+            f"{k} chunks of a {seq_len}-token prompt give chunk sizes {sizes}, one below the "
+            f"{align}-token alignment: use at most {max(1, seq_len // align)} chunks, other "
+            "ratios, or a smaller --align"
+        )
     return bounds
 
 
 def chunk_sizes(bounds: list[int]) -> list[int]:
-    return [b - a for a, b in zip(bounds, bounds[1:])]
+    return [b - a for a, b in pairwise(bounds)]

@@ -18,15 +18,28 @@ except ImportError:  # pragma: no cover - older typer on plain click
 
 from isotune.errors import EXIT_BAD_INPUT, BadInput
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill.",
+)
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Preset name (see profiles/models) or a Hugging Face checkpoint folder.")]
-TpOpt = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel ranks to spawn locally (default 1; under torchrun/netlab: WORLD_SIZE).")]
-LayersOpt = Annotated[Optional[int], typer.Option("--layers", help="Keep only the first N layers (timing needs only a few).")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Preset name (see profiles/models) or a Hugging Face checkpoint folder.")
+]
+TpOpt = Annotated[
+    Optional[int],
+    typer.Option("--tp", help="Tensor-parallel ranks to spawn locally (default 1; under torchrun/netlab: WORLD_SIZE)."),
+]
+LayersOpt = Annotated[
+    Optional[int], typer.Option("--layers", help="Keep only the first N layers (timing needs only a few).")
+]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu or cuda.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="Compute threads per rank on CPU; 1 keeps ranks from fighting over cores.")]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", help="Compute threads per rank on CPU; 1 keeps ranks from fighting over cores.")
+]
 
 
 @app.callback()
@@ -39,14 +52,30 @@ def run(
     model: ModelOpt = "tiny",
     tp: TpOpt = None,
     layers: LayersOpt = None,
-    chunks: Annotated[int, typer.Option("--chunks", "-k", help="Chunks to split the prompt into (1 = the unsplit baseline).")] = 2,
-    ratios: Annotated[Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even).")] = None,
-    align: Annotated[Optional[int], typer.Option("--align", help="Chunk boundaries round to multiples of this (default 16 on CPU, 64 on GPU).")] = None,
-    seq_len: Annotated[Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (default 512).")] = None,
-    prompt_ids: Annotated[Optional[str], typer.Option("--prompt-ids", help="Text file of whitespace-separated token ids.")] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Greedy tokens to decode after the prefill.")] = 8,
+    chunks: Annotated[
+        int, typer.Option("--chunks", "-k", help="Chunks to split the prompt into (1 = the unsplit baseline).")
+    ] = 2,
+    ratios: Annotated[
+        Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even).")
+    ] = None,
+    align: Annotated[
+        Optional[int],
+        typer.Option("--align", help="Chunk boundaries round to multiples of this (default 16 on CPU, 64 on GPU)."),
+    ] = None,
+    seq_len: Annotated[
+        Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (default 512).")
+    ] = None,
+    prompt_ids: Annotated[
+        Optional[str], typer.Option("--prompt-ids", help="Text file of whitespace-separated token ids.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Greedy tokens to decode after the prefill.")
+    ] = 8,
     dtype: DtypeOpt = "float32",
-    compare: Annotated[bool, typer.Option("--compare", help="Also run the unsplit baseline; report both times and the max abs difference.")] = False,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="Also run the unsplit baseline; report both times and the max abs difference."),
+    ] = False,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON here.")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
@@ -59,10 +88,25 @@ def run(
 
     if seq_len is None and prompt_ids is None:
         seq_len = 512
-    cfg = runtime.prepare_run(model=model, layers=layers, tp=tp, chunks=chunks, ratios=ratios, align=align,
-                              seq_len=seq_len, prompt_ids=prompt_ids, max_new_tokens=max_new_tokens,
-                              dtype=dtype, compare=compare, json_path=json_out, device=device,
-                              threads=threads, seed=seed, warmup=warmup, repeats=repeats)
+    cfg = runtime.prepare_run(
+        model=model,
+        layers=layers,
+        tp=tp,
+        chunks=chunks,
+        ratios=ratios,
+        align=align,
+        seq_len=seq_len,
+        prompt_ids=prompt_ids,
+        max_new_tokens=max_new_tokens,
+        dtype=dtype,
+        compare=compare,
+        json_path=json_out,
+        device=device,
+        threads=threads,
+        seed=seed,
+        warmup=warmup,
+        repeats=repeats,
+    )
     raise typer.Exit(dist.launch(runtime.run_worker, cfg.tp, cfg, device=cfg.device, threads=threads))
 
 

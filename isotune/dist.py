@@ -18,8 +18,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as tdist
@@ -37,8 +38,8 @@ class DistInfo:
     world: int
     local_rank: int
     device: torch.device
-    backend: str | None      # None when world == 1 and no group was made
-    launched: bool           # joined an external launcher (torchrun, netlab)
+    backend: str | None  # None when world == 1 and no group was made
+    launched: bool  # joined an external launcher (torchrun, netlab)
 
     @property
     def is_main(self) -> bool:
@@ -91,44 +92,68 @@ def launch(worker: Worker, tp: int, payload: Any, device: str = "cpu", threads: 
 
 
 def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int) -> int:
-    store = tdist.TCPStore("127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S),
-                           wait_for_workers=False)
+    store = tdist.TCPStore(
+        "127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S), wait_for_workers=False
+    )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all ranks are on this host
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     procs = []
     for rank in range(tp):
         env = {"RANK": str(rank), "WORLD_SIZE": str(tp), "LOCAL_RANK": str(rank)}
-        p = ctx.Process(target=_spawned_main, args=(worker, payload, device, threads, store.port, errors, env),
-                        daemon=False)
+        p = ctx.Process(
+            target=_spawned_main, args=(worker, payload, device, threads, store.port, errors, env), daemon=False
+        )
         p.start()
         procs.append(p)
     try:
-        code = _watch(procs)
+        codes = _watch(procs)
     except KeyboardInterrupt:
         _stop(procs)
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         del store
-    if code != 0 and not errors.empty():
-        rank, message = errors.get()
-        print(f"error: {message}" if code == EXIT_BAD_INPUT else f"error: rank {rank} failed: {message}",
-              file=sys.stderr)
-    return code
+    if all(c == 0 for c in codes):
+        return 0
+    messages = []
+    while not errors.empty():
+        messages.append(errors.get())
+    killed = [(r, c) for r, c in enumerate(codes) if c is not None and c < 0]
+    bad_input = [m for r, m in messages if codes[r] == EXIT_BAD_INPUT]
+    if killed:  # a rank that died by a signal is the cause; its peers' socket errors are not
+        rank, code = killed[0]
+        print(
+            f"error: rank {rank} was killed by {signal.Signals(-code).name}; the other ranks were stopped",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if bad_input:
+        print(f"error: {bad_input[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rank, code = next((r, c) for r, c in enumerate(codes) if c)
+    if messages:
+        rank, message = messages[0]
+        print(f"error: rank {rank} failed: {message}", file=sys.stderr)
+    else:
+        print(f"error: rank {rank} exited with code {code}; the other ranks were stopped", file=sys.stderr)
+    return EXIT_FAILURE
 
 
-def _watch(procs: list) -> int:
-    """Wait for all ranks; at the first failure stop the rest and return its exit code."""
+def _watch(procs: list, settle_s: float = 1.0) -> list[int | None]:
+    """Wait for all ranks. At the first failure give the others `settle_s` to fail on their own
+    (so the root cause can be told from its echoes), then stop them. Returns the exit codes."""
     while True:
         codes = [p.exitcode for p in procs]
-        failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-        if failed:
-            rank, code = failed[0]
+        if any(c not in (None, 0) for c in codes):
+            deadline = time.monotonic() + settle_s
+            while time.monotonic() < deadline and any(p.exitcode is None for p in procs):
+                time.sleep(0.05)
+            codes = [p.exitcode for p in procs]
             _stop(procs)
-            return code if code > 0 else EXIT_FAILURE  # negative: killed by a signal
+            return codes
         if all(c == 0 for c in codes):
-            return 0
+            return codes
         time.sleep(0.05)
 
 
@@ -150,8 +175,9 @@ def _spawned_main(worker, payload, device, threads, store_port, errors, env) -> 
     sys.exit(_run_rank(worker, payload, device, threads, store_port=store_port, errors=errors))
 
 
-def _run_rank(worker: Worker, payload: Any, device: str, threads: int, store_port: int | None,
-              errors, single: bool = False) -> int:
+def _run_rank(
+    worker: Worker, payload: Any, device: str, threads: int, store_port: int | None, errors, single: bool = False
+) -> int:
     rank = 0 if single else int(os.environ["RANK"])
     world = 1 if single else int(os.environ["WORLD_SIZE"])
     local_rank = 0 if single else int(os.environ.get("LOCAL_RANK", "0"))
@@ -161,8 +187,14 @@ def _run_rank(worker: Worker, payload: Any, device: str, threads: int, store_por
     else:
         torch.set_num_threads(threads)
         dev = torch.device("cpu")
-    info = DistInfo(rank=rank, world=world, local_rank=local_rank, device=dev, backend=None,
-                    launched=store_port is None and not single)
+    info = DistInfo(
+        rank=rank,
+        world=world,
+        local_rank=local_rank,
+        device=dev,
+        backend=None,
+        launched=store_port is None and not single,
+    )
     try:
         if world > 1:
             info.backend = "nccl" if device == "cuda" else "gloo"
@@ -172,8 +204,9 @@ def _run_rank(worker: Worker, payload: Any, device: str, threads: int, store_por
         return _report(errors, rank, str(e), EXIT_BAD_INPUT, show=rank == 0 or store_port is None)
     except Exception as e:  # a crash on any rank: say which, let the watcher stop the others
         traceback.print_exc()
-        return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                       EXIT_FAILURE, show=True)
+        return _report(
+            errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE, show=True
+        )
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()
@@ -197,11 +230,13 @@ def _init_group(info: DistInfo, store_port: int | None) -> None:
         tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
     else:
         store = tdist.TCPStore("127.0.0.1", store_port, None, False, timeout=timeout)
-        tdist.init_process_group(info.backend, store=store, rank=info.rank, world_size=info.world,
-                                 timeout=timeout, **kwargs)
+        tdist.init_process_group(
+            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
+        )
 
 
 # Collectives the executor and the runtime use; all are no-ops on a single rank.
+
 
 def all_reduce_async(t: torch.Tensor):
     """Sum `t` across ranks in place; returns a handle with .wait(), or None on one rank."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from itertools import pairwise
 
 import torch
 
@@ -20,16 +21,17 @@ from isotune.schedule import ATTN, COMM, Op, build_schedule, final_comms
 
 
 @torch.inference_mode()
-def prefill(model: TPModel, ids: torch.Tensor, bounds: list[int], ops: list[Op] | None = None,
-            start_pos: int = 0) -> torch.Tensor:
+def prefill(
+    model: TPModel, ids: torch.Tensor, bounds: list[int], ops: list[Op] | None = None, start_pos: int = 0
+) -> torch.Tensor:
     """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
     (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
     before the final norm. Fills the KV cache for those positions."""
     if ops is None:
         ops = build_schedule(model.spec.layers, len(bounds) - 1)
-    x = model.embed(ids)                                              # (S, hidden), replicated
-    xs = [x[a:b] for a, b in zip(bounds, bounds[1:])]                 # views: chunk residuals
-    partial: dict[int, torch.Tensor] = {}                             # op index -> (T_c, hidden)
+    x = model.embed(ids)  # (S, hidden), replicated
+    xs = [x[a:b] for a, b in pairwise(bounds)]  # views: chunk residuals
+    partial: dict[int, torch.Tensor] = {}  # op index -> (T_c, hidden)
     handles: dict[int, object] = {}
 
     def land(i: int) -> None:
@@ -58,8 +60,9 @@ def prefill(model: TPModel, ids: torch.Tensor, bounds: list[int], ops: list[Op] 
 
 
 @torch.inference_mode()
-def time_prefills(model: TPModel, info: DistInfo, ids: torch.Tensor, variants: dict[str, list[int]],
-                  warmup: int = 1, repeats: int = 5) -> dict[str, float]:
+def time_prefills(
+    model: TPModel, info: DistInfo, ids: torch.Tensor, variants: dict[str, list[int]], warmup: int = 1, repeats: int = 5
+) -> dict[str, float]:
     """Median prefill ms per variant (name -> bounds). Variants are interleaved repeat by repeat
     to cancel drift; each repeat starts at a barrier and counts the slowest rank's time."""
     schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, b in variants.items()}

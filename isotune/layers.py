@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm computed in fp32 and cast back, as the reference Llama does."""
-    xf = x.float()                                                    # (T, hidden)
+    xf = x.float()  # (T, hidden)
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     return weight * xf.to(x.dtype)
 
@@ -43,15 +43,15 @@ def rope_inv_freq(head_dim: int, theta: float, scaling: dict | None) -> torch.Te
 def rope_tables(max_len: int, inv_freq: torch.Tensor, dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin tables (max_len, head_dim) in the rotate-half layout of HF checkpoints."""
     pos = torch.arange(max_len, dtype=torch.float32)
-    freqs = torch.outer(pos, inv_freq)                                # (max_len, head_dim/2)
-    emb = torch.cat((freqs, freqs), dim=-1)                           # (max_len, head_dim)
+    freqs = torch.outer(pos, inv_freq)  # (max_len, head_dim/2)
+    emb = torch.cat((freqs, freqs), dim=-1)  # (max_len, head_dim)
     return emb.cos().to(dtype=dtype, device=device), emb.sin().to(dtype=dtype, device=device)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x (T, H, D); cos/sin (T, D)."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)      # (T, H, D)
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)  # (T, H, D)
     return x * cos[:, None, :] + rotated * sin[:, None, :]
 
 
@@ -62,13 +62,15 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> 
 
 def _merge_lse(o1: torch.Tensor, l1: torch.Tensor, o2: torch.Tensor, l2: torch.Tensor) -> torch.Tensor:
     """Combine two softmax-attention results over disjoint key sets by their log-sum-exps."""
-    lse = torch.logaddexp(l1, l2)                                     # (1, Hq, T)
-    w1 = torch.exp(l1 - lse).unsqueeze(-1)                            # (1, Hq, T, 1)
+    lse = torch.logaddexp(l1, l2)  # (1, Hq, T)
+    w1 = torch.exp(l1 - lse).unsqueeze(-1)  # (1, Hq, T, 1)
     w2 = torch.exp(l2 - lse).unsqueeze(-1)
-    return (o1.float() * w1 + o2.float() * w2).to(o1.dtype)           # (1, Hq, T, D)
+    return (o1.float() * w1 + o2.float() * w2).to(o1.dtype)  # (1, Hq, T, D)
 
 
-def chunk_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, start: int, end: int) -> torch.Tensor:
+def chunk_attention(
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, start: int, end: int
+) -> torch.Tensor:
     """Causal attention of the chunk's queries (positions start..end-1) over cached keys 0..end-1.
 
     q (1, Hq, T, D) with T = end - start; caches (1, Hkv, max_len, D) already hold this chunk.
@@ -93,7 +95,7 @@ def _chunk_attention_cuda(q, k_cache, v_cache, start: int, end: int) -> torch.Te
     from torch.nn.attention.bias import causal_lower_right
 
     groups = q.shape[1] // k_cache.shape[1]
-    k, v = k_cache[:, :, :end], v_cache[:, :, :end]                  # (1, Hkv, end, D)
+    k, v = k_cache[:, :, :end], v_cache[:, :, :end]  # (1, Hkv, end, D)
     if groups > 1:
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     t = end - start

@@ -17,13 +17,12 @@ from isotune.weights import ModelWeights
 
 
 class TPModel:
-    def __init__(self, spec: ModelSpec, shard: Shard, weights: ModelWeights, max_len: int,
-                 dtype: torch.dtype, device):
+    def __init__(self, spec: ModelSpec, shard: Shard, weights: ModelWeights, max_len: int, dtype: torch.dtype, device):
         self.spec, self.shard, self.w = spec, shard, weights
         self.dtype, self.device = dtype, torch.device(device)
         self.max_len = max_len
         inv = rope_inv_freq(spec.head_dim, spec.rope_theta, spec.rope_scaling)
-        self.cos, self.sin = rope_tables(max_len, inv, dtype, device)    # (max_len, head_dim)
+        self.cos, self.sin = rope_tables(max_len, inv, dtype, device)  # (max_len, head_dim)
         # The KV cache is preallocated; chunks write their K/V in place, never concatenate.
         cache_shape = (spec.layers, 1, shard.kv_heads, max_len, spec.head_dim)
         self.k_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
@@ -32,33 +31,38 @@ class TPModel:
         self.kv_dim = shard.kv_heads * spec.head_dim
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.w.embed)                          # (T,) -> (T, hidden)
+        return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
 
     def attn(self, layer: int, x: torch.Tensor, start: int) -> torch.Tensor:
         """Partial attention output for tokens at positions start..start+T-1; x (T, hidden)."""
         w, d = self.w.layers[layer], self.spec.head_dim
         t, end = x.shape[0], start + x.shape[0]
         h = rms_norm(x, w.attn_norm, self.spec.norm_eps)
-        qkv = F.linear(h, w.wqkv, w.bqkv)                              # (T, q_dim + 2*kv_dim)
+        qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
         q, k, v = qkv.split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
-        cos, sin = self.cos[start:end], self.sin[start:end]            # (T, D)
-        q = apply_rope(q.view(t, -1, d), cos, sin)                     # (T, Hq, D)
-        k = apply_rope(k.view(t, -1, d), cos, sin)                     # (T, Hkv, D)
-        self.k_cache[layer, 0, :, start:end] = k.transpose(0, 1)       # (Hkv, T, D) in place
+        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
+        q = apply_rope(q.view(t, -1, d), cos, sin)  # (T, Hq, D)
+        k = apply_rope(k.view(t, -1, d), cos, sin)  # (T, Hkv, D)
+        self.k_cache[layer, 0, :, start:end] = k.transpose(0, 1)  # (Hkv, T, D) in place
         self.v_cache[layer, 0, :, start:end] = v.view(t, -1, d).transpose(0, 1)
-        out = chunk_attention(q.transpose(0, 1).unsqueeze(0),          # (1, Hq, T, D)
-                              self.k_cache[layer], self.v_cache[layer], start, end)
-        out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)    # (T, q_dim)
-        return F.linear(out, w.wo)                                     # (T, hidden) partial sum
+        out = chunk_attention(
+            q.transpose(0, 1).unsqueeze(0),  # (1, Hq, T, D)
+            self.k_cache[layer],
+            self.v_cache[layer],
+            start,
+            end,
+        )
+        out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
+        return F.linear(out, w.wo)  # (T, hidden) partial sum
 
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Partial MLP output; x (T, hidden) is the residual after attention."""
         w = self.w.layers[layer]
         h = rms_norm(x, w.mlp_norm, self.spec.norm_eps)
-        return F.linear(swiglu(F.linear(h, w.w_gate_up)), w.w_down)    # (T, hidden) partial sum
+        return F.linear(swiglu(F.linear(h, w.w_gate_up)), w.w_down)  # (T, hidden) partial sum
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.w.norm, self.spec.norm_eps)            # (T, hidden)
+        return rms_norm(x, self.w.norm, self.spec.norm_eps)  # (T, hidden)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        return F.linear(h, self.w.lm_head).float()                     # (T, vocab)
+        return F.linear(h, self.w.lm_head).float()  # (T, vocab)

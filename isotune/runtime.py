@@ -54,8 +54,9 @@ def read_prompt_ids(path: str, vocab: int) -> list[int]:
     try:
         ids = [int(t) for t in p.read_text().split()]
     except (ValueError, UnicodeDecodeError):
-        raise BadInput(f"--prompt-ids {path} holds something other than integers: "
-                       "write whitespace-separated token ids") from None
+        raise BadInput(
+            f"--prompt-ids {path} holds something other than integers: write whitespace-separated token ids"
+        ) from None
     if not ids:
         raise BadInput(f"--prompt-ids {path} is empty: write at least one token id")
     bad = [i for i in ids if not 0 <= i < vocab]
@@ -71,10 +72,26 @@ def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
     return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
 
 
-def prepare_run(*, model: str, layers: int | None, tp: int | None, chunks: int, ratios: str | None,
-                align: int | None, seq_len: int | None, prompt_ids: str | None, max_new_tokens: int,
-                dtype: str, compare: bool, json_path: str | None, device: str, threads: int,
-                seed: int, warmup: int, repeats: int) -> RunConfig:
+def prepare_run(
+    *,
+    model: str,
+    layers: int | None,
+    tp: int | None,
+    chunks: int,
+    ratios: str | None,
+    align: int | None,
+    seq_len: int | None,
+    prompt_ids: str | None,
+    max_new_tokens: int,
+    dtype: str,
+    compare: bool,
+    json_path: str | None,
+    device: str,
+    threads: int,
+    seed: int,
+    warmup: int,
+    repeats: int,
+) -> RunConfig:
     spec = load_spec(model, layers)
     tp = dist.default_tp(tp)
     check_tp(spec, tp)
@@ -92,17 +109,34 @@ def prepare_run(*, model: str, layers: int | None, tp: int | None, chunks: int, 
         raise BadInput("--repeats and --threads must be at least 1, --warmup at least 0")
     total = len(ids) + max_new_tokens
     if total > spec.max_positions:
-        raise BadInput(f"prompt + new tokens = {total} exceeds {spec.name}'s {spec.max_positions} positions: "
-                       "use a shorter prompt or fewer new tokens")
+        raise BadInput(
+            f"prompt + new tokens = {total} exceeds {spec.name}'s {spec.max_positions} positions: "
+            "use a shorter prompt or fewer new tokens"
+        )
     if spec.sliding_window and total > spec.sliding_window:
-        raise BadInput(f"prompt + new tokens = {total} exceeds {spec.name}'s sliding window "
-                       f"{spec.sliding_window}, which isotune does not implement: use a shorter prompt")
+        raise BadInput(
+            f"prompt + new tokens = {total} exceeds {spec.name}'s sliding window "
+            f"{spec.sliding_window}, which isotune does not implement: use a shorter prompt"
+        )
     if json_path:
         check_writable(json_path, "--json")
-    return RunConfig(model=model, layers=layers, tp=tp, ratios=ratio_list, align=align, prompt_ids=ids,
-                     max_new_tokens=max_new_tokens, dtype=parse_dtype(dtype), compare=compare,
-                     json_path=json_path, device=device, threads=threads, seed=seed, warmup=warmup,
-                     repeats=repeats)
+    return RunConfig(
+        model=model,
+        layers=layers,
+        tp=tp,
+        ratios=ratio_list,
+        align=align,
+        prompt_ids=ids,
+        max_new_tokens=max_new_tokens,
+        dtype=parse_dtype(dtype),
+        compare=compare,
+        json_path=json_path,
+        device=device,
+        threads=threads,
+        seed=seed,
+        warmup=warmup,
+        repeats=repeats,
+    )
 
 
 def build_model(spec: ModelSpec, info: DistInfo, dtype: torch.dtype, max_len: int, seed: int) -> TPModel:
@@ -131,7 +165,7 @@ def greedy_decode(model: TPModel, last_hidden: torch.Tensor, start: int, steps: 
 def run_worker(info: DistInfo, cfg: RunConfig) -> int:
     spec = load_spec(cfg.model, cfg.layers)
     dtype = getattr(torch, cfg.dtype)
-    ids = torch.tensor(cfg.prompt_ids, device=info.device)            # (S,)
+    ids = torch.tensor(cfg.prompt_ids, device=info.device)  # (S,)
     s = ids.shape[0]
     bounds = chunk_bounds(s, cfg.ratios, cfg.align)
     model = build_model(spec, info, dtype, s + cfg.max_new_tokens, cfg.seed)
@@ -141,18 +175,23 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
 
     diff = None
     if cfg.compare:
-        base = model.final_norm(prefill(model, ids, [0, s]))          # (S, hidden)
-    x = prefill(model, ids, bounds)                                   # (S, hidden), fills the cache
+        base = model.final_norm(prefill(model, ids, [0, s]))  # (S, hidden)
+    x = prefill(model, ids, bounds)  # (S, hidden), fills the cache
     if cfg.compare:
         plan = model.final_norm(x)
-        diff = max((plan - base).abs().max().item(),
-                   (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item())
+        diff = max(
+            (plan - base).abs().max().item(), (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item()
+        )
     generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens)
 
-    result = {"prompt_tokens": s, "chunk_tokens": chunk_sizes(bounds), "generated_ids": generated,
-              "prefill_ms": round(times["plan"], 3),
-              "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
-              "max_abs_diff": diff}
+    result = {
+        "prompt_tokens": s,
+        "chunk_tokens": chunk_sizes(bounds),
+        "generated_ids": generated,
+        "prefill_ms": round(times["plan"], 3),
+        "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
+        "max_abs_diff": diff,
+    }
     if info.is_main:
         _show(spec, info, cfg, result)
         if cfg.json_path:
@@ -164,8 +203,10 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"isotune run: {spec.name} ({spec.layers} layers), tp {info.world} "
-                    f"{info.backend or 'single'} on {info.device.type}, {cfg.dtype}")
+    t = Table(
+        title=f"isotune run: {spec.name} ({spec.layers} layers), tp {info.world} "
+        f"{info.backend or 'single'} on {info.device.type}, {cfg.dtype}"
+    )
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("prompt tokens", str(r["prompt_tokens"]))

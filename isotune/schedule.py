@@ -23,8 +23,8 @@ MLP = "mlp"
 
 @dataclass(frozen=True, kw_only=True)
 class Op:
-    kind: str              # COMPUTE | COMM
-    stage: str             # ATTN | MLP
+    kind: str  # COMPUTE | COMM
+    stage: str  # ATTN | MLP
     layer: int
     chunk: int
     deps: tuple[int, ...]  # indices of earlier ops in the list that must finish first
@@ -48,7 +48,7 @@ def build_schedule(layers: int, chunks: int) -> list[Op]:
         for c in range(chunks):
             deps = []
             if layer > 0:
-                deps.append((COMM, MLP, layer - 1, c))    # this chunk's layer input
+                deps.append((COMM, MLP, layer - 1, c))  # this chunk's layer input
             if c > 0:
                 deps.append((COMPUTE, ATTN, layer, c - 1))  # prefix K/V, written by this rank
             add(COMPUTE, ATTN, layer, c, deps)

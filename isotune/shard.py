@@ -19,11 +19,11 @@ class Shard:
     tp: int
     rank: int
     q_head_start: int
-    q_heads: int        # query heads on this rank
+    q_heads: int  # query heads on this rank
     kv_head_start: int
-    kv_heads: int       # KV heads on this rank (1 when replicated)
+    kv_heads: int  # KV heads on this rank (1 when replicated)
     ffn_start: int
-    ffn: int            # FFN columns on this rank
+    ffn: int  # FFN columns on this rank
 
 
 def check_tp(spec: ModelSpec, tp: int) -> None:
@@ -31,13 +31,14 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
         raise BadInput(f"--tp {tp} must be at least 1")
     if spec.heads % tp:
         divisors = [d for d in range(1, spec.heads + 1) if spec.heads % d == 0]
-        raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.heads} query heads: "
-                       f"use one of {divisors}")
+        raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.heads} query heads: use one of {divisors}")
     if tp <= spec.kv_heads and spec.kv_heads % tp:
         raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.kv_heads} KV heads")
     if tp > spec.kv_heads and tp % spec.kv_heads:
-        raise BadInput(f"--tp {tp} is not a multiple of {spec.name}'s {spec.kv_heads} KV heads, "
-                       "so they cannot be replicated evenly")
+        raise BadInput(
+            f"--tp {tp} is not a multiple of {spec.name}'s {spec.kv_heads} KV heads, "
+            "so they cannot be replicated evenly"
+        )
     if spec.ffn % tp:
         raise BadInput(f"--tp {tp} does not divide {spec.name}'s FFN size {spec.ffn}")
 
@@ -50,5 +51,13 @@ def shard_for(spec: ModelSpec, tp: int, rank: int) -> Shard:
     else:
         kv_heads, kv_start = 1, rank // (tp // spec.kv_heads)
     ffn = spec.ffn // tp
-    return Shard(tp=tp, rank=rank, q_head_start=rank * q_heads, q_heads=q_heads,
-                 kv_head_start=kv_start, kv_heads=kv_heads, ffn_start=rank * ffn, ffn=ffn)
+    return Shard(
+        tp=tp,
+        rank=rank,
+        q_head_start=rank * q_heads,
+        q_heads=q_heads,
+        kv_head_start=kv_start,
+        kv_heads=kv_heads,
+        ffn_start=rank * ffn,
+        ffn=ffn,
+    )

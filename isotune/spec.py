@@ -19,8 +19,15 @@ from isotune.errors import BadInput
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "profiles" / "models"
 SUPPORTED_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16", "half": "float16"}
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
 ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -29,19 +36,19 @@ class ModelSpec:
     name: str
     hidden: int
     layers: int
-    heads: int                        # query heads
-    kv_heads: int                     # == heads for MHA, fewer for GQA
+    heads: int  # query heads
+    kv_heads: int  # == heads for MHA, fewer for GQA
     head_dim: int
-    ffn: int                          # MLP intermediate size
+    ffn: int  # MLP intermediate size
     vocab: int
     rope_theta: float = 10000.0
     rope_scaling: dict | None = None  # {"rope_type": "linear"|"llama3", "factor": ..., ...}
     norm_eps: float = 1e-5
-    qkv_bias: bool = False            # Qwen2 has biases on q/k/v (not on o)
+    qkv_bias: bool = False  # Qwen2 has biases on q/k/v (not on o)
     tied_embeddings: bool = False
     max_positions: int = 4096
     sliding_window: int | None = None  # Mistral v0.1; prompts longer than it are refused
-    checkpoint: str | None = None     # folder of *.safetensors, or None for synthetic weights
+    checkpoint: str | None = None  # folder of *.safetensors, or None for synthetic weights
 
     def fingerprint(self) -> str:
         """sha256 of everything that shapes the computation (not the name or the folder)."""
@@ -77,11 +84,12 @@ def load_spec(model: str, layers: int | None = None) -> ModelSpec:
     elif path.is_dir():
         spec = _from_hf_folder(path)
     elif "/" in model or model.startswith("."):
-        raise BadInput(f"checkpoint folder {model} does not exist: pass a folder with config.json "
-                       f"and *.safetensors, or a preset ({', '.join(preset_names())})")
+        raise BadInput(
+            f"checkpoint folder {model} does not exist: pass a folder with config.json "
+            f"and *.safetensors, or a preset ({', '.join(preset_names())})"
+        )
     else:
-        raise BadInput(f"unknown model preset {model!r}: use one of {', '.join(preset_names())} "
-                       "or a checkpoint folder")
+        raise BadInput(f"unknown model preset {model!r}: use one of {', '.join(preset_names())} or a checkpoint folder")
     _check(spec)
     return spec.with_layers(layers)
 
@@ -104,8 +112,10 @@ def _from_hf_folder(folder: Path) -> ModelSpec:
         raise BadInput(f"{cfg_path} is not valid JSON ({_first_line(e)}): re-save the checkpoint") from None
     archs = cfg.get("architectures") or []
     if not any(a in SUPPORTED_ARCHS for a in archs):
-        raise BadInput(f"{cfg_path}: architecture {archs or 'missing'} is not supported: "
-                       f"use a checkpoint of {', '.join(SUPPORTED_ARCHS)}")
+        raise BadInput(
+            f"{cfg_path}: architecture {archs or 'missing'} is not supported: "
+            f"use a checkpoint of {', '.join(SUPPORTED_ARCHS)}"
+        )
     qwen = "Qwen2ForCausalLM" in archs
     if cfg.get("mlp_bias") or (not qwen and cfg.get("attention_bias")):
         raise BadInput(f"{cfg_path}: biases on o_proj/MLP are not supported: use a checkpoint without them")

@@ -21,27 +21,29 @@ from isotune.spec import ModelSpec
 
 @dataclass(kw_only=True)
 class LayerWeights:
-    attn_norm: torch.Tensor          # (hidden,)
-    wqkv: torch.Tensor               # ((q_heads + 2*kv_heads) * head_dim, hidden), fused
-    bqkv: torch.Tensor | None        # ((q_heads + 2*kv_heads) * head_dim,) or None
-    wo: torch.Tensor                 # (hidden, q_heads * head_dim), row-parallel
-    mlp_norm: torch.Tensor           # (hidden,)
-    w_gate_up: torch.Tensor          # (2 * ffn_local, hidden), fused
-    w_down: torch.Tensor             # (hidden, ffn_local), row-parallel
+    attn_norm: torch.Tensor  # (hidden,)
+    wqkv: torch.Tensor  # ((q_heads + 2*kv_heads) * head_dim, hidden), fused
+    bqkv: torch.Tensor | None  # ((q_heads + 2*kv_heads) * head_dim,) or None
+    wo: torch.Tensor  # (hidden, q_heads * head_dim), row-parallel
+    mlp_norm: torch.Tensor  # (hidden,)
+    w_gate_up: torch.Tensor  # (2 * ffn_local, hidden), fused
+    w_down: torch.Tensor  # (hidden, ffn_local), row-parallel
 
 
 @dataclass(kw_only=True)
 class ModelWeights:
-    embed: torch.Tensor              # (vocab, hidden), replicated
+    embed: torch.Tensor  # (vocab, hidden), replicated
     layers: list[LayerWeights]
-    norm: torch.Tensor               # (hidden,)
-    lm_head: torch.Tensor            # (vocab, hidden), replicated (may alias embed)
+    norm: torch.Tensor  # (hidden,)
+    lm_head: torch.Tensor  # (vocab, hidden), replicated (may alias embed)
 
 
 class _Source:
     """Where tensors come from: get(name, rows, cols) returns that slice in fp32 or native dtype."""
 
-    def get(self, name: str, shape: tuple[int, ...], rows: slice | None = None, cols: slice | None = None) -> torch.Tensor:
+    def get(
+        self, name: str, shape: tuple[int, ...], rows: slice | None = None, cols: slice | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -62,8 +64,10 @@ class SafetensorsSource(_Source):
             self.files = None
             self.single = single
         else:
-            raise BadInput(f"{folder} has no model.safetensors or model.safetensors.index.json: "
-                           "save the checkpoint with safe_serialization=True")
+            raise BadInput(
+                f"{folder} has no model.safetensors or model.safetensors.index.json: "
+                "save the checkpoint with safe_serialization=True"
+            )
         self.folder = folder
         self._handles: dict[Path, object] = {}
 
@@ -77,8 +81,10 @@ class SafetensorsSource(_Source):
             try:
                 self._handles[path] = self._open(str(path), framework="pt")
             except Exception as e:  # safetensors raises its own error types for corrupt headers
-                raise BadInput(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:120]}): "
-                               "re-download the checkpoint") from None
+                raise BadInput(
+                    f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:120]}): "
+                    "re-download the checkpoint"
+                ) from None
         return self._handles[path]
 
     def get(self, name, shape, rows=None, cols=None):
@@ -87,8 +93,10 @@ class SafetensorsSource(_Source):
             raise BadInput(f"{self.folder}: tensor {name} is missing: re-save the checkpoint")
         sl = handle.get_slice(name)
         if tuple(sl.get_shape()) != tuple(shape):
-            raise BadInput(f"{self.folder}: tensor {name} has shape {tuple(sl.get_shape())}, config.json "
-                           f"implies {tuple(shape)}: the checkpoint and its config disagree")
+            raise BadInput(
+                f"{self.folder}: tensor {name} has shape {tuple(sl.get_shape())}, config.json "
+                f"implies {tuple(shape)}: the checkpoint and its config disagree"
+            )
         try:
             if cols is not None:
                 return sl[:, cols]
@@ -128,25 +136,37 @@ def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed
     layers = []
     for i in range(spec.layers):
         p = f"model.layers.{i}."
-        qkv = [src.get(p + "self_attn.q_proj.weight", (spec.heads * d, h), rows=q_rows),
-               src.get(p + "self_attn.k_proj.weight", (spec.kv_heads * d, h), rows=kv_rows),
-               src.get(p + "self_attn.v_proj.weight", (spec.kv_heads * d, h), rows=kv_rows)]
+        qkv = [
+            src.get(p + "self_attn.q_proj.weight", (spec.heads * d, h), rows=q_rows),
+            src.get(p + "self_attn.k_proj.weight", (spec.kv_heads * d, h), rows=kv_rows),
+            src.get(p + "self_attn.v_proj.weight", (spec.kv_heads * d, h), rows=kv_rows),
+        ]
         bqkv = None
         if spec.qkv_bias:
-            bqkv = put(torch.cat([src.get(p + "self_attn.q_proj.bias", (spec.heads * d,), rows=q_rows),
-                                  src.get(p + "self_attn.k_proj.bias", (spec.kv_heads * d,), rows=kv_rows),
-                                  src.get(p + "self_attn.v_proj.bias", (spec.kv_heads * d,), rows=kv_rows)]))
-        gate_up = [src.get(p + "mlp.gate_proj.weight", (spec.ffn, h), rows=f_rows),
-                   src.get(p + "mlp.up_proj.weight", (spec.ffn, h), rows=f_rows)]
-        layers.append(LayerWeights(
-            attn_norm=put(src.get(p + "input_layernorm.weight", (h,))),
-            wqkv=put(torch.cat(qkv)),
-            bqkv=bqkv,
-            wo=put(src.get(p + "self_attn.o_proj.weight", (h, spec.heads * d), cols=q_rows)),
-            mlp_norm=put(src.get(p + "post_attention_layernorm.weight", (h,))),
-            w_gate_up=put(torch.cat(gate_up)),
-            w_down=put(src.get(p + "mlp.down_proj.weight", (h, spec.ffn), cols=f_rows)),
-        ))
+            bqkv = put(
+                torch.cat(
+                    [
+                        src.get(p + "self_attn.q_proj.bias", (spec.heads * d,), rows=q_rows),
+                        src.get(p + "self_attn.k_proj.bias", (spec.kv_heads * d,), rows=kv_rows),
+                        src.get(p + "self_attn.v_proj.bias", (spec.kv_heads * d,), rows=kv_rows),
+                    ]
+                )
+            )
+        gate_up = [
+            src.get(p + "mlp.gate_proj.weight", (spec.ffn, h), rows=f_rows),
+            src.get(p + "mlp.up_proj.weight", (spec.ffn, h), rows=f_rows),
+        ]
+        layers.append(
+            LayerWeights(
+                attn_norm=put(src.get(p + "input_layernorm.weight", (h,))),
+                wqkv=put(torch.cat(qkv)),
+                bqkv=bqkv,
+                wo=put(src.get(p + "self_attn.o_proj.weight", (h, spec.heads * d), cols=q_rows)),
+                mlp_norm=put(src.get(p + "post_attention_layernorm.weight", (h,))),
+                w_gate_up=put(torch.cat(gate_up)),
+                w_down=put(src.get(p + "mlp.down_proj.weight", (h, spec.ffn), cols=f_rows)),
+            )
+        )
     embed = put(src.get("model.embed_tokens.weight", (spec.vocab, h)))
     lm_head = embed if spec.tied_embeddings else put(src.get("lm_head.weight", (spec.vocab, h)))
     return ModelWeights(embed=embed, layers=layers, norm=put(src.get("model.norm.weight", (h,))), lm_head=lm_head)

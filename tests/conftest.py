@@ -14,8 +14,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python cli.py ARGS` in a subprocess, as a user would run it."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, CLI, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT
+    )
 
 
 @pytest.fixture

@@ -20,14 +20,17 @@ def test_chunks_below_alignment_are_refused():
         chunk_bounds(100, [0.25] * 4, 32)
 
 
-@pytest.mark.parametrize("text,chunks,msg", [
-    ("0.5,x", 2, "does not parse"),
-    ("0.5,0.6", 2, "sum to"),
-    ("0.5,0.5", 3, "one ratio per chunk"),
-    ("1.5,-0.5", 2, "positive"),
-    (None, 9, "out of range"),
-    (None, 0, "out of range"),
-])
+@pytest.mark.parametrize(
+    "text,chunks,msg",
+    [
+        ("0.5,x", 2, "does not parse"),
+        ("0.5,0.6", 2, "sum to"),
+        ("0.5,0.5", 3, "one ratio per chunk"),
+        ("1.5,-0.5", 2, "positive"),
+        (None, 9, "out of range"),
+        (None, 0, "out of range"),
+    ],
+)
 def test_bad_ratios(text, chunks, msg):
     with pytest.raises(BadInput, match=msg):
         parse_ratios(text, chunks)

@@ -24,7 +24,7 @@ def _worker(info, payload) -> int:
     model = build_model(spec, info, torch.float32, SEQ + 4, seed=1)
     ids = torch.randint(0, spec.vocab, (SEQ,), generator=torch.Generator().manual_seed(3))
     base_x = prefill(model, ids, [0, SEQ])
-    base = model.logits(model.final_norm(base_x))                     # (S, vocab)
+    base = model.logits(model.final_norm(base_x))  # (S, vocab)
     base_tokens = greedy_decode(model, base_x[-1:], SEQ, 4)
     diffs, tokens_equal = {}, {}
     for ratios in SPLITS:
@@ -80,5 +80,5 @@ def test_decode_continues_from_the_cache():
     full = model.logits(model.final_norm(prefill(model, ids, [0, 40])))
     prefill(model, ids[:32], [0, 16, 32])
     for pos in range(32, 40):
-        step = model.logits(model.final_norm(prefill(model, ids[pos:pos + 1], [0, 1], start_pos=pos)))
+        step = model.logits(model.final_norm(prefill(model, ids[pos : pos + 1], [0, 1], start_pos=pos)))
         assert (step[0] - full[pos]).abs().max() < 1e-4

@@ -10,7 +10,7 @@ def _dense_reference(q, k, v, start, end):
     groups = q.shape[1] // k.shape[1]
     k, v = k[:, :, :end].repeat_interleave(groups, 1), v[:, :, :end].repeat_interleave(groups, 1)
     qpos = torch.arange(start, end)[:, None]
-    mask = torch.arange(end)[None, :] <= qpos                       # (T, end) lower-right causal
+    mask = torch.arange(end)[None, :] <= qpos  # (T, end) lower-right causal
     return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
 
 
@@ -31,7 +31,16 @@ def test_rope_scaling_variants():
     base = rope_inv_freq(64, 5e5, None)
     lin = rope_inv_freq(64, 5e5, {"rope_type": "linear", "factor": 4.0})
     assert torch.allclose(lin, base / 4)
-    l3 = rope_inv_freq(64, 5e5, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
-    assert l3[0] == base[0]                      # short wavelengths untouched
-    assert torch.isclose(l3[-1], base[-1] / 8)   # long wavelengths scaled by the factor
+    l3 = rope_inv_freq(
+        64,
+        5e5,
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    )
+    assert l3[0] == base[0]  # short wavelengths untouched
+    assert torch.isclose(l3[-1], base[-1] / 8)  # long wavelengths scaled by the factor

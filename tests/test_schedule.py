@@ -31,8 +31,16 @@ def test_deps_point_backwards_and_every_comm_lands_once():
 def test_wavefront_order_lets_the_next_chunk_compute_while_a_reduction_flies():
     ops = build_schedule(layers=2, chunks=2)
     names = [o.name for o in ops]
-    assert names[:8] == ["attn L0 c0", "allreduce attn L0 c0", "attn L0 c1", "allreduce attn L0 c1",
-                         "mlp L0 c0", "allreduce mlp L0 c0", "mlp L0 c1", "allreduce mlp L0 c1"]
+    assert names[:8] == [
+        "attn L0 c0",
+        "allreduce attn L0 c0",
+        "attn L0 c1",
+        "allreduce attn L0 c1",
+        "mlp L0 c0",
+        "allreduce mlp L0 c0",
+        "mlp L0 c1",
+        "allreduce mlp L0 c1",
+    ]
     # layer 1's chunk 0 waits only on its own MLP reduction, not on chunk 1's
     attn10 = ops[names.index("attn L1 c0")]
     assert [ops[d].name for d in attn10.deps] == ["allreduce mlp L0 c0"]

@@ -6,8 +6,20 @@ from isotune.errors import BadInput
 from isotune.shard import shard_for
 from isotune.spec import load_spec, preset_names
 
-REQUIRED = {"tiny", "small", "llama2-7b", "llama2-13b", "llama2-70b", "llama-30b", "llama3-8b", "llama3-70b",
-            "mistral-7b", "qwen2.5-7b", "qwen2.5-32b", "qwen2.5-72b"}
+REQUIRED = {
+    "tiny",
+    "small",
+    "llama2-7b",
+    "llama2-13b",
+    "llama2-70b",
+    "llama-30b",
+    "llama3-8b",
+    "llama3-70b",
+    "mistral-7b",
+    "qwen2.5-7b",
+    "qwen2.5-32b",
+    "qwen2.5-72b",
+}
 
 
 def test_every_preset_loads_with_distinct_fingerprints():
@@ -31,24 +43,52 @@ def _write_config(tmp_path, **cfg):
     return str(tmp_path)
 
 
-BASE = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=100, rms_norm_eps=1e-6, max_position_embeddings=256)
+BASE = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=100,
+    rms_norm_eps=1e-6,
+    max_position_embeddings=256,
+)
 
 
 def test_hf_config_new_and_legacy_rope_fields(tmp_path):
     a = tmp_path / "a"
     a.mkdir()
-    new = load_spec(_write_config(a, architectures=["LlamaForCausalLM"], **BASE,
-                                  rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0,
-                                                   "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                                   "original_max_position_embeddings": 64}))
+    new = load_spec(
+        _write_config(
+            a,
+            architectures=["LlamaForCausalLM"],
+            **BASE,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 5e5,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+        )
+    )
     assert new.rope_theta == 5e5 and new.rope_scaling["rope_type"] == "llama3"
     assert new.head_dim == 16 and new.checkpoint == str(a.resolve())
     b = tmp_path / "b"
     b.mkdir()
-    old = load_spec(_write_config(b, architectures=["Qwen2ForCausalLM"], **BASE, rope_theta=1e6,
-                                  rope_scaling={"type": "linear", "factor": 2.0}, tie_word_embeddings=True,
-                                  sliding_window=4096, use_sliding_window=False))
+    old = load_spec(
+        _write_config(
+            b,
+            architectures=["Qwen2ForCausalLM"],
+            **BASE,
+            rope_theta=1e6,
+            rope_scaling={"type": "linear", "factor": 2.0},
+            tie_word_embeddings=True,
+            sliding_window=4096,
+            use_sliding_window=False,
+        )
+    )
     assert old.rope_theta == 1e6 and old.rope_scaling["type"] == "linear"
     assert old.qkv_bias and old.tied_embeddings and old.sliding_window is None
 
