@@ -110,6 +110,151 @@ def run(
     raise typer.Exit(dist.launch(runtime.run_worker, cfg.tp, cfg, device=cfg.device, threads=threads))
 
 
+def _seq_lens(text: str) -> list[int]:
+    try:
+        lens = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise BadInput(f"--seq-lens {text!r} does not parse: give comma-separated token counts like 512,1024") from None
+    if not lens or lens[0] < 1:
+        raise BadInput(f"--seq-lens {text!r} must be positive token counts")
+    return lens
+
+
+@app.command()
+def profile(
+    out: Annotated[str, typer.Option("--out", "-o", help="Profile YAML to write.")],
+    model: ModelOpt = "tiny",
+    tp: TpOpt = None,
+    layers: LayersOpt = None,
+    dtype: DtypeOpt = "float32",
+    seq_lens: Annotated[
+        str, typer.Option("--seq-lens", help="Prompt lengths the profile must cover.")
+    ] = "512,1024,2048",
+    align: Annotated[
+        Optional[int], typer.Option("--align", help="Token alignment of chunk shapes (default 16 on CPU, 64 on GPU).")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed repeats per measurement (median).")] = 5,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
+) -> None:
+    """Measure a model's TP layer compute and the topology's all-reduce; write a Profile YAML."""
+    from isotune import dist, profiler
+    from isotune.files import check_writable
+    from isotune.runtime import DEFAULT_ALIGN
+    from isotune.shard import check_tp
+    from isotune.spec import load_spec, parse_dtype
+
+    spec = load_spec(model, layers)
+    tp = dist.default_tp(tp)
+    check_tp(spec, tp)
+    dev = dist.resolve_device(device)
+    dist.check_world(tp, dev)
+    check_writable(out, "--out")
+    lens = _seq_lens(seq_lens)
+    if repeats < 1:
+        raise BadInput("--repeats must be at least 1")
+    cfg = profiler.ProfileConfig(
+        model=model,
+        layers=layers,
+        dtype=parse_dtype(dtype),
+        seq_lens=lens,
+        align=align or DEFAULT_ALIGN[dev],
+        repeats=repeats,
+        device=dev,
+        threads=threads,
+        seed=seed,
+        out=out,
+    )
+    raise typer.Exit(dist.launch(profiler.profile_worker, tp, cfg, device=dev, threads=threads))
+
+
+@app.command()
+def bench(
+    model: ModelOpt = "tiny",
+    tp: TpOpt = None,
+    layers: LayersOpt = None,
+    dtype: DtypeOpt = "float32",
+    seq_lens: Annotated[str, typer.Option("--seq-lens", help="Prompt lengths to measure.")] = "512,1024,2048",
+    chunks: Annotated[
+        Optional[int], typer.Option("--chunks", "-k", help="Also measure this split (with --ratios) as the plan.")
+    ] = None,
+    ratios: Annotated[
+        Optional[str], typer.Option("--ratios", help="Split ratios of that plan (default: even).")
+    ] = None,
+    profile_path: Annotated[
+        Optional[str],
+        typer.Option("--profile", help="A profile: print the cost model's predictions beside the measurements."),
+    ] = None,
+    align: Annotated[
+        Optional[int], typer.Option("--align", help="Chunk alignment (default 16 on CPU, 64 on GPU).")
+    ] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Write the records as JSON here.")] = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed rounds first.")] = 1,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed rounds (median of the slowest rank).")] = 5,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and synthetic weights.")] = 0,
+) -> None:
+    """Baseline vs ISO 50/50 (vs a plan) vs compute-only, comm-only and ideal, side by side."""
+    from isotune import bench as bench_mod
+    from isotune import dist
+    from isotune.chunking import chunk_bounds, parse_ratios
+    from isotune.files import check_writable
+    from isotune.profile import load_profile
+    from isotune.runtime import DEFAULT_ALIGN
+    from isotune.shard import check_tp
+    from isotune.spec import load_spec, parse_dtype
+
+    spec = load_spec(model, layers)
+    tp = dist.default_tp(tp)
+    check_tp(spec, tp)
+    dev = dist.resolve_device(device)
+    dist.check_world(tp, dev)
+    lens = _seq_lens(seq_lens)
+    align = align or DEFAULT_ALIGN[dev]
+    if lens[-1] > spec.max_positions:
+        raise BadInput(f"--seq-lens {lens[-1]} exceeds {spec.name}'s {spec.max_positions} positions")
+    plan = None
+    if chunks is not None or ratios is not None:
+        r = parse_ratios(ratios, chunks or len(ratios.split(",")))
+        plan = {s: r for s in lens}
+    for s in lens:
+        chunk_bounds(s, [0.5, 0.5], align)
+        if plan:
+            chunk_bounds(s, plan[s], align)
+    prof = load_profile(profile_path) if profile_path else None
+    if json_out:
+        check_writable(json_out, "--json")
+    if repeats < 1 or warmup < 0:
+        raise BadInput("--repeats must be at least 1 and --warmup at least 0")
+    cfg = bench_mod.BenchConfig(
+        model=model,
+        layers=layers,
+        dtype=parse_dtype(dtype),
+        seq_lens=lens,
+        align=align,
+        plan=plan,
+        profile=prof,
+        warmup=warmup,
+        repeats=repeats,
+        device=dev,
+        threads=threads,
+        seed=seed,
+        json_path=json_out,
+    )
+    raise typer.Exit(dist.launch(bench_mod.bench_worker, tp, cfg, device=dev, threads=threads))
+
+
+@app.command()
+def show(path: Annotated[str, typer.Argument(help="A profile (or plan) YAML.")]) -> None:
+    """Render a profile as tables."""
+    from isotune.profile import load_profile
+    from isotune.show import show_profile
+
+    show_profile(load_profile(path), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: one-line errors and exit 2 for bad input and bad flags."""
     try:

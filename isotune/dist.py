@@ -273,3 +273,26 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 def synchronize(info: DistInfo) -> None:
     if info.device.type == "cuda":
         torch.cuda.synchronize(info.device)
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's `obj`, on every rank."""
+    if not tdist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * info.world
+    tdist.all_gather_object(out, obj)
+    return out
+
+
+def interconnect(info: DistInfo) -> str:
+    """nvlink / pcie between GPUs (from nvidia-smi topo -m), loopback for local CPU ranks,
+    network for ranks a launcher placed (possibly on other hosts)."""
+    if info.device.type == "cuda":
+        import subprocess
+
+        try:
+            topo = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+        return "nvlink" if any(tok.startswith("NV") and tok[2:].isdigit() for tok in topo.split()) else "pcie"
+    return "network" if info.launched else "loopback"

@@ -19,20 +19,31 @@ from isotune.dist import DistInfo
 from isotune.model import TPModel
 from isotune.schedule import ATTN, COMM, Op, build_schedule, final_comms
 
+FULL, COMPUTE_ONLY, COMM_ONLY = "full", "compute", "comm"
+
 
 @torch.inference_mode()
 def prefill(
-    model: TPModel, ids: torch.Tensor, bounds: list[int], ops: list[Op] | None = None, start_pos: int = 0
+    model: TPModel,
+    ids: torch.Tensor,
+    bounds: list[int],
+    ops: list[Op] | None = None,
+    start_pos: int = 0,
+    mode: str = FULL,
 ) -> torch.Tensor:
     """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
     (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
-    before the final norm. Fills the KV cache for those positions."""
+    before the final norm. Fills the KV cache for those positions.
+
+    mode: FULL; COMPUTE_ONLY skips the all-reduces (wrong values, real compute time);
+    COMM_ONLY skips the compute and all-reduces zero buffers of the real sizes."""
     if ops is None:
         ops = build_schedule(model.spec.layers, len(bounds) - 1)
     x = model.embed(ids)  # (S, hidden), replicated
     xs = [x[a:b] for a, b in pairwise(bounds)]  # views: chunk residuals
     partial: dict[int, torch.Tensor] = {}  # op index -> (T_c, hidden)
     handles: dict[int, object] = {}
+    zeros: dict[tuple[str, int], torch.Tensor] = {}  # COMM_ONLY: one (T_c, hidden) buffer per stage+chunk
 
     def land(i: int) -> None:
         """Wait for comm op i and add its reduced sum to its chunk's residual."""
@@ -45,12 +56,17 @@ def prefill(
         if op.kind == COMM:
             t = partial.pop(op.deps[0])
             partial[i] = t
-            handles[i] = dist.all_reduce_async(t)
+            handles[i] = None if mode == COMPUTE_ONLY else dist.all_reduce_async(t)
             continue
         for d in op.deps:
             if ops[d].kind == COMM:
                 land(d)
-        if op.stage == ATTN:
+        if mode == COMM_ONLY:
+            key = (op.stage, op.chunk)
+            if key not in zeros:
+                zeros[key] = torch.zeros_like(xs[op.chunk])
+            partial[i] = zeros[key]
+        elif op.stage == ATTN:
             partial[i] = model.attn(op.layer, xs[op.chunk], start_pos + bounds[op.chunk])
         else:
             partial[i] = model.mlp(op.layer, xs[op.chunk])
@@ -61,18 +77,25 @@ def prefill(
 
 @torch.inference_mode()
 def time_prefills(
-    model: TPModel, info: DistInfo, ids: torch.Tensor, variants: dict[str, list[int]], warmup: int = 1, repeats: int = 5
+    model: TPModel,
+    info: DistInfo,
+    ids: torch.Tensor,
+    variants: dict[str, list[int] | tuple[list[int], str]],
+    warmup: int = 1,
+    repeats: int = 5,
 ) -> dict[str, float]:
-    """Median prefill ms per variant (name -> bounds). Variants are interleaved repeat by repeat
-    to cancel drift; each repeat starts at a barrier and counts the slowest rank's time."""
-    schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, b in variants.items()}
-    times: dict[str, list[float]] = {name: [] for name in variants}
+    """Median prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
+    interleaved repeat by repeat to cancel drift; each repeat starts at a barrier and counts the
+    slowest rank's time."""
+    runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
+    schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(warmup + repeats):
-        for name, bounds in variants.items():
+        for name, (bounds, mode) in runs.items():
             dist.barrier(info)
             dist.synchronize(info)
             t0 = time.perf_counter()
-            prefill(model, ids, bounds, schedules[name])
+            prefill(model, ids, bounds, schedules[name], mode=mode)
             dist.synchronize(info)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)

@@ -200,8 +200,9 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
 
 
 def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from isotune.show import console
 
     t = Table(
         title=f"isotune run: {spec.name} ({spec.layers} layers), tp {info.world} "
@@ -219,4 +220,4 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
         t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
     gen = r["generated_ids"]
     t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))
-    Console().print(t)
+    console().print(t)

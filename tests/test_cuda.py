@@ -17,8 +17,14 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 def _cuda_info(rank=0, world=1):
-    return dist.DistInfo(rank=rank, world=world, local_rank=rank, device=torch.device("cuda", rank),
-                         backend=None if world == 1 else "nccl", launched=False)
+    return dist.DistInfo(
+        rank=rank,
+        world=world,
+        local_rank=rank,
+        device=torch.device("cuda", rank),
+        backend=None if world == 1 else "nccl",
+        launched=False,
+    )
 
 
 @pytest.mark.parametrize("start,end", [(0, 256), (64, 256), (192, 256), (255, 256)])

@@ -1,0 +1,163 @@
+"""`isotune bench`: per prompt length, measured side by side in one run (interleaved repeat by
+repeat): the baseline (k=1), ISO 50/50, an optional plan, compute only and comm only of the
+baseline, and ideal = max(compute, comm), the physical limit of overlap. With a profile, the
+cost model's predictions beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+
+from isotune.chunking import chunk_bounds
+from isotune.cost import simulate
+from isotune.dist import DistInfo
+from isotune.executor import COMM_ONLY, COMPUTE_ONLY, time_prefills
+from isotune.files import atomic_write_text
+from isotune.profile import Profile
+from isotune.runtime import build_model, random_prompt
+from isotune.spec import load_spec
+
+KEYS = (
+    "seq_len",
+    "baseline_ms",
+    "iso5050_ms",
+    "plan_ms",
+    "compute_ms",
+    "comm_ms",
+    "ideal_ms",
+    "overlap_efficiency",
+    "predicted_baseline_ms",
+    "predicted_plan_ms",
+    "plan_chunks",
+    "plan_ratios",
+)
+
+
+@dataclass(kw_only=True)
+class BenchConfig:
+    model: str
+    layers: int | None
+    dtype: str
+    seq_lens: list[int]
+    align: int
+    plan: dict[int, list[float]] | None  # seq_len -> ratios of the plan's schedule, or None
+    profile: Profile | None
+    warmup: int
+    repeats: int
+    device: str
+    threads: int
+    seed: int
+    json_path: str | None
+
+
+def efficiency(baseline: float, t: float, ideal: float) -> float | None:
+    """Share of the hideable time (baseline - ideal) that a schedule actually hid."""
+    gap = baseline - ideal
+    return (baseline - t) / gap if gap > 1e-9 else None
+
+
+@torch.inference_mode()
+def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
+    spec = load_spec(cfg.model, cfg.layers)
+    model = build_model(spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed)
+    records = []
+    for s in cfg.seq_lens:
+        ids = torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device)
+        whole = [0, s]
+        variants = {
+            "baseline": whole,
+            "iso5050": chunk_bounds(s, [0.5, 0.5], cfg.align),
+            "compute": (whole, COMPUTE_ONLY),
+            "comm": (whole, COMM_ONLY),
+        }
+        ratios = cfg.plan.get(s) if cfg.plan else None
+        if ratios is not None:
+            variants["plan"] = chunk_bounds(s, ratios, cfg.align)
+        t = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
+        ideal = max(t["compute"], t["comm"])
+        shown = t.get("plan", t["iso5050"])  # efficiency of the plan, or of 50/50 without one
+        rec = {
+            "seq_len": s,
+            "baseline_ms": t["baseline"],
+            "iso5050_ms": t["iso5050"],
+            "plan_ms": t.get("plan"),
+            "compute_ms": t["compute"],
+            "comm_ms": t["comm"],
+            "ideal_ms": ideal,
+            "overlap_efficiency": efficiency(t["baseline"], shown, ideal),
+            "predicted_baseline_ms": None,
+            "predicted_plan_ms": None,
+            "plan_chunks": len(ratios) if ratios else None,
+            "plan_ratios": ratios,
+        }
+        if cfg.profile is not None:
+            rec["predicted_baseline_ms"] = simulate(cfg.profile, whole, spec.layers)
+            rec["predicted_plan_ms"] = simulate(cfg.profile, variants.get("plan", variants["iso5050"]), spec.layers)
+        records.append(rec)
+        if info.is_main:
+            _progress(rec)
+    if info.is_main:
+        show_bench(records, spec.name, info, cfg)
+        if cfg.json_path:
+            atomic_write_text(cfg.json_path, json.dumps(records, indent=2) + "\n")
+    return 0
+
+
+def _progress(rec: dict) -> None:
+    print(
+        f"  {rec['seq_len']} tokens: baseline {rec['baseline_ms']:.1f} ms, 50/50 {rec['iso5050_ms']:.1f} ms", flush=True
+    )
+
+
+def show_bench(records: list[dict], name: str, info: DistInfo, cfg: BenchConfig) -> None:
+    from rich.table import Table
+
+    from isotune.show import console
+
+    has_plan = any(r["plan_ms"] is not None for r in records)
+    has_pred = any(r["predicted_baseline_ms"] is not None for r in records)
+    t = Table(
+        title=f"isotune bench: {name}, tp {info.world} {info.backend or 'single'} on {info.device.type}, "
+        f"{cfg.dtype}, median of {cfg.repeats} (slowest rank)"
+    )
+    cols = ["tokens", "baseline ms", "50/50 ms", "50/50 vs base"]
+    cols += ["plan", "plan ms", "plan vs base"] if has_plan else []
+    cols += ["compute ms", "comm ms", "ideal ms", "overlap eff."]
+    cols += ["pred. base ms", "pred. " + ("plan" if has_plan else "50/50") + " ms"] if has_pred else []
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in records:
+        row = [
+            str(r["seq_len"]),
+            f"{r['baseline_ms']:.1f}",
+            f"{r['iso5050_ms']:.1f}",
+            f"{(r['iso5050_ms'] / r['baseline_ms'] - 1):+.1%}",
+        ]
+        if has_plan:
+            row += (
+                [
+                    "/".join(f"{x:.2f}" for x in r["plan_ratios"]),
+                    f"{r['plan_ms']:.1f}",
+                    f"{(r['plan_ms'] / r['baseline_ms'] - 1):+.1%}",
+                ]
+                if r["plan_ms"] is not None
+                else ["-"] * 3
+            )
+        eff = r["overlap_efficiency"]
+        row += [
+            f"{r['compute_ms']:.1f}",
+            f"{r['comm_ms']:.1f}",
+            f"{r['ideal_ms']:.1f}",
+            f"{eff:.2f}" if eff is not None else "-",
+        ]
+        if has_pred:
+            row += [f"{r['predicted_baseline_ms']:.1f}", f"{r['predicted_plan_ms']:.1f}"]
+        t.add_row(*row)
+    console().print(t)
+    print(
+        "overlap eff. = (baseline - ISO) / (baseline - ideal), ideal = max(compute, comm); of the plan"
+        + ("" if has_plan else " (here: 50/50, no plan given)")
+    )

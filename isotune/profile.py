@@ -1,0 +1,93 @@
+"""Profile: what `isotune profile` measured, its fitted cost constants, and its YAML form.
+
+Pure Python (no torch): the cost model and the search read profiles without touching a GPU.
+
+Fitted forms (per layer, per rank, in ms):
+  attn_ms(q, p)  = a0 + a1*q + a2*q*(p + q/2)   q query tokens, p prefix tokens; q*(p + q/2)
+                                                  ~ the causal (query, key) pairs computed
+  mlp_ms(t)      = b0 + b1*t
+  allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
+While an all-reduce is in flight, compute runs (1 + compute_slowdown) times slower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from isotune.errors import BadInput
+from isotune.files import atomic_write_text
+
+PROFILE_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class CostFit:
+    attn: list[float]  # [a0, a1, a2]
+    mlp: list[float]  # [b0, b1]
+    latency_ms: float
+    ms_per_mb: float
+    compute_slowdown: float = 0.0
+
+    def attn_ms(self, q: int, p: int) -> float:
+        a0, a1, a2 = self.attn
+        return max(0.0, a0 + a1 * q + a2 * q * (p + q / 2))
+
+    def mlp_ms(self, t: int) -> float:
+        b0, b1 = self.mlp
+        return max(0.0, b0 + b1 * t)
+
+    def allreduce_ms(self, n_bytes: int) -> float:
+        return self.latency_ms + n_bytes / 1e6 * self.ms_per_mb
+
+
+@dataclass(kw_only=True)
+class Profile:
+    model: dict  # {name, fingerprint, hidden, layers}
+    topology: dict  # {tp, backend, device, device_count, interconnect, hosts, dtype}
+    software: dict  # {isotune, torch}
+    fit: CostFit
+    attn_samples: list[list[float]] = field(default_factory=list)  # [q, p, ms]
+    mlp_samples: list[list[float]] = field(default_factory=list)  # [tokens, ms]
+    allreduce_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms]
+    slowdown_samples: list[list[float]] = field(default_factory=list)  # [alone_ms, overlapped_ms]
+
+    @property
+    def dtype_bytes(self) -> int:
+        return {"float32": 4, "bfloat16": 2, "float16": 2}[self.topology["dtype"]]
+
+    @property
+    def hidden(self) -> int:
+        return int(self.model["hidden"])
+
+
+def profile_to_yaml(p: Profile) -> str:
+    d = {"isotune_profile": PROFILE_VERSION} | dataclasses.asdict(p)
+    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=120)
+
+
+def save_profile(p: Profile, path: str | Path) -> None:
+    atomic_write_text(path, profile_to_yaml(p))
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"profile {path} does not exist: run 'isotune profile ... -o {path}' first")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise BadInput(f"profile {path} is not valid YAML ({str(e).splitlines()[0]}): re-run isotune profile") from None
+    if not isinstance(d, dict) or d.get("isotune_profile") != PROFILE_VERSION:
+        raise BadInput(f"{path} is not an isotune profile (version {PROFILE_VERSION}): re-run isotune profile")
+    try:
+        d.pop("isotune_profile")
+        d["fit"] = CostFit(**d["fit"])
+        prof = Profile(**d)
+        _ = [prof.model[key] for key in ("name", "fingerprint", "hidden", "layers")], prof.dtype_bytes
+    except (TypeError, KeyError) as e:
+        raise BadInput(f"profile {path} is malformed ({e}): re-run isotune profile") from None
+    return prof

@@ -1,0 +1,42 @@
+"""Rich tables for profiles (and, later, plans and studies)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from isotune.profile import Profile
+
+
+def console() -> Console:
+    """A console that keeps wide tables readable when output goes to a file or pipe."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
+
+
+def show_profile(p: Profile, path: str = "", console_: Console | None = None) -> None:
+    out = console_ or console()
+    topo, fit = p.topology, p.fit
+    head = Table(title=f"profile {path}".strip(), show_header=False)
+    head.add_row("model", f"{p.model['name']} ({p.model['layers']} layers, hidden {p.model['hidden']})")
+    head.add_row(
+        "topology",
+        f"tp {topo['tp']} {topo['backend']} on {topo['device']}, {topo['interconnect']}, "
+        f"{topo['hosts']} host(s), {topo['dtype']}",
+    )
+    head.add_row("software", ", ".join(f"{k} {v}" for k, v in p.software.items()))
+    head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
+    head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
+    head.add_row("all-reduce ms", f"{fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB")
+    head.add_row("compute slowdown under comm", f"{fit.compute_slowdown:.1%}")
+    out.print(head)
+
+    t = Table(title="measured vs fitted (per layer, slowest rank)")
+    for col in ("op", "shape", "measured ms", "fitted ms", "error"):
+        t.add_column(col, justify="right" if col != "op" else "left")
+    rows = [("attention", f"q={q:.0f} p={pfx:.0f}", ms, fit.attn_ms(int(q), int(pfx))) for q, pfx, ms in p.attn_samples]
+    rows += [("MLP", f"{n:.0f} tokens", ms, fit.mlp_ms(int(n))) for n, ms in p.mlp_samples]
+    rows += [("all-reduce", f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n))) for n, ms in p.allreduce_samples]
+    for op, shape, ms, pred in rows:
+        t.add_row(op, shape, f"{ms:.3f}", f"{pred:.3f}", f"{(pred - ms) / ms:+.0%}" if ms > 0 else "-")
+    out.print(t)

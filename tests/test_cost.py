@@ -1,0 +1,102 @@
+"""The cost model on hand-made profiles, and the Profile YAML round trip."""
+
+import time
+from itertools import pairwise
+
+import pytest
+
+from isotune.chunking import chunk_bounds
+from isotune.cost import predict_serial, simulate
+from isotune.errors import BadInput
+from isotune.profile import CostFit, Profile, load_profile, save_profile
+
+
+def _profile(attn=(0.0, 0.01, 0.0), mlp=(0.0, 0.02), latency=0.0, ms_per_mb=0.0, slowdown=0.0, layers=4):
+    return Profile(
+        model={"name": "hand", "fingerprint": "x", "hidden": 1000, "layers": layers},
+        topology={
+            "tp": 2,
+            "backend": "gloo",
+            "device": "cpu",
+            "device_count": 2,
+            "interconnect": "loopback",
+            "hosts": 1,
+            "dtype": "float32",
+        },
+        software={"isotune": "test", "torch": "test"},
+        fit=CostFit(attn=list(attn), mlp=list(mlp), latency_ms=latency, ms_per_mb=ms_per_mb, compute_slowdown=slowdown),
+    )
+
+
+def test_no_comm_means_serial_compute():
+    p = _profile(attn=(0.1, 0.01, 1e-5), mlp=(0.05, 0.02))
+    for ratios in ([1.0], [0.5, 0.5], [0.25] * 4):
+        bounds = chunk_bounds(1024, ratios, 16)
+        expect = 4 * sum(p.fit.attn_ms(b - a, a) + p.fit.mlp_ms(b - a) for a, b in pairwise(bounds))
+        assert simulate(p, bounds) == pytest.approx(expect)
+
+
+def test_unsplit_is_compute_plus_comm():
+    p = _profile(latency=0.5, ms_per_mb=2.0)
+    compute, comm = predict_serial(p, 1024)
+    assert simulate(p, [0, 1024]) == pytest.approx(compute + comm)
+
+
+def test_compute_much_larger_than_comm_hides_all_but_the_last_chunks_tail():
+    # compute ~10 ms per op, one all-reduce of a 512-token chunk ~0.41 ms: hidden except the last
+    p = _profile(attn=(0.0, 0.02, 0.0), mlp=(0.0, 0.02), latency=0.1, ms_per_mb=0.15)
+    bounds = [0, 512, 1024]
+    compute, _ = predict_serial(p, 1024)
+    last_ar = p.fit.allreduce_ms(512 * 1000 * 4)
+    assert simulate(p, bounds) == pytest.approx(compute + last_ar)
+
+
+def test_overlap_bounded_by_physics_and_split_beats_serial_when_comm_is_big():
+    p = _profile(attn=(0.05, 0.01, 2e-6), mlp=(0.05, 0.02), latency=0.2, ms_per_mb=3.0)
+    compute, comm = predict_serial(p, 2048)
+    serial = simulate(p, [0, 2048])
+    split = simulate(p, chunk_bounds(2048, [0.5, 0.5], 16))
+    assert max(compute, comm) <= split < serial
+
+
+def test_slowdown_makes_overlap_cost_more():
+    fast = _profile(latency=0.2, ms_per_mb=3.0)
+    slow = _profile(latency=0.2, ms_per_mb=3.0, slowdown=0.5)
+    bounds = chunk_bounds(2048, [0.5, 0.5], 16)
+    assert simulate(slow, bounds) > simulate(fast, bounds)
+    assert simulate(slow, [0, 2048]) == pytest.approx(simulate(fast, [0, 2048]))  # nothing overlaps
+
+
+def test_fast_enough_for_search():
+    p = _profile(latency=0.2, ms_per_mb=3.0, layers=2)
+    bounds = chunk_bounds(2048, [0.3, 0.3, 0.4], 16)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.5:
+        simulate(p, bounds)
+        n += 1
+    assert n / (time.perf_counter() - t0) > 10_000
+
+
+def test_profile_yaml_round_trip(tmp_path):
+    p = _profile(latency=0.3, ms_per_mb=1.5, slowdown=0.1)
+    p.attn_samples = [[64, 0, 0.5], [64, 64, 0.7]]
+    p.allreduce_samples = [[1e6, 2.0]]
+    path = tmp_path / "p.yaml"
+    save_profile(p, path)
+    q = load_profile(path)
+    assert q == p and simulate(q, [0, 512, 1024]) == simulate(p, [0, 512, 1024])
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("a: [1, 2", "not valid YAML"),
+        ("isotune_profile: 7\n", "not an isotune profile"),
+        ("isotune_profile: 1\nmodel: {}\n", "malformed"),
+    ],
+)
+def test_bad_profiles(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=needle):
+        load_profile(path)
