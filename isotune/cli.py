@@ -141,15 +141,10 @@ def profile(
     """Measure a model's TP layer compute and the topology's all-reduce; write a Profile YAML."""
     from isotune import dist, profiler
     from isotune.files import check_writable
-    from isotune.runtime import DEFAULT_ALIGN
-    from isotune.shard import check_tp
-    from isotune.spec import load_spec, parse_dtype
+    from isotune.runtime import DEFAULT_ALIGN, resolve_target
+    from isotune.spec import parse_dtype
 
-    spec = load_spec(model, layers)
-    tp = dist.default_tp(tp)
-    check_tp(spec, tp)
-    dev = dist.resolve_device(device)
-    dist.check_world(tp, dev)
+    spec, tp, dev = resolve_target(model, layers, tp, device)
     check_writable(out, "--out")
     lens = _seq_lens(seq_lens)
     if repeats < 1:
@@ -202,15 +197,10 @@ def bench(
     from isotune.chunking import chunk_bounds, parse_ratios
     from isotune.files import check_writable
     from isotune.profile import load_profile
-    from isotune.runtime import DEFAULT_ALIGN
-    from isotune.shard import check_tp
-    from isotune.spec import load_spec, parse_dtype
+    from isotune.runtime import DEFAULT_ALIGN, resolve_target
+    from isotune.spec import parse_dtype
 
-    spec = load_spec(model, layers)
-    tp = dist.default_tp(tp)
-    check_tp(spec, tp)
-    dev = dist.resolve_device(device)
-    dist.check_world(tp, dev)
+    spec, tp, dev = resolve_target(model, layers, tp, device)
     lens = _seq_lens(seq_lens)
     align = align or DEFAULT_ALIGN[dev]
     if lens[-1] > spec.max_positions:

@@ -72,6 +72,16 @@ def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
     return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
 
 
+def resolve_target(model: str, layers: int | None, tp: int | None, device: str) -> tuple[ModelSpec, int, str]:
+    """Check model, TP size and device together, before any rank starts: (spec, tp, device)."""
+    spec = load_spec(model, layers)
+    tp = dist.default_tp(tp)
+    check_tp(spec, tp)
+    device = dist.resolve_device(device)
+    dist.check_world(tp, device)
+    return spec, tp, device
+
+
 def prepare_run(
     *,
     model: str,
@@ -92,11 +102,7 @@ def prepare_run(
     warmup: int,
     repeats: int,
 ) -> RunConfig:
-    spec = load_spec(model, layers)
-    tp = dist.default_tp(tp)
-    check_tp(spec, tp)
-    device = dist.resolve_device(device)
-    dist.check_world(tp, device)
+    spec, tp, device = resolve_target(model, layers, tp, device)
     ratio_list = parse_ratios(ratios, chunks)
     if (seq_len is None) == (prompt_ids is None):
         raise BadInput("give exactly one of --seq-len N or --prompt-ids FILE")
