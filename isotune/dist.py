@@ -201,21 +201,19 @@ def _run_rank(
             _init_group(info, store_port)
         return worker(info, payload)
     except BadInput as e:
-        return _report(errors, rank, str(e), EXIT_BAD_INPUT, show=rank == 0 or store_port is None)
+        return _report(errors, rank, str(e), EXIT_BAD_INPUT)
     except Exception as e:  # a crash on any rank: say which, let the watcher stop the others
         traceback.print_exc()
-        return _report(
-            errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE, show=True
-        )
+        return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()
 
 
-def _report(errors, rank: int, message: str, code: int, show: bool) -> int:
+def _report(errors, rank: int, message: str, code: int) -> int:
     if errors is not None:
         errors.put((rank, message))  # the parent prints it once
-    elif show:
+    else:
         prefix = "" if rank == 0 else f"[rank {rank}] "
         print(f"{prefix}error: {message}", file=sys.stderr)
     return code

@@ -77,7 +77,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     spec = load_spec(cfg.model, cfg.layers)
     dtype = getattr(torch, cfg.dtype)
     s_max = max(cfg.seq_lens)
-    one_layer = load_spec(cfg.model, 1)  # every layer is the same: measure layer 0
+    one_layer = spec.with_layers(1)  # every layer is the same: measure layer 0
     model = build_model(one_layer, info, dtype, s_max, cfg.seed)
     x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, dtype)
     apts, tpts = attn_points(cfg.seq_lens, cfg.align), token_points(cfg.seq_lens, cfg.align)

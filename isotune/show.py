@@ -14,8 +14,8 @@ def console() -> Console:
     return c if c.is_terminal else Console(width=160)
 
 
-def show_profile(p: Profile, path: str = "", console_: Console | None = None) -> None:
-    out = console_ or console()
+def show_profile(p: Profile, path: str = "") -> None:
+    out = console()
     topo, fit = p.topology, p.fit
     head = Table(title=f"profile {path}".strip(), show_header=False)
     head.add_row("model", f"{p.model['name']} ({p.model['layers']} layers, hidden {p.model['hidden']})")
