@@ -53,8 +53,9 @@ def run(
     tp: TpOpt = None,
     layers: LayersOpt = None,
     chunks: Annotated[
-        int, typer.Option("--chunks", "-k", help="Chunks to split the prompt into (1 = the unsplit baseline).")
-    ] = 2,
+        Optional[int],
+        typer.Option("--chunks", "-k", help="Chunks to split the prompt into (default 2; 1 = the unsplit baseline)."),
+    ] = None,
     ratios: Annotated[
         Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even).")
     ] = None,
@@ -62,6 +63,13 @@ def run(
         Optional[int],
         typer.Option("--align", help="Chunk boundaries round to multiples of this (default 16 on CPU, 64 on GPU)."),
     ] = None,
+    plan: Annotated[
+        Optional[str],
+        typer.Option("--plan", help="A plan from isotune search: its bucket for the prompt picks the split."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).")
+    ] = False,
     seq_len: Annotated[
         Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (default 512).")
     ] = None,
@@ -95,6 +103,8 @@ def run(
         chunks=chunks,
         ratios=ratios,
         align=align,
+        plan_path=plan,
+        force=force,
         seq_len=seq_len,
         prompt_ids=prompt_ids,
         max_new_tokens=max_new_tokens,
@@ -141,12 +151,13 @@ def profile(
     """Measure a model's TP layer compute and the topology's all-reduce; write a Profile YAML."""
     from isotune import dist, profiler
     from isotune.files import check_writable
-    from isotune.runtime import DEFAULT_ALIGN, resolve_target
+    from isotune.runtime import DEFAULT_ALIGN, check_seq_lens, resolve_target
     from isotune.spec import parse_dtype
 
     spec, tp, dev = resolve_target(model, layers, tp, device)
     check_writable(out, "--out")
     lens = _seq_lens(seq_lens)
+    check_seq_lens(spec, lens, "--seq-lens")
     if repeats < 1:
         raise BadInput("--repeats must be at least 1")
     cfg = profiler.ProfileConfig(
@@ -177,12 +188,18 @@ def bench(
     ratios: Annotated[
         Optional[str], typer.Option("--ratios", help="Split ratios of that plan (default: even).")
     ] = None,
+    plan_path: Annotated[
+        Optional[str], typer.Option("--plan", help="A plan from isotune search: measure its split for each length.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).")
+    ] = False,
     profile_path: Annotated[
         Optional[str],
         typer.Option("--profile", help="A profile: print the cost model's predictions beside the measurements."),
     ] = None,
     align: Annotated[
-        Optional[int], typer.Option("--align", help="Chunk alignment (default 16 on CPU, 64 on GPU).")
+        Optional[int], typer.Option("--align", help="Chunk alignment (default 16 on CPU, 64 on GPU; a plan's own).")
     ] = None,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the records as JSON here.")] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed rounds first.")] = 1,
@@ -196,19 +213,31 @@ def bench(
     from isotune import dist
     from isotune.chunking import chunk_bounds, parse_ratios
     from isotune.files import check_writable
+    from isotune.plan import check_fits, load_plan, split_for
     from isotune.profile import load_profile
-    from isotune.runtime import DEFAULT_ALIGN, resolve_target
+    from isotune.runtime import DEFAULT_ALIGN, check_seq_lens, resolve_target
     from isotune.spec import parse_dtype
 
     spec, tp, dev = resolve_target(model, layers, tp, device)
     lens = _seq_lens(seq_lens)
-    align = align or DEFAULT_ALIGN[dev]
-    if lens[-1] > spec.max_positions:
-        raise BadInput(f"--seq-lens {lens[-1]} exceeds {spec.name}'s {spec.max_positions} positions")
+    check_seq_lens(spec, lens, "--seq-lens")
     plan = None
-    if chunks is not None or ratios is not None:
+    if plan_path and (chunks is not None or ratios is not None):
+        raise BadInput("give --plan or --chunks/--ratios, not both")
+    if plan_path:
+        p = load_plan(plan_path)
+        for note in check_fits(p, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force):
+            print(note, file=sys.stderr)
+        align = align or p.align
+        plan = {}
+        for s in lens:
+            plan[s], notes = split_for(p, s)
+            for note in notes:
+                print(note, file=sys.stderr)
+    elif chunks is not None or ratios is not None:
         r = parse_ratios(ratios, chunks or len(ratios.split(",")))
         plan = {s: r for s in lens}
+    align = align or DEFAULT_ALIGN[dev]
     for s in lens:
         chunk_bounds(s, [0.5, 0.5], align)
         if plan:
@@ -237,12 +266,152 @@ def bench(
 
 
 @app.command()
-def show(path: Annotated[str, typer.Argument(help="A profile (or plan) YAML.")]) -> None:
-    """Render a profile as tables."""
+def search(
+    out: Annotated[str, typer.Option("--out", "-o", help="Plan YAML to write.")],
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model", "-m", help="Preset or checkpoint folder (default: tiny; with --objective model: the profile's)."
+        ),
+    ] = None,
+    tp: TpOpt = None,
+    layers: LayersOpt = None,
+    dtype: DtypeOpt = "float32",
+    seq_lens: Annotated[
+        str,
+        typer.Option(
+            "--seq-lens", help="Prompt lengths to search; each owns a bucket up to its neighbours' midpoints."
+        ),
+    ] = "512,1024,2048,4096",
+    trials: Annotated[
+        int, typer.Option("--trials", help="Finished trials per length (the study's total, all workers).")
+    ] = 30,
+    max_chunks: Annotated[int, typer.Option("--max-chunks", help="Most chunks a split may have (1..8).")] = 4,
+    align: Annotated[
+        Optional[int],
+        typer.Option("--align", help="Chunk boundaries on multiples of this (default 16 on CPU, 64 on GPU)."),
+    ] = None,
+    objective: Annotated[
+        str, typer.Option("--objective", help="measured (the real executor) or model (the cost model of --profile).")
+    ] = "measured",
+    profile_path: Annotated[
+        Optional[str],
+        typer.Option(
+            "--profile", help="A profile: seeds each study with the cost model's best; needed by --objective model."
+        ),
+    ] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            "--storage", help="journal:FILE or an Optuna DB URL (default: journal file beside --out); resumable."
+        ),
+    ] = None,
+    study_name: Annotated[
+        Optional[str], typer.Option("--study-name", help="Study name prefix (one study per length: NAME-s<tokens>).")
+    ] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe, or grid (every split on a 0.05 ratio grid).")] = "tpe",
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before each trial.")] = 1,
+    repeats: Annotated[
+        int, typer.Option("--repeats", help="Timed prefills per trial (median of the slowest rank).")
+    ] = 5,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of prompts, synthetic weights and the sampler.")] = 0,
+) -> None:
+    """Search chunk counts and split ratios per prompt length with Optuna; write an overlap plan."""
+    from isotune import dist, searcher
+    from isotune import search as search_mod
+    from isotune.chunking import MAX_CHUNKS
+    from isotune.files import check_writable
     from isotune.profile import load_profile
-    from isotune.show import show_profile
+    from isotune.runtime import DEFAULT_ALIGN, check_seq_lens, resolve_target
+    from isotune.spec import load_spec, parse_dtype
+    from isotune.studies import default_storage
 
-    show_profile(load_profile(path), path)
+    if objective not in (search_mod.MEASURED, search_mod.MODEL):
+        raise BadInput(f"--objective {objective!r} is unknown: use measured or model")
+    if sampler not in (search_mod.TPE, search_mod.GRID):
+        raise BadInput(f"--sampler {sampler!r} is unknown: use tpe or grid")
+    if not 1 <= max_chunks <= MAX_CHUNKS:
+        raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..{MAX_CHUNKS}")
+    if trials < 1 or repeats < 1 or warmup < 0:
+        raise BadInput("--trials and --repeats must be at least 1, --warmup at least 0")
+    prof = load_profile(profile_path) if profile_path else None
+    lens = _seq_lens(seq_lens)
+    check_writable(out, "--out")
+    dtype = parse_dtype(dtype)
+    if objective == search_mod.MODEL:
+        if prof is None:
+            raise BadInput("--objective model needs --profile P.yaml (write one with isotune profile)")
+        spec = load_spec(model, layers) if model else None
+        prof_layers = int(prof.model["layers"])
+        if spec is not None and spec.with_layers(prof_layers).fingerprint() != prof.model["fingerprint"]:
+            raise BadInput(f"--profile was measured on {prof.model['name']!r}, not {model!r}: profile this model first")
+        name = spec.name if spec else prof.model["name"]
+        fingerprint = spec.fingerprint() if spec else prof.model["fingerprint"]
+        sim_layers = spec.layers if spec else prof_layers
+        dev = "cuda" if prof.topology.get("backend") == "nccl" else "cpu"
+        tp, dtype = int(prof.topology["tp"]), prof.topology["dtype"]
+        align = align or DEFAULT_ALIGN[dev]
+        if spec is not None:
+            check_seq_lens(spec, lens, "--seq-lens")
+    else:
+        spec, tp, dev = resolve_target(model or "tiny", layers, tp, device)
+        check_seq_lens(spec, lens, "--seq-lens")
+        name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
+        align = align or DEFAULT_ALIGN[dev]
+        if prof is not None and prof.model["fingerprint"] != spec.with_layers(int(prof.model["layers"])).fingerprint():
+            raise BadInput(
+                f"--profile was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first"
+            )
+    if align < 1:
+        raise BadInput(f"--align {align} must be at least 1")
+    if lens[0] < align:
+        raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
+    storage = storage or default_storage(out)
+    cfg = search_mod.SearchConfig(
+        model=model or name,
+        layers=layers,
+        dtype=dtype,
+        seq_lens=lens,
+        trials=trials,
+        max_chunks=max_chunks,
+        align=align,
+        objective=objective,
+        sampler=sampler,
+        profile=prof,
+        sim_layers=sim_layers,
+        storage=storage,
+        study_prefix=study_name or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}",
+        out=out,
+        model_name=name,
+        fingerprint=fingerprint,
+        tp=tp,
+        warmup=warmup,
+        repeats=repeats,
+        device=dev,
+        threads=threads,
+        seed=seed,
+    )
+    if dist.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
+        search_mod.open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
+    if objective == search_mod.MODEL:
+        raise typer.Exit(searcher.search_model(cfg))
+    hint = searcher.resume_hint(cfg)
+    raise typer.Exit(dist.launch(searcher.search_worker, tp, cfg, device=dev, threads=threads, interrupt_hint=hint))
+
+
+@app.command()
+def show(path: Annotated[str, typer.Argument(help="A plan or profile YAML.")]) -> None:
+    """Render a plan or a profile as tables."""
+    from isotune.plan import is_plan_file, load_plan
+    from isotune.profile import load_profile
+    from isotune.show import show_plan, show_profile
+
+    if is_plan_file(path):
+        show_plan(load_plan(path), path)
+    else:
+        show_profile(load_profile(path), path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 One compute lane and one comm lane, each running its ops in list order (the executor computes
 in order; collectives run in issue order on one stream/thread). An op starts when its lane is
 free and its deps have ended. A compute op slows by the profile's compute_slowdown for the part
-of it that overlaps an all-reduce in flight.
+of it that overlaps an all-reduce in flight. The comm lane keeps the link's token bucket: idle
+time refills it (at the link rate, up to burst_mb) and each all-reduce spends from it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
     # per-chunk op costs are the same in every layer
     attn_ms = [fit.attn_ms(q, p) for q, p in zip(sizes, bounds, strict=False)]
     mlp_ms = [fit.mlp_ms(q) for q in sizes]
-    comm_ms = [fit.allreduce_ms(q * profile.hidden * profile.dtype_bytes) for q in sizes]
+    comm_mb = [q * profile.hidden * profile.dtype_bytes / 1e6 for q in sizes]
+    comm_ms = [fit.allreduce_ms(int(mb * 1e6)) for mb in comm_mb]
+    burst, refill = fit.burst_mb, 1.0 / fit.ms_per_mb if fit.ms_per_mb > 0 else 0.0
+    tokens = burst  # the link was idle before the prefill
     slow = fit.compute_slowdown
     end = [0.0] * len(ops)
     compute_free = comm_free = 0.0
@@ -48,7 +52,14 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
         ready = max((end[d] for d in op.deps), default=0.0)
         if op.kind == COMM:
             start = max(comm_free, ready)
-            end[i] = comm_free = start + comm_ms[op.chunk]
+            if burst:
+                tokens = min(burst, tokens + (start - comm_free) * refill)
+                mb = comm_mb[op.chunk]
+                dur = fit.allreduce_ms(int(mb * 1e6), tokens)
+                tokens -= min(mb, tokens)
+            else:
+                dur = comm_ms[op.chunk]
+            end[i] = comm_free = start + dur
             comms.append((start, comm_free))
             continue
         dur = attn_ms[op.chunk] if op.stage == ATTN else mlp_ms[op.chunk]

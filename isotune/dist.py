@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import platform
 import signal
 import sys
 import time
@@ -53,6 +54,11 @@ def launched_externally() -> bool:
     return all(v in os.environ for v in LAUNCH_VARS)
 
 
+def launch_rank() -> int:
+    """This process's rank under an external launcher, else 0 (the process that spawns ranks)."""
+    return int(os.environ["RANK"]) if launched_externally() else 0
+
+
 def default_tp(tp: int | None) -> int:
     """--tp when given; else the launcher's WORLD_SIZE, or 1 for a local run."""
     if tp is not None:
@@ -81,17 +87,20 @@ def check_world(tp: int, device: str) -> None:
         raise BadInput(f"--tp {tp} needs {tp} GPUs, {torch.cuda.device_count()} visible: lower --tp or use torchrun")
 
 
-def launch(worker: Worker, tp: int, payload: Any, device: str = "cpu", threads: int = 1) -> int:
-    """Run worker(info, payload) on every rank; return the exit code for the command."""
+def launch(
+    worker: Worker, tp: int, payload: Any, device: str = "cpu", threads: int = 1, interrupt_hint: str = ""
+) -> int:
+    """Run worker(info, payload) on every rank; return the exit code for the command.
+    `interrupt_hint` follows 'interrupted' when Ctrl-C stops spawned ranks."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fake speedups
     if launched_externally():
         return _run_rank(worker, payload, device, threads, store_port=None, errors=None)
     if tp == 1:
         return _run_rank(worker, payload, device, threads, store_port=None, errors=None, single=True)
-    return _spawn(worker, tp, payload, device, threads)
+    return _spawn(worker, tp, payload, device, threads, interrupt_hint)
 
 
-def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int) -> int:
+def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, interrupt_hint: str = "") -> int:
     store = tdist.TCPStore(
         "127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S), wait_for_workers=False
     )
@@ -109,8 +118,8 @@ def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int) -> 
     try:
         codes = _watch(procs)
     except KeyboardInterrupt:
-        _stop(procs)
-        print("interrupted", file=sys.stderr)
+        _stop(procs)  # SIGTERM first: ranks get a moment to record what they were doing
+        print(f"interrupted: {interrupt_hint}" if interrupt_hint else "interrupted", file=sys.stderr)
         return 130
     finally:
         del store
@@ -280,6 +289,12 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     out: list[Any] = [None] * info.world
     tdist.all_gather_object(out, obj)
     return out
+
+
+def device_name(info: DistInfo) -> str:
+    if info.device.type == "cuda":
+        return torch.cuda.get_device_name(info.device)
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def interconnect(info: DistInfo) -> str:

@@ -83,10 +83,11 @@ def time_prefills(
     variants: dict[str, list[int] | tuple[list[int], str]],
     warmup: int = 1,
     repeats: int = 5,
+    samples: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
     """Median prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
     interleaved repeat by repeat to cancel drift; each repeat starts at a barrier and counts the
-    slowest rank's time."""
+    slowest rank's time. `samples`, when given, receives those per-repeat times."""
     runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
     schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -99,4 +100,7 @@ def time_prefills(
             dist.synchronize(info)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(dist.max_across(ts, info)) for name, ts in times.items()}
+    slowest = {name: dist.max_across(ts, info) for name, ts in times.items()}
+    if samples is not None:
+        samples.update(slowest)
+    return {name: statistics.median(ts) for name, ts in slowest.items()}

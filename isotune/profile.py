@@ -8,6 +8,10 @@ Fitted forms (per layer, per rank, in ms):
   mlp_ms(t)      = b0 + b1*t
   allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
 While an all-reduce is in flight, compute runs (1 + compute_slowdown) times slower.
+
+Links shaped by a token bucket (Linux tc tbf, cloud NIC rate limits) send the first burst_mb of
+a message that follows an idle gap at burst_ms_per_mb instead of ms_per_mb; the bucket refills
+at the link rate (1/ms_per_mb MB per ms). burst_mb = 0 is a plain link.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class CostFit:
     latency_ms: float
     ms_per_mb: float
     compute_slowdown: float = 0.0
+    burst_mb: float = 0.0
+    burst_ms_per_mb: float = 0.0
 
     def attn_ms(self, q: int, p: int) -> float:
         a0, a1, a2 = self.attn
@@ -40,8 +46,11 @@ class CostFit:
         b0, b1 = self.mlp
         return max(0.0, b0 + b1 * t)
 
-    def allreduce_ms(self, n_bytes: int) -> float:
-        return self.latency_ms + n_bytes / 1e6 * self.ms_per_mb
+    def allreduce_ms(self, n_bytes: int, tokens_mb: float = 0.0) -> float:
+        """One all-reduce of n_bytes when the link's bucket holds tokens_mb (0: back-to-back)."""
+        mb = n_bytes / 1e6
+        fast = min(mb, tokens_mb)
+        return self.latency_ms + fast * self.burst_ms_per_mb + (mb - fast) * self.ms_per_mb
 
 
 @dataclass(kw_only=True)
@@ -52,8 +61,9 @@ class Profile:
     fit: CostFit
     attn_samples: list[list[float]] = field(default_factory=list)  # [q, p, ms]
     mlp_samples: list[list[float]] = field(default_factory=list)  # [tokens, ms]
-    allreduce_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms]
-    slowdown_samples: list[list[float]] = field(default_factory=list)  # [alone_ms, overlapped_ms]
+    allreduce_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] back-to-back
+    allreduce_idle_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] after an idle gap
+    slowdown_samples: list[list[float]] = field(default_factory=list)  # [compute_ms, comm_ms, together_ms]
 
     @property
     def dtype_bytes(self) -> int:

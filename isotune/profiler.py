@@ -35,13 +35,15 @@ class ProfileConfig:
     out: str
 
 
-def _median_ms(fn, info: DistInfo, repeats: int, barrier: bool = False) -> float:
+def _median_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s: float = 0.0) -> float:
     fn()  # warm-up
     ts = []
     for _ in range(repeats):
         if barrier:
             dist.barrier(info)
         dist.synchronize(info)
+        if idle_s:
+            time.sleep(idle_s)
         t0 = time.perf_counter()
         fn()
         dist.synchronize(info)
@@ -101,34 +103,64 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             ]
         )
         step(f"all-reduce {t} tokens")
+    # The same messages after the link sat idle: a token-bucket-shaped link sends them faster.
+    # The gap is long enough to refill any bucket that the longest message could drain.
+    idle_s = min(0.5, 2 * max((ms for _, ms in ar), default=0.0) / 1e3) if info.world > 1 else 0.0
+    ar_idle = []
+    for t in tpts:
+        buf = x_full[:t].clone()
+        ms = _median_ms(lambda b=buf: _all_reduce(b), info, cfg.repeats, barrier=True, idle_s=idle_s)
+        ar_idle.append([buf.numel() * buf.element_size(), ms])
+        step(f"all-reduce {t} tokens after idle")
 
-    # Compute while an all-reduce flies: MLP of half the longest prompt beside an all-reduce of
-    # the same message; the extra time relative to the overlapped span is the slowdown.
-    t = tpts[len(tpts) // 2]
-    buf = x_full[:t].clone()
-    alone = _median_ms(lambda: model.mlp(0, x_full[:t]), info, cfg.repeats)
+    # Compute while an all-reduce flies: the longest message beside the shortest MLP that
+    # outlasts it, so the whole all-reduce overlaps compute; the extra time relative to the
+    # overlapped span is the slowdown. Alone, comm and together are interleaved repeat by repeat
+    # (drift cancels) and the median of the per-repeat ratios kept: it is a difference of noisy
+    # times, so it gets twice the repeats.
+    buf = x_full[: tpts[-1]].clone()
+    ar_big = ar[-1][1]
+    t = next((n for n, ms in mlp if ms >= 1.2 * ar_big), tpts[-1])
 
     def overlapped():
         h = dist.all_reduce_async(buf)
         model.mlp(0, x_full[:t])
-        dist.synchronize(info)
-        return h
+        _wait(h)
 
-    together = _median_ms(lambda: _wait(overlapped()), info, cfg.repeats, barrier=True)
-    ar_t = next(ms for n, ms in ar if n == buf.numel() * buf.element_size())
-    slowdown = max(0.0, (together - max(alone, ar_t)) / max(1e-9, min(alone, ar_t))) if info.world > 1 else 0.0
+    def once(fn) -> float:
+        dist.barrier(info)
+        dist.synchronize(info)
+        t0 = time.perf_counter()
+        fn()
+        dist.synchronize(info)
+        return (time.perf_counter() - t0) * 1e3
+
+    slowdown, slow_samples = 0.0, []
+    if info.world > 1:
+        overlapped()  # warm-up
+        for _ in range(2 * cfg.repeats):
+            alone, comm, together = (
+                once(f) for f in (lambda: model.mlp(0, x_full[:t]), lambda: _all_reduce(buf), overlapped)
+            )
+            slow_samples.append([alone, comm, together])
+        per_rank = dist.gather_objects(slow_samples, info)
+        slow_samples = [[max(r[i][j] for r in per_rank) for j in range(3)] for i in range(len(slow_samples))]
+        ratios = [max(0.0, (tg - max(a, c)) / max(1e-9, min(a, c))) for a, c, tg in slow_samples]
+        slowdown = statistics.median(ratios)
     step("compute/comm interference")
 
     a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])
     b = _lstsq([[1.0, t] for t, _ in mlp], [ms for _, ms in mlp])
     c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]
+    latency, rate = max(0.0, c[0]), max(0.0, c[1])
+    burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
     hosts = len(set(dist.gather_objects(platform.node(), info)))
     return Profile(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
         topology={
             "tp": info.world,
             "backend": info.backend or "none",
-            "device": _device_name(info),
+            "device": dist.device_name(info),
             "device_count": info.world,
             "interconnect": dist.interconnect(info),
             "hosts": hosts,
@@ -136,12 +168,50 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             "threads_per_rank": cfg.threads if info.device.type == "cpu" else None,
         },
         software={"isotune": __version__, "torch": str(torch.__version__)},
-        fit=CostFit(attn=a, mlp=b, latency_ms=max(0.0, c[0]), ms_per_mb=max(0.0, c[1]), compute_slowdown=slowdown),
+        fit=CostFit(
+            attn=a,
+            mlp=b,
+            latency_ms=latency,
+            ms_per_mb=rate,
+            compute_slowdown=slowdown,
+            burst_mb=burst_mb,
+            burst_ms_per_mb=burst_rate,
+        ),
         attn_samples=attn,
         mlp_samples=mlp,
         allreduce_samples=ar,
-        slowdown_samples=[[alone, together]],
+        allreduce_idle_samples=ar_idle,
+        slowdown_samples=slow_samples,
     )
+
+
+def fit_burst(idle: list[list[float]], latency: float, rate: float) -> tuple[float, float]:
+    """(burst_mb, burst_ms_per_mb) of a token bucket that best explains all-reduces after idle
+    gaps, given the back-to-back latency and rate; (0, 0) when no bucket fits clearly better.
+
+    Candidate bucket sizes B come from the samples; for each, the burst rate is the one-parameter
+    least squares (in relative error) of t - latency - rate*max(0, mb-B) on min(mb, B).
+    """
+    pts = [(n / 1e6, ms) for n, ms in idle if ms > 0]
+    if not pts or rate <= 0:
+        return 0.0, 0.0
+
+    def err(b: float, f: float) -> float:
+        return sum(((latency + f * min(mb, b) + rate * max(0.0, mb - b)) / ms - 1) ** 2 for mb, ms in pts)
+
+    plain = err(0.0, 0.0)
+    best = (plain, 0.0, 0.0)
+    # a bucket is only identifiable when some message overflows it: candidates stay below the largest
+    biggest = max(mb for mb, _ in pts)
+    for b in sorted({c for mb, _ in pts for c in (mb * 0.75, mb, mb * 1.5) if c < biggest}):
+        x = [min(mb, b) / ms for mb, ms in pts]
+        y = [(ms - latency - rate * max(0.0, mb - b)) / ms for mb, ms in pts]
+        f = min(rate, max(0.0, sum(a * c for a, c in zip(x, y, strict=True)) / sum(a * a for a in x)))
+        e = err(b, f)
+        # a bucket must earn its two parameters: a clearly better fit and a clearly faster burst
+        if e < min(best[0], 0.8 * plain) and f < 0.8 * rate:
+            best = (e, b, f)
+    return best[1], best[2]
 
 
 def _all_reduce(buf):
@@ -153,14 +223,8 @@ def _wait(handle) -> None:
         handle.wait()
 
 
-def _device_name(info: DistInfo) -> str:
-    if info.device.type == "cuda":
-        return torch.cuda.get_device_name(info.device)
-    return f"cpu ({platform.processor() or platform.machine()})"
-
-
 def steps_for(cfg: ProfileConfig) -> int:
-    return len(attn_points(cfg.seq_lens, cfg.align)) + 2 * len(token_points(cfg.seq_lens, cfg.align)) + 1
+    return len(attn_points(cfg.seq_lens, cfg.align)) + 3 * len(token_points(cfg.seq_lens, cfg.align)) + 1
 
 
 def profile_worker(info: DistInfo, cfg: ProfileConfig) -> int:

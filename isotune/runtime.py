@@ -8,6 +8,7 @@ input is one line and exit 2; `run_worker` is what each rank executes.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from isotune.errors import BadInput
 from isotune.executor import prefill, time_prefills
 from isotune.files import atomic_write_text, check_writable
 from isotune.model import TPModel
+from isotune.plan import check_fits, load_plan, lookup, split_for
 from isotune.schedule import build_schedule
 from isotune.shard import check_tp, shard_for
 from isotune.spec import ModelSpec, load_spec, parse_dtype
@@ -35,6 +37,7 @@ class RunConfig:
     tp: int
     ratios: list[float]
     align: int
+    plan_bucket: str | None  # "min..max" of the plan bucket used, or None without a plan
     prompt_ids: list[int]
     max_new_tokens: int
     dtype: str
@@ -82,14 +85,28 @@ def resolve_target(model: str, layers: int | None, tp: int | None, device: str) 
     return spec, tp, device
 
 
+def check_seq_lens(spec: ModelSpec, lens: list[int], what: str) -> None:
+    """Every length must fit the model's positions (and the sliding window we do not implement)."""
+    longest = max(lens)
+    if longest > spec.max_positions:
+        raise BadInput(f"{what} {longest} exceeds {spec.name}'s {spec.max_positions} positions: use shorter lengths")
+    if spec.sliding_window and longest > spec.sliding_window:
+        raise BadInput(
+            f"{what} {longest} exceeds {spec.name}'s sliding window {spec.sliding_window}, which isotune does not "
+            "implement: use shorter lengths"
+        )
+
+
 def prepare_run(
     *,
     model: str,
     layers: int | None,
     tp: int | None,
-    chunks: int,
+    chunks: int | None,
     ratios: str | None,
     align: int | None,
+    plan_path: str | None,
+    force: bool,
     seq_len: int | None,
     prompt_ids: str | None,
     max_new_tokens: int,
@@ -103,11 +120,24 @@ def prepare_run(
     repeats: int,
 ) -> RunConfig:
     spec, tp, device = resolve_target(model, layers, tp, device)
-    ratio_list = parse_ratios(ratios, chunks)
+    if plan_path and (chunks is not None or ratios is not None):
+        raise BadInput("give --plan or --chunks/--ratios, not both: the plan chooses the split")
     if (seq_len is None) == (prompt_ids is None):
         raise BadInput("give exactly one of --seq-len N or --prompt-ids FILE")
     ids = read_prompt_ids(prompt_ids, spec.vocab) if prompt_ids else random_prompt(seq_len, spec.vocab, seed)
-    align = DEFAULT_ALIGN[device] if align is None else align
+    bucket = None
+    if plan_path:
+        plan = load_plan(plan_path)
+        notes = check_fits(plan, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force)
+        ratio_list, more = split_for(plan, len(ids))
+        for note in notes + more:
+            print(note, file=sys.stderr)
+        align = plan.align if align is None else align
+        b, _ = lookup(plan, len(ids))
+        bucket = f"{b.min_tokens}..{b.max_tokens}"
+    else:
+        ratio_list = parse_ratios(ratios, 2 if chunks is None else chunks)
+        align = DEFAULT_ALIGN[device] if align is None else align
     chunk_bounds(len(ids), ratio_list, align)  # raises if the split does not fit the prompt
     if max_new_tokens < 0:
         raise BadInput(f"--max-new-tokens {max_new_tokens} must be 0 or more")
@@ -132,6 +162,7 @@ def prepare_run(
         tp=tp,
         ratios=ratio_list,
         align=align,
+        plan_bucket=bucket,
         prompt_ids=ids,
         max_new_tokens=max_new_tokens,
         dtype=parse_dtype(dtype),
@@ -197,6 +228,7 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
         "prefill_ms": round(times["plan"], 3),
         "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
         "max_abs_diff": diff,
+        "plan_bucket": cfg.plan_bucket,
     }
     if info.is_main:
         _show(spec, info, cfg, result)
@@ -217,6 +249,8 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("prompt tokens", str(r["prompt_tokens"]))
+    if r["plan_bucket"]:
+        t.add_row("plan bucket (tokens)", r["plan_bucket"])
     t.add_row("chunks (tokens)", " + ".join(map(str, r["chunk_tokens"])))
     t.add_row("ISO prefill ms (median)", f"{r['prefill_ms']:.2f}")
     if r["baseline_prefill_ms"] is not None:

@@ -92,7 +92,9 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
         "prefill_ms",
         "baseline_prefill_ms",
         "max_abs_diff",
+        "plan_bucket",
     }
+    assert res["plan_bucket"] is None  # no --plan
     assert res["prompt_tokens"] == 256 and sum(res["chunk_tokens"]) == 256 and len(res["chunk_tokens"]) == 4
     assert len(res["generated_ids"]) == 5 and res["max_abs_diff"] <= 1e-4
     assert res["prefill_ms"] > 0 and res["baseline_prefill_ms"] > 0

@@ -100,3 +100,33 @@ def test_bad_profiles(tmp_path, text, needle):
     path.write_text(text)
     with pytest.raises(BadInput, match=needle):
         load_profile(path)
+
+
+def test_token_bucket_link_sends_fast_after_idle_and_at_rate_back_to_back():
+    # 1000 tokens x hidden 1000 x fp32 = 4 MB per all-reduce; a 4 MB bucket sent at 1 ms/MB
+    # refills in 40 ms at the link's 10 ms/MB, and each layer's compute (50 ms) is longer than that.
+    plain = _profile(attn=(0.0, 0.025, 0.0), mlp=(0.0, 0.025), ms_per_mb=10.0, layers=2)
+    bucket = _profile(attn=(0.0, 0.025, 0.0), mlp=(0.0, 0.025), ms_per_mb=10.0, layers=2)
+    bucket.fit.burst_mb, bucket.fit.burst_ms_per_mb = 4.0, 1.0
+    compute, comm = predict_serial(plain, 1000)
+    assert simulate(plain, [0, 1000]) == pytest.approx(compute + comm)
+    # attn, mlp 25 ms each: the idle gaps (25 ms) refill 2.5 MB of the 4 MB between all-reduces
+    t = simulate(bucket, [0, 1000])
+    first = 4.0 * 1.0  # full bucket
+    later = 2.5 * 1.0 + 1.5 * 10.0  # 2.5 MB refilled, the rest at the link rate
+    assert t == pytest.approx(compute + first + 3 * later)
+    # a bucket never makes anything slower than the plain link
+    for ratios in ([0.5, 0.5], [0.3, 0.3, 0.4]):
+        bounds = chunk_bounds(1000, ratios, 10)
+        assert simulate(bucket, bounds) <= simulate(plain, bounds) + 1e-9
+
+
+def test_fit_burst_recovers_a_bucket_and_finds_none_on_a_plain_link():
+    from isotune.profiler import fit_burst
+
+    sizes = [0.25e6, 0.5e6, 1e6, 2e6, 4e6, 8e6]
+    shaped = [[n, 0.1 + 2.0 * min(n / 1e6, 1.0) + 8.0 * max(0.0, n / 1e6 - 1.0)] for n in sizes]
+    b, f = fit_burst(shaped, 0.1, 8.0)
+    assert b == pytest.approx(1.0) and f == pytest.approx(2.0, rel=0.05)
+    plain = [[n, 0.1 + 8.0 * n / 1e6] for n in sizes]
+    assert fit_burst(plain, 0.1, 8.0) == (0.0, 0.0)

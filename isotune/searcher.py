@@ -1,0 +1,146 @@
+"""`isotune search` on ranks (measured objective) or in-process (model objective).
+
+Rank 0 runs the studies and drives; every rank holds the model and measures what rank 0
+broadcasts: ("time", seq_len, bounds, warmup) -> the slowest rank's ms of one prefill;
+("validate", seq_len, variants, repeats) -> per-repeat times, interleaved; None -> done.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+import optuna
+import torch
+
+from isotune import __version__, dist
+from isotune.dist import DistInfo
+from isotune.executor import prefill, time_prefills
+from isotune.plan import Plan, save_plan
+from isotune.runtime import build_model, random_prompt
+from isotune.search import SearchConfig, install_sigterm, search_all
+from isotune.spec import load_spec
+
+
+class Measurer:
+    def __init__(self, info: DistInfo, cfg: SearchConfig):
+        self.info, self.cfg = info, cfg
+        self.spec = load_spec(cfg.model, cfg.layers)
+        self.model = build_model(self.spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed)
+        self._ids: dict[int, torch.Tensor] = {}
+
+    def ids(self, s: int) -> torch.Tensor:
+        if s not in self._ids:
+            self._ids[s] = torch.tensor(random_prompt(s, self.spec.vocab, self.cfg.seed), device=self.info.device)
+        return self._ids[s]  # (S,)
+
+    @torch.inference_mode()
+    def execute(self, cmd: tuple) -> Any:
+        kind, s = cmd[0], cmd[1]
+        if kind == "time":
+            bounds, warmup = cmd[2], cmd[3]
+            for _ in range(warmup):
+                prefill(self.model, self.ids(s), bounds)
+            dist.barrier(self.info)
+            dist.synchronize(self.info)
+            t0 = time.perf_counter()
+            prefill(self.model, self.ids(s), bounds)
+            dist.synchronize(self.info)
+            return dist.max_across([(time.perf_counter() - t0) * 1e3], self.info)[0]
+        if kind == "validate":
+            variants, repeats = cmd[2], cmd[3]
+            samples: dict[str, list[float]] = {}
+            time_prefills(self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples)
+            return samples
+        raise ValueError(f"unknown command {kind!r}")
+
+    def call(self, cmd: tuple) -> Any:
+        dist.broadcast_object(cmd, self.info)
+        return self.execute(cmd)
+
+    def serve(self) -> None:
+        while (cmd := dist.broadcast_object(None, self.info)) is not None:
+            self.execute(cmd)
+
+    def stop(self) -> None:
+        dist.broadcast_object(None, self.info)
+
+    def evaluate_for(self, s: int):
+        def evaluate(bounds: list[int], trial) -> float:
+            ts = []
+            for r in range(self.cfg.repeats):
+                ts.append(self.call(("time", s, bounds, self.cfg.warmup if r == 0 else 0)))
+                trial.report(statistics.median(ts), r)
+                if r + 1 < self.cfg.repeats and trial.should_prune():
+                    raise optuna.TrialPruned()
+            return statistics.median(ts)
+
+        return evaluate
+
+    def validate(self, s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
+        return self.call(("validate", s, variants, 2 * self.cfg.repeats))
+
+
+def search_worker(info: DistInfo, cfg: SearchConfig) -> int:
+    install_sigterm()
+    try:
+        m = Measurer(info, cfg)
+        hosts = len(set(dist.gather_objects(platform.node(), info)))
+        if not info.is_main:
+            m.serve()
+            return 0
+        topology = {
+            "tp": info.world,
+            "backend": info.backend or "none",
+            "device": dist.device_name(info),
+            "interconnect": dist.interconnect(info),
+            "hosts": hosts,
+            "dtype": cfg.dtype,
+        }
+        plan = search_all(cfg, m.evaluate_for, m.validate, topology, _software())
+        m.stop()
+    except KeyboardInterrupt:
+        if info.is_main and (info.launched or info.world == 1):  # else the spawning parent says it
+            print(f"interrupted: {resume_hint(cfg)}", file=sys.stderr)
+        return 130
+    finish(plan, cfg)
+    return 0
+
+
+def search_model(cfg: SearchConfig) -> int:
+    """--objective model: the studies on the cost model alone, in this process."""
+    from isotune.cost import simulate
+
+    def evaluate_for(s: int):
+        return lambda bounds, trial: simulate(cfg.profile, bounds, cfg.sim_layers)
+
+    def validate(s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
+        return {name: [simulate(cfg.profile, b, cfg.sim_layers)] for name, b in variants.items()}
+
+    topo = cfg.profile.topology
+    topology = {k: topo.get(k) for k in ("tp", "backend", "device", "interconnect", "hosts", "dtype")}
+    try:
+        plan = search_all(cfg, evaluate_for, validate, topology, _software())
+    except KeyboardInterrupt:
+        print(f"interrupted: {resume_hint(cfg)}", file=sys.stderr)
+        return 130
+    finish(plan, cfg)
+    return 0
+
+
+def _software() -> dict:
+    return {"isotune": __version__, "torch": str(torch.__version__).split("+")[0]}
+
+
+def resume_hint(cfg: SearchConfig) -> str:
+    return f"finished trials are kept in {cfg.storage}; rerun the same command to resume"
+
+
+def finish(plan: Plan, cfg: SearchConfig) -> None:
+    from isotune.show import show_plan
+
+    save_plan(plan, cfg.out)
+    show_plan(plan, cfg.out)
