@@ -43,7 +43,7 @@ class BenchConfig:
     dtype: str
     seq_lens: list[int]
     align: int
-    plan: dict[int, list[float]] | None  # seq_len -> ratios of the plan's schedule, or None
+    plans: list[dict[int, list[float]]]  # per plan given: seq_len -> ratios of its schedule
     profile: Profile | None
     warmup: int
     repeats: int
@@ -73,32 +73,34 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
             "compute": (whole, COMPUTE_ONLY),
             "comm": (whole, COMM_ONLY),
         }
-        ratios = cfg.plan.get(s) if cfg.plan else None
-        if ratios is not None:
-            variants["plan"] = chunk_bounds(s, ratios, cfg.align)
+        for i, plan in enumerate(cfg.plans):  # several plans: measured side by side, interleaved
+            variants[f"plan{i}"] = chunk_bounds(s, plan[s], cfg.align)
         t = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
         ideal = max(t["compute"], t["comm"])
-        shown = t.get("plan", t["iso5050"])  # efficiency of the plan, or of 50/50 without one
-        rec = {
-            "seq_len": s,
-            "baseline_ms": t["baseline"],
-            "iso5050_ms": t["iso5050"],
-            "plan_ms": t.get("plan"),
-            "compute_ms": t["compute"],
-            "comm_ms": t["comm"],
-            "ideal_ms": ideal,
-            "overlap_efficiency": efficiency(t["baseline"], shown, ideal),
-            "predicted_baseline_ms": None,
-            "predicted_plan_ms": None,
-            "plan_chunks": len(ratios) if ratios else None,
-            "plan_ratios": ratios,
-        }
-        if cfg.profile is not None:
-            rec["predicted_baseline_ms"] = simulate(cfg.profile, whole, spec.layers)
-            rec["predicted_plan_ms"] = simulate(cfg.profile, variants.get("plan", variants["iso5050"]), spec.layers)
-        records.append(rec)
+        for i, ratios in enumerate([plan[s] for plan in cfg.plans] or [None]):
+            plan_ms = t.get(f"plan{i}") if ratios else None
+            shown = plan_ms if ratios else t["iso5050"]  # efficiency of the plan, or of 50/50 without one
+            rec = {
+                "seq_len": s,
+                "baseline_ms": t["baseline"],
+                "iso5050_ms": t["iso5050"],
+                "plan_ms": plan_ms,
+                "compute_ms": t["compute"],
+                "comm_ms": t["comm"],
+                "ideal_ms": ideal,
+                "overlap_efficiency": efficiency(t["baseline"], shown, ideal),
+                "predicted_baseline_ms": None,
+                "predicted_plan_ms": None,
+                "plan_chunks": len(ratios) if ratios else None,
+                "plan_ratios": ratios,
+            }
+            if cfg.profile is not None:
+                rec["predicted_baseline_ms"] = simulate(cfg.profile, whole, spec.layers)
+                split = variants.get(f"plan{i}", variants["iso5050"])
+                rec["predicted_plan_ms"] = simulate(cfg.profile, split, spec.layers)
+            records.append(rec)
         if info.is_main:
-            _progress(rec)
+            _progress(records[-1])
     if info.is_main:
         show_bench(records, spec.name, info, cfg)
         if cfg.json_path:

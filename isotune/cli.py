@@ -188,8 +188,9 @@ def bench(
     ratios: Annotated[
         Optional[str], typer.Option("--ratios", help="Split ratios of that plan (default: even).")
     ] = None,
-    plan_path: Annotated[
-        Optional[str], typer.Option("--plan", help="A plan from isotune search: measure its split for each length.")
+    plan_paths: Annotated[
+        Optional[list[str]],
+        typer.Option("--plan", help="A plan from isotune search: measure its split per length (repeat to compare)."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).")
@@ -221,26 +222,28 @@ def bench(
     spec, tp, dev = resolve_target(model, layers, tp, device)
     lens = _seq_lens(seq_lens)
     check_seq_lens(spec, lens, "--seq-lens")
-    plan = None
-    if plan_path and (chunks is not None or ratios is not None):
+    plans: list[dict[int, list[float]]] = []
+    if plan_paths and (chunks is not None or ratios is not None):
         raise BadInput("give --plan or --chunks/--ratios, not both")
-    if plan_path:
-        p = load_plan(plan_path)
+    for path in plan_paths or []:
+        p = load_plan(path)
         for note in check_fits(p, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force):
             print(note, file=sys.stderr)
-        align = align or p.align
-        plan = {}
+        if align is not None and align != p.align:
+            raise BadInput(f"plan {path} was made for align {p.align}, not {align}: drop --align or use the same")
+        align = p.align
+        plans.append({})
         for s in lens:
-            plan[s], notes = split_for(p, s)
+            plans[-1][s], notes = split_for(p, s)
             for note in notes:
-                print(note, file=sys.stderr)
-    elif chunks is not None or ratios is not None:
+                print(f"{path}: {note}", file=sys.stderr)
+    if chunks is not None or ratios is not None:
         r = parse_ratios(ratios, chunks or len(ratios.split(",")))
-        plan = {s: r for s in lens}
+        plans.append({s: r for s in lens})
     align = align or DEFAULT_ALIGN[dev]
     for s in lens:
         chunk_bounds(s, [0.5, 0.5], align)
-        if plan:
+        for plan in plans:
             chunk_bounds(s, plan[s], align)
     prof = load_profile(profile_path) if profile_path else None
     if json_out:
@@ -253,7 +256,7 @@ def bench(
         dtype=parse_dtype(dtype),
         seq_lens=lens,
         align=align,
-        plan=plan,
+        plans=plans,
         profile=prof,
         warmup=warmup,
         repeats=repeats,

@@ -88,13 +88,22 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     assert with_plan["generated_ids"] == base["generated_ids"]
 
     j_bench = tmp_path / "bench.json"
+    # two plans side by side: one record per plan and length, sharing the baseline measured beside them
+    other = tmp_path / "other.yaml"
+    plan.buckets[1].chunks, plan.buckets[1].ratios = 2, [0.25, 0.75]
+    save_plan(plan, other)
     r = cli(
-        "bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--plan", str(out), "--json", str(j_bench)
-    )
+        "bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--plan", str(out),
+        "--plan", str(other), "--json", str(j_bench),
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    recs = {rec["seq_len"]: rec for rec in json.loads(j_bench.read_text())}
-    assert recs[256]["plan_chunks"] == 3 and recs[256]["plan_ratios"] == [0.5, 0.25, 0.25]
-    assert recs[128]["plan_chunks"] == plan.buckets[0].chunks
+    recs = json.loads(j_bench.read_text())
+    assert [(rec["seq_len"], rec["plan_ratios"]) for rec in recs if rec["seq_len"] == 256] == [
+        (256, [0.5, 0.25, 0.25]),
+        (256, [0.25, 0.75]),
+    ]
+    assert recs[2]["baseline_ms"] == recs[3]["baseline_ms"] and recs[2]["plan_ms"] != recs[3]["plan_ms"]
+    assert recs[0]["plan_chunks"] == plan.buckets[0].chunks
 
     # a plan for tp 2 is refused at tp 1, and used with a warning under --force
     r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
