@@ -7,6 +7,7 @@ Every command validates its input in this process first (bad input: one line on 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -85,6 +86,14 @@ def run(
         typer.Option("--compare", help="Also run the unsplit baseline; report both times and the max abs difference."),
     ] = False,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON here.")] = None,
+    trace: Annotated[
+        Optional[str],
+        typer.Option("--trace", help="Write a Chrome/Perfetto trace of one prefill per rank (with --compare: both)."),
+    ] = None,
+    timeline: Annotated[
+        Optional[str],
+        typer.Option("--timeline", help="Write a PNG Gantt chart of rank 0 (baseline above plan with --compare)."),
+    ] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompt and synthetic weights.")] = 0,
@@ -116,6 +125,8 @@ def run(
         seed=seed,
         warmup=warmup,
         repeats=repeats,
+        trace_path=trace,
+        timeline_path=timeline,
     )
     raise typer.Exit(dist.launch(runtime.run_worker, cfg.tp, cfg, device=cfg.device, threads=threads))
 
@@ -313,6 +324,10 @@ def search(
         Optional[str], typer.Option("--study-name", help="Study name prefix (one study per length: NAME-s<tokens>).")
     ] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="tpe, or grid (every split on a 0.05 ratio grid).")] = "tpe",
+    plots: Annotated[
+        Optional[str],
+        typer.Option("--plots", help="Folder for PNG plots: history and landscape per length, speedup summary."),
+    ] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before each trial.")] = 1,
     repeats: Annotated[
         int, typer.Option("--repeats", help="Timed prefills per trial (median of the slowest rank).")
@@ -371,6 +386,14 @@ def search(
         raise BadInput(f"--align {align} must be at least 1")
     if lens[0] < align:
         raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
+    if plots:
+        from isotune.timeline import pyplot
+
+        if not Path(plots).is_dir() and not Path(plots).parent.is_dir():
+            raise BadInput(f"--plots {plots}: its parent folder does not exist: create it or pick another folder")
+        if Path(plots).exists() and not Path(plots).is_dir():
+            raise BadInput(f"--plots {plots} is a file: give a folder")
+        pyplot()  # a missing matplotlib is a one-line hint before the search, not after it
     storage = storage or default_storage(out)
     cfg = search_mod.SearchConfig(
         model=model or name,
@@ -395,6 +418,7 @@ def search(
         device=dev,
         threads=threads,
         seed=seed,
+        plots_dir=plots,
     )
     if dist.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
         search_mod.open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
@@ -405,13 +429,26 @@ def search(
 
 
 @app.command()
-def show(path: Annotated[str, typer.Argument(help="A plan or profile YAML.")]) -> None:
-    """Render a plan or a profile as tables."""
+def show(
+    path: Annotated[
+        str, typer.Argument(help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).")
+    ],
+    study: Annotated[
+        Optional[str], typer.Option("--study", help="With a storage: list this study's trials one by one.")
+    ] = None,
+) -> None:
+    """Render a plan, a profile, or the studies in a storage as tables."""
     from isotune.plan import is_plan_file, load_plan
     from isotune.profile import load_profile
-    from isotune.show import show_plan, show_profile
+    from isotune.show import show_plan, show_profile, show_studies
 
-    if is_plan_file(path):
+    if path.startswith("journal:") or "://" in path:
+        show_studies(path, study)
+    elif study is not None:
+        raise BadInput(
+            "--study needs a storage URL as the argument, e.g. isotune show journal:plan.study.log --study NAME"
+        )
+    elif is_plan_file(path):
         show_plan(load_plan(path), path)
     else:
         show_profile(load_profile(path), path)

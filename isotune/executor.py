@@ -8,6 +8,7 @@ starts: only then is the handle waited and the reduced sum added to that chunk's
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from itertools import pairwise
@@ -30,13 +31,16 @@ def prefill(
     ops: list[Op] | None = None,
     start_pos: int = 0,
     mode: str = FULL,
+    trace: list[dict] | None = None,
 ) -> torch.Tensor:
     """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
     (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
     before the final norm. Fills the KV cache for those positions.
 
     mode: FULL; COMPUTE_ONLY skips the all-reduces (wrong values, real compute time);
-    COMM_ONLY skips the compute and all-reduces zero buffers of the real sizes."""
+    COMM_ONLY skips the compute and all-reduces zero buffers of the real sizes.
+
+    `trace`, when given, receives one event per op with its true start and end (see Recorder)."""
     if ops is None:
         ops = build_schedule(model.spec.layers, len(bounds) - 1)
     x = model.embed(ids)  # (S, hidden), replicated
@@ -45,11 +49,15 @@ def prefill(
     handles: dict[int, object] = {}
     zeros: dict[tuple[str, int], torch.Tensor] = {}  # COMM_ONLY: one (T_c, hidden) buffer per stage+chunk
 
+    rec = Recorder(model.device) if trace is not None else None
+
     def land(i: int) -> None:
         """Wait for comm op i and add its reduced sum to its chunk's residual."""
         h = handles.pop(i)
         if h is not None:
             h.wait()
+            if rec:
+                rec.landed(i)
         xs[ops[i].chunk].add_(partial.pop(i))
 
     for i, op in enumerate(ops):
@@ -57,10 +65,14 @@ def prefill(
             t = partial.pop(op.deps[0])
             partial[i] = t
             handles[i] = None if mode == COMPUTE_ONLY else dist.all_reduce_async(t)
+            if rec:
+                rec.comm(i, handles[i])
             continue
         for d in op.deps:
             if ops[d].kind == COMM:
                 land(d)
+        if rec:
+            rec.start(i)
         if mode == COMM_ONLY:
             key = (op.stage, op.chunk)
             if key not in zeros:
@@ -70,9 +82,89 @@ def prefill(
             partial[i] = model.attn(op.layer, xs[op.chunk], start_pos + bounds[op.chunk])
         else:
             partial[i] = model.mlp(op.layer, xs[op.chunk])
+        if rec:
+            rec.end(i)
     for i in final_comms(ops):
         land(i)
+    if rec:
+        trace.extend(rec.events(ops))
     return x
+
+
+class Recorder:
+    """True op intervals of one prefill, in ms from its start.
+
+    CPU: compute from perf_counter around each op; an all-reduce from its issue to the moment the
+    backend completes it (a done-callback on the work's future, run by gloo's thread), not to the
+    later wait. CUDA: CUDA events; compute on the current stream, an all-reduce from an event
+    after its issue to an event on a side stream made to wait for it (the side stream is
+    otherwise idle, so the event fires when NCCL finishes)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks: dict[tuple[int, str], object] = {}
+        if self.cuda:
+            self.side = torch.cuda.Stream(device)
+            self.t0 = self._now()
+        else:
+            self.t0 = time.perf_counter()
+
+    def _now(self):
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            return ev
+        return time.perf_counter()
+
+    def start(self, i: int) -> None:
+        self.marks[i, "start"] = self._now()
+
+    def end(self, i: int) -> None:
+        self.marks[i, "end"] = self._now()
+
+    def comm(self, i: int, handle) -> None:
+        self.marks[i, "start"] = self._now()
+        if handle is None:  # one rank, or comm skipped: nothing flies
+            self.marks[i, "end"] = self.marks[i, "start"]
+        elif self.cuda:
+            with torch.cuda.stream(self.side):
+                handle.wait()
+                ev = torch.cuda.Event(enable_timing=True)
+                ev.record(self.side)
+            self.marks[i, "end"] = ev
+        else:
+            handle.get_future().add_done_callback(
+                lambda _f, i=i: self.marks.__setitem__((i, "end"), time.perf_counter())
+            )
+
+    def landed(self, i: int) -> None:
+        """The wait for all-reduce i returned: it ended by now (a done-callback may run later)."""
+        if not self.cuda:
+            self.marks[i, "waited"] = time.perf_counter()
+
+    def events(self, ops: list[Op]) -> list[dict]:
+        if self.cuda:
+            torch.cuda.synchronize()
+        deadline = time.perf_counter() + 5.0  # gloo may run a callback just after wait() returned
+        while any((i, "end") not in self.marks for i in range(len(ops))) and time.perf_counter() < deadline:
+            time.sleep(0.001)
+        out = []
+        for i, op in enumerate(ops):
+            a = self.marks[i, "start"]
+            if self.cuda:
+                b = self.marks[i, "end"]
+            else:  # the earlier of completion and the wait's return
+                b = min(self.marks.get((i, k), math.inf) for k in ("end", "waited"))
+                b = a if b == math.inf else b
+            if self.cuda:
+                s, e = self.t0.elapsed_time(a), self.t0.elapsed_time(b)
+            else:
+                s, e = (a - self.t0) * 1e3, (b - self.t0) * 1e3
+            out.append(
+                {"name": op.name, "kind": op.kind, "stage": op.stage, "layer": op.layer, "chunk": op.chunk}
+                | {"start_ms": s, "end_ms": e}
+            )
+        return out
 
 
 @torch.inference_mode()

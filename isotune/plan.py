@@ -31,7 +31,8 @@ class Bucket:
     plan_ms: float
     baseline_ms: float
     seq_len: int | None = None  # the length that was searched for this bucket
-    trials: int | None = None  # finished trials of its study
+    trials: int | None = None  # measured trials of its study
+    iso5050_ms: float | None = None  # ISO 50/50, measured beside plan and baseline
 
 
 @dataclass(kw_only=True)

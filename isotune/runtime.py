@@ -38,6 +38,8 @@ class RunConfig:
     ratios: list[float]
     align: int
     plan_bucket: str | None  # "min..max" of the plan bucket used, or None without a plan
+    trace_path: str | None
+    timeline_path: str | None
     prompt_ids: list[int]
     max_new_tokens: int
     dtype: str
@@ -118,6 +120,8 @@ def prepare_run(
     seed: int,
     warmup: int,
     repeats: int,
+    trace_path: str | None = None,
+    timeline_path: str | None = None,
 ) -> RunConfig:
     spec, tp, device = resolve_target(model, layers, tp, device)
     if plan_path and (chunks is not None or ratios is not None):
@@ -156,6 +160,13 @@ def prepare_run(
         )
     if json_path:
         check_writable(json_path, "--json")
+    if trace_path:
+        check_writable(trace_path, "--trace")
+    if timeline_path:
+        check_writable(timeline_path, "--timeline")
+        from isotune.timeline import pyplot
+
+        pyplot()  # a missing matplotlib is a one-line hint now, not a failure after the run
     return RunConfig(
         model=model,
         layers=layers,
@@ -163,6 +174,8 @@ def prepare_run(
         ratios=ratio_list,
         align=align,
         plan_bucket=bucket,
+        trace_path=trace_path,
+        timeline_path=timeline_path,
         prompt_ids=ids,
         max_new_tokens=max_new_tokens,
         dtype=parse_dtype(dtype),
@@ -210,6 +223,10 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
     variants = {"plan": bounds} | ({"baseline": [0, s]} if cfg.compare else {})
     times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
 
+    if cfg.trace_path or cfg.timeline_path:
+        traced = ({"baseline": [0, s]} if cfg.compare else {}) | {"plan": bounds}
+        _trace(model, info, ids, traced, spec, cfg)
+
     diff = None
     if cfg.compare:
         base = model.final_norm(prefill(model, ids, [0, s]))  # (S, hidden)
@@ -235,6 +252,36 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
         if cfg.json_path:
             atomic_write_text(cfg.json_path, json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _trace(model: TPModel, info: DistInfo, ids: torch.Tensor, runs: dict, spec: ModelSpec, cfg: RunConfig) -> None:
+    """One traced prefill per run (after an untraced warm-up), every rank's events to rank 0,
+    which writes the Chrome trace and/or the timeline."""
+    events = {}
+    for name, bounds in runs.items():
+        prefill(model, ids, bounds)
+        dist.barrier(info)
+        dist.synchronize(info)
+        mine: list[dict] = []
+        prefill(model, ids, bounds, trace=mine)
+        events[name] = dist.gather_objects(mine, info)
+    if not info.is_main:
+        return
+    chunks = " + ".join(map(str, chunk_sizes(runs["plan"])))
+    title = (
+        f"{spec.name} ({spec.layers} layers), tp {info.world} {info.backend or 'single'} on {info.device.type}, "
+        f"{cfg.dtype}, {ids.shape[0]} tokens, plan chunks {chunks}"
+    )
+    if cfg.trace_path:
+        from isotune.trace import trace_json
+
+        meta = {"title": title, "bounds": {name: b for name, b in runs.items()}}
+        atomic_write_text(cfg.trace_path, trace_json(events, meta))
+    if cfg.timeline_path:
+        from isotune.files import atomic_write_bytes
+        from isotune.timeline import timeline_png
+
+        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, title))
 
 
 def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:

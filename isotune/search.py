@@ -60,6 +60,7 @@ class SearchConfig:
     device: str
     threads: int
     seed: int
+    plots_dir: str | None = None
 
 
 def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
@@ -253,8 +254,9 @@ def search_all(
             run_study(cfg, study, s, evaluate_for(s), progress)
             progress(study)
             cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
-            times = validate(s, {"baseline": [0, s]} | cands)
-            baseline = times.pop("baseline")
+            half = try_bounds(s, [0.5, 0.5], cfg.align)
+            times = validate(s, {"baseline": [0, s]} | ({"iso5050": half} if half else {}) | cands)
+            baseline, iso5050 = times.pop("baseline"), times.pop("iso5050", None)
             keep, ms = decide(baseline, times)
             bounds = cands[keep] if keep else [0, s]
             n = studies.counts(study)
@@ -268,6 +270,7 @@ def search_all(
                     baseline_ms=round(statistics.median(baseline), 3),
                     seq_len=s,
                     trials=n["spent"],
+                    iso5050_ms=round(statistics.median(iso5050), 3) if iso5050 else None,
                 )
             )
     return Plan(

@@ -144,3 +144,9 @@ def finish(plan: Plan, cfg: SearchConfig) -> None:
 
     save_plan(plan, cfg.out)
     show_plan(plan, cfg.out)
+    if cfg.plots_dir:
+        from isotune.plots import write_search_plots
+        from isotune.search import open_studies
+
+        files = write_search_plots(plan, open_studies(cfg), cfg.plots_dir)
+        print(f"plots: {len(files)} PNG files in {cfg.plots_dir}")
