@@ -227,7 +227,7 @@ def bench(
     from isotune.files import check_writable
     from isotune.plan import check_fits, load_plan, split_for
     from isotune.profile import load_profile
-    from isotune.runtime import DEFAULT_ALIGN, check_seq_lens, resolve_target
+    from isotune.runtime import DEFAULT_ALIGN, check_profile_fits, check_seq_lens, resolve_target
     from isotune.spec import parse_dtype
 
     spec, tp, dev = resolve_target(model, layers, tp, device)
@@ -257,6 +257,8 @@ def bench(
         for plan in plans:
             chunk_bounds(s, plan[s], align)
     prof = load_profile(profile_path) if profile_path else None
+    if prof is not None:
+        check_profile_fits(prof, spec, tp)
     if json_out:
         check_writable(json_out, "--json")
     if repeats < 1 or warmup < 0:
@@ -342,7 +344,7 @@ def search(
     from isotune.chunking import MAX_CHUNKS
     from isotune.files import check_writable
     from isotune.profile import load_profile
-    from isotune.runtime import DEFAULT_ALIGN, check_seq_lens, resolve_target
+    from isotune.runtime import DEFAULT_ALIGN, check_profile_fits, check_seq_lens, resolve_target
     from isotune.spec import load_spec, parse_dtype
     from isotune.studies import default_storage
 
@@ -378,10 +380,8 @@ def search(
         check_seq_lens(spec, lens, "--seq-lens")
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
         align = align or DEFAULT_ALIGN[dev]
-        if prof is not None and prof.model["fingerprint"] != spec.with_layers(int(prof.model["layers"])).fingerprint():
-            raise BadInput(
-                f"--profile was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first"
-            )
+        if prof is not None:
+            check_profile_fits(prof, spec, tp)
     if align < 1:
         raise BadInput(f"--align {align} must be at least 1")
     if lens[0] < align:

@@ -83,8 +83,32 @@ def check_world(tp: int, device: str) -> None:
         world = int(os.environ["WORLD_SIZE"])
         if world != tp:
             raise BadInput(f"--tp {tp} but the launcher started {world} ranks: make them equal")
+        if world > 1 and launch_rank() == 0:
+            check_master_port()
     elif device == "cuda" and tp > torch.cuda.device_count():
         raise BadInput(f"--tp {tp} needs {tp} GPUs, {torch.cuda.device_count()} visible: lower --tp or use torchrun")
+
+
+def check_master_port() -> None:
+    """Rank 0 hosts the rendezvous store on MASTER_PORT (unless torchrun's agent already does):
+    a port that is taken is a clear error now rather than a failed rendezvous later."""
+    import socket
+
+    raw = os.environ["MASTER_PORT"]
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise BadInput(f"MASTER_PORT={raw!r} is not a port number: set it to a free port such as 29500")
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return  # torchrun's agent holds the store on that port; the ranks only connect
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # like the store itself: a port left in TIME_WAIT by the previous run is free, a listener is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", int(raw)))
+        except OSError:
+            raise BadInput(
+                f"MASTER_PORT {raw} is already in use on this host: pick a free port (e.g. MASTER_PORT=29511) "
+                "or stop the process holding it"
+            ) from None
 
 
 def launch(

@@ -64,6 +64,8 @@ def prefill(
         if op.kind == COMM:
             t = partial.pop(op.deps[0])
             partial[i] = t
+            if rec:  # issued now: a backend may run much of it inside the call
+                rec.start(i)
             handles[i] = None if mode == COMPUTE_ONLY else dist.all_reduce_async(t)
             if rec:
                 rec.comm(i, handles[i])
@@ -123,7 +125,7 @@ class Recorder:
         self.marks[i, "end"] = self._now()
 
     def comm(self, i: int, handle) -> None:
-        self.marks[i, "start"] = self._now()
+        """All-reduce i was issued (its start marked just before): arrange to learn its end."""
         if handle is None:  # one rank, or comm skipped: nothing flies
             self.marks[i, "end"] = self.marks[i, "start"]
         elif self.cuda:

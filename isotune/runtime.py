@@ -25,7 +25,7 @@ from isotune.plan import check_fits, load_plan, lookup, split_for
 from isotune.schedule import build_schedule
 from isotune.shard import check_tp, shard_for
 from isotune.spec import ModelSpec, load_spec, parse_dtype
-from isotune.weights import load_weights
+from isotune.weights import check_checkpoint, load_weights
 
 DEFAULT_ALIGN = {"cpu": 16, "cuda": 64}
 
@@ -80,11 +80,21 @@ def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
 def resolve_target(model: str, layers: int | None, tp: int | None, device: str) -> tuple[ModelSpec, int, str]:
     """Check model, TP size and device together, before any rank starts: (spec, tp, device)."""
     spec = load_spec(model, layers)
+    check_checkpoint(spec)
     tp = dist.default_tp(tp)
     check_tp(spec, tp)
     device = dist.resolve_device(device)
     dist.check_world(tp, device)
     return spec, tp, device
+
+
+def check_profile_fits(prof, spec: ModelSpec, tp: int, what: str = "--profile") -> None:
+    """A profile measured on another model (any layer count) or TP size predicts nothing here."""
+    measured_on = spec.with_layers(int(prof.model["layers"])).fingerprint()
+    if prof.model["fingerprint"] != measured_on:
+        raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
+    if int(prof.topology["tp"]) != tp:
+        raise BadInput(f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first")
 
 
 def check_seq_lens(spec: ModelSpec, lens: list[int], what: str) -> None:

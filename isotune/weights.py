@@ -63,6 +63,12 @@ class SafetensorsSource(_Source):
         elif single.is_file():
             self.files = None
             self.single = single
+        elif any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
+            # pickled weights can run code when loaded: isotune reads safetensors only
+            raise BadInput(
+                f"{folder} holds only pickled weights (*.bin/*.pt), which isotune does not load (unpickling can "
+                "run code): convert them to safetensors (save_pretrained(..., safe_serialization=True))"
+            )
         else:
             raise BadInput(
                 f"{folder} has no model.safetensors or model.safetensors.index.json: "
@@ -75,6 +81,9 @@ class SafetensorsSource(_Source):
         path = self.single if self.files is None else self.files.get(name)
         if path is None:
             raise BadInput(f"{self.folder}: tensor {name} is not in the checkpoint index: re-save the checkpoint")
+        return self._open_path(path)
+
+    def _open_path(self, path: Path):
         if path not in self._handles:
             if not path.is_file():
                 raise BadInput(f"{self.folder}: shard {path.name} is missing: re-download the checkpoint")
@@ -86,6 +95,12 @@ class SafetensorsSource(_Source):
                     "re-download the checkpoint"
                 ) from None
         return self._handles[path]
+
+    def check(self) -> None:
+        """Open every file's header (no tensor data is read), so a missing or corrupt shard is
+        reported before any rank starts."""
+        for path in sorted(set(self.files.values())) if self.files is not None else [self.single]:
+            self._open_path(path)
 
     def get(self, name, shape, rows=None, cols=None):
         handle = self._handle(name)
@@ -121,6 +136,12 @@ class SyntheticSource(_Source):
         if cols is not None:
             return full[:, cols]
         return full[rows] if rows is not None else full
+
+
+def check_checkpoint(spec: ModelSpec) -> None:
+    """Fail fast, in the launching process, on a checkpoint folder whose files cannot be read."""
+    if spec.checkpoint:
+        SafetensorsSource(Path(spec.checkpoint)).check()
 
 
 def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed: int = 0) -> ModelWeights:

@@ -29,6 +29,7 @@ def test_trace_and_timeline_of_a_two_rank_two_chunk_run(tmp_path, cli):
     assert sorted(names.values()) == ["baseline · rank 0", "baseline · rank 1", "plan · rank 0", "plan · rank 1"]
     ops = [e for e in d["traceEvents"] if e["ph"] == "X"]
     by_pid = {pid: [e for e in ops if e["pid"] == pid] for pid in names}
+    plan_overlaps = []
     for pid, evs in by_pid.items():
         run = names[pid].split(" ")[0]
         # 1 layer: attention + MLP and an all-reduce after each, per chunk
@@ -40,8 +41,11 @@ def test_trace_and_timeline_of_a_two_rank_two_chunk_run(tmp_path, cli):
         pairs = [(c, k) for c in comm for k in compute if _overlap(c, k) > 0]
         if run == "baseline":
             assert pairs == [], pairs  # serial: nothing overlaps
-        else:  # some all-reduce flies while another chunk computes
-            assert any(c["args"]["chunk"] != k["args"]["chunk"] for c, k in pairs), names[pid]
+        else:
+            plan_overlaps += [(c["name"], k["name"]) for c, k in pairs if c["args"]["chunk"] != k["args"]["chunk"]]
+    # on the plan's tracks some all-reduce flies while another chunk computes (on 2 shared cores a
+    # rank may finish an all-reduce inside the call, but one of the two waits for the other)
+    assert plan_overlaps, by_pid
     data = png.read_bytes()
     assert data.startswith(PNG) and len(data) > 10_000
 
