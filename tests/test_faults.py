@@ -76,6 +76,7 @@ def _kill_rank_1_and_check(cmd: list[str], warm_s: float, needle: str, env: dict
         took = time.monotonic() - t0
         err = p.stderr.read()
         assert code != 0 and took < LIMIT_S, (code, took)
+        print(f"\n{' '.join(cmd[:6])}...: exit {code} {took:.1f} s after the kill")
         assert needle in err, err
         time.sleep(1.0)
         assert [q for q in everyone if _alive(q)] == [], "orphans left behind"
@@ -107,8 +108,17 @@ def test_rank_killed_during_search(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun comes with torch; missing means a broken env")
-def test_rank_killed_under_torchrun():
-    cmd = ["torchrun", "--standalone", "--nproc-per-node", "2", CLI, "run", *SMALL, "--seq-len", "1024",
-           "--repeats", "500"]  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", *SMALL, "--seq-len", "1024", "--repeats", "500"],
+        ["profile", *SMALL, "--seq-lens", "1024,2048", "--repeats", "20", "-o", "{tmp}/p.yaml"],
+        ["search", *SMALL, "--seq-lens", "1024", "--trials", "200", "-o", "{tmp}/plan.yaml"],
+    ],
+    ids=["prefill", "profile", "search"],
+)
+def test_rank_killed_under_torchrun(tmp_path, args):
+    cmd = ["torchrun", "--standalone", "--nproc-per-node", "2", CLI, *[a.format(tmp=tmp_path) for a in args]]
     # torchrun's agent notices the dead worker, stops the other and names the failed rank
     _kill_rank_1_and_check(cmd, 4.0, "rank: 1", env={"OMP_NUM_THREADS": "1"})
+    assert not list(tmp_path.glob("*.yaml"))
