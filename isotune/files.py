@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from isotune.errors import BadInput
 
 
@@ -43,3 +45,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def read_yaml(path: str | Path, what: str, producer: str):
+    """The parsed YAML of a file `producer` (e.g. "isotune search") writes, or a one-line BadInput."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{what} {path} does not exist: run '{producer} ... -o {path}' first")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise BadInput(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]}): re-run {producer}") from None

@@ -17,7 +17,7 @@ import yaml
 
 from isotune.chunking import MAX_CHUNKS, RATIO_SUM_TOL, chunk_bounds
 from isotune.errors import BadInput
-from isotune.files import atomic_write_text
+from isotune.files import atomic_write_text, read_yaml
 
 PLAN_VERSION = 1
 
@@ -151,13 +151,7 @@ def is_plan_file(path: str | Path) -> bool:
 
 
 def load_plan(path: str | Path) -> Plan:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"plan {path} does not exist: run 'isotune search ... -o {path}' first")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise BadInput(f"plan {path} is not valid YAML ({str(e).splitlines()[0]}): re-run isotune search") from None
+    d = read_yaml(path, "plan", "isotune search")
     if not isinstance(d, dict) or "isotune_plan" not in d:
         raise BadInput(f"{path} is not an isotune plan (no isotune_plan key): give a file written by isotune search")
     if d["isotune_plan"] != PLAN_VERSION:

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from isotune.errors import BadInput
-from isotune.files import atomic_write_text
+from isotune.files import atomic_write_text, read_yaml
 
 PROFILE_VERSION = 1
 
@@ -84,13 +84,7 @@ def save_profile(p: Profile, path: str | Path) -> None:
 
 
 def load_profile(path: str | Path) -> Profile:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"profile {path} does not exist: run 'isotune profile ... -o {path}' first")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise BadInput(f"profile {path} is not valid YAML ({str(e).splitlines()[0]}): re-run isotune profile") from None
+    d = read_yaml(path, "profile", "isotune profile")
     if not isinstance(d, dict) or d.get("isotune_profile") != PROFILE_VERSION:
         raise BadInput(f"{path} is not an isotune profile (version {PROFILE_VERSION}): re-run isotune profile")
     try:
