@@ -253,10 +253,15 @@ def search_all(
 
             run_study(cfg, study, s, evaluate_for(s), progress)
             progress(study)
+            # the best few splits and 50/50 (measured anyway, and the split peers use: the plan should
+            # never lose to it because the search's noisy medians ranked it below its true place)
             cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
             half = try_bounds(s, [0.5, 0.5], cfg.align)
-            times = validate(s, {"baseline": [0, s]} | ({"iso5050": half} if half else {}) | cands)
-            baseline, iso5050 = times.pop("baseline"), times.pop("iso5050", None)
+            if half and cfg.max_chunks >= 2:
+                cands = {"iso5050": half} | {n: b for n, b in cands.items() if b != half}
+            times = validate(s, {"baseline": [0, s]} | cands)
+            baseline = times.pop("baseline")
+            iso5050 = times.get("iso5050")
             keep, ms = decide(baseline, times)
             bounds = cands[keep] if keep else [0, s]
             n = studies.counts(study)
