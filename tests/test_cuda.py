@@ -67,3 +67,19 @@ def test_nccl_two_ranks(tmp_path):
     assert dist.launch(_nccl_worker, 2, path, device="cuda") == 0
     with open(path) as f:
         assert json.load(f)["diff"] < 1e-3
+
+
+def test_cuda_trace_events_come_from_cuda_events():
+    """One rank on a GPU: every op gets an interval from CUDA events, in schedule order, inside the
+    prefill's span (all-reduces are no-ops on one rank, so they have zero length)."""
+    spec = load_spec("tiny")
+    info = _cuda_info()
+    model = build_model(spec, info, torch.float32, 256, 0)
+    ids = torch.arange(256, device=info.device) % spec.vocab
+    prefill(model, ids, chunk_bounds(256, [0.5, 0.5], 64))  # warm-up
+    events: list[dict] = []
+    prefill(model, ids, chunk_bounds(256, [0.5, 0.5], 64), trace=events)
+    compute = [e for e in events if e["kind"] == "compute"]
+    assert len(compute) == 2 * spec.layers * 2
+    assert all(0 <= e["start_ms"] <= e["end_ms"] for e in events)
+    assert all(a["end_ms"] <= b["start_ms"] + 1e-3 for a, b in zip(compute, compute[1:], strict=False))
