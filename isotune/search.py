@@ -253,31 +253,7 @@ def search_all(
 
             run_study(cfg, study, s, evaluate_for(s), progress)
             progress(study)
-            # the best few splits and 50/50 (measured anyway, and the split peers use: the plan should
-            # never lose to it because the search's noisy medians ranked it below its true place)
-            cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
-            half = try_bounds(s, [0.5, 0.5], cfg.align)
-            if half and cfg.max_chunks >= 2:
-                cands = {"iso5050": half} | {n: b for n, b in cands.items() if b != half}
-            times = validate(s, {"baseline": [0, s]} | cands)
-            baseline = times.pop("baseline")
-            iso5050 = times.get("iso5050")
-            keep, ms = decide(baseline, times)
-            bounds = cands[keep] if keep else [0, s]
-            n = studies.counts(study)
-            buckets.append(
-                Bucket(
-                    min_tokens=lo,
-                    max_tokens=hi,
-                    chunks=len(bounds) - 1,
-                    ratios=ratios_of(bounds),
-                    plan_ms=round(ms, 3),
-                    baseline_ms=round(statistics.median(baseline), 3),
-                    seq_len=s,
-                    trials=n["spent"],
-                    iso5050_ms=round(statistics.median(iso5050), 3) if iso5050 else None,
-                )
-            )
+            buckets.append(validated_bucket(cfg, study, s, (lo, hi), validate))
     return Plan(
         model={"name": cfg.model_name, "fingerprint": cfg.fingerprint, "layers": cfg.sim_layers},
         topology=topology,
@@ -292,6 +268,38 @@ def search_all(
             "sampler": cfg.sampler,
             "max_chunks": cfg.max_chunks,
         },
+    )
+
+
+def validated_bucket(
+    cfg: SearchConfig,
+    study: optuna.Study,
+    s: int,
+    span: tuple[int, int],
+    validate: Callable[[int, dict[str, list[int]]], dict[str, list[float]]],
+) -> Bucket:
+    """Re-measure the best few splits and 50/50 beside the baseline, interleaved, and keep the
+    winner only beyond noise. 50/50 is measured anyway and is the split peers use: a plan should
+    never lose to it because the search's noisy medians ranked it below its true place."""
+    cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
+    half = try_bounds(s, [0.5, 0.5], cfg.align)
+    if half and cfg.max_chunks >= 2:
+        cands = {"iso5050": half} | {n: b for n, b in cands.items() if b != half}
+    times = validate(s, {"baseline": [0, s]} | cands)
+    baseline = times.pop("baseline")
+    iso5050 = times.get("iso5050")
+    keep, ms = decide(baseline, times)
+    bounds = cands[keep] if keep else [0, s]
+    return Bucket(
+        min_tokens=span[0],
+        max_tokens=span[1],
+        chunks=len(bounds) - 1,
+        ratios=ratios_of(bounds),
+        plan_ms=round(ms, 3),
+        baseline_ms=round(statistics.median(baseline), 3),
+        seq_len=s,
+        trials=studies.counts(study)["spent"],
+        iso5050_ms=round(statistics.median(iso5050), 3) if iso5050 else None,
     )
 
 
