@@ -47,19 +47,22 @@ def typical(ts: list[float]) -> float:
     return sum(ts) / len(ts)
 
 
+def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> float:
+    """This rank's ms for one call of fn (after a barrier and an idle gap when asked)."""
+    if barrier:
+        dist.barrier(info)
+    dist.synchronize(info)
+    if idle_s:
+        time.sleep(idle_s)
+    t0 = time.perf_counter()
+    fn()
+    dist.synchronize(info)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def _typical_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s: float = 0.0) -> float:
     fn()  # warm-up
-    ts = []
-    for _ in range(repeats):
-        if barrier:
-            dist.barrier(info)
-        dist.synchronize(info)
-        if idle_s:
-            time.sleep(idle_s)
-        t0 = time.perf_counter()
-        fn()
-        dist.synchronize(info)
-        ts.append((time.perf_counter() - t0) * 1e3)
+    ts = [_once_ms(fn, info, barrier, idle_s) for _ in range(repeats)]
     return typical(dist.max_across(ts, info))
 
 
@@ -139,20 +142,13 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         model.mlp(0, x_full[:t])
         _wait(h)
 
-    def once(fn) -> float:
-        dist.barrier(info)
-        dist.synchronize(info)
-        t0 = time.perf_counter()
-        fn()
-        dist.synchronize(info)
-        return (time.perf_counter() - t0) * 1e3
-
     slowdown, slow_samples = 0.0, []
     if info.world > 1:
         overlapped()  # warm-up
         for _ in range(2 * cfg.repeats):
             alone, comm, together = (
-                once(f) for f in (lambda: model.mlp(0, x_full[:t]), lambda: _all_reduce(buf), overlapped)
+                _once_ms(f, info, barrier=True)
+                for f in (lambda: model.mlp(0, x_full[:t]), lambda: _all_reduce(buf), overlapped)
             )
             slow_samples.append([alone, comm, together])
         per_rank = dist.gather_objects(slow_samples, info)

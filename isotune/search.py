@@ -17,6 +17,7 @@ from __future__ import annotations
 import signal
 import statistics
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -124,10 +125,15 @@ def _enqueue(study: optuna.Study, points: list[list[int]], tag: str) -> None:
             queued.append(p)
 
 
+def iso5050(cfg: SearchConfig, seq_len: int) -> list[int] | None:
+    """The paper's even two-way split, where the settings allow one."""
+    return try_bounds(seq_len, [0.5, 0.5], cfg.align) if cfg.max_chunks >= 2 else None
+
+
 def seeds(cfg: SearchConfig, seq_len: int) -> list[list[int]]:
     pts = [[0, seq_len]]
-    half = try_bounds(seq_len, [0.5, 0.5], cfg.align)
-    if half and cfg.max_chunks >= 2:
+    half = iso5050(cfg, seq_len)
+    if half:
         pts.append(half)
     if cfg.profile is not None:
         pts.append(model_best(cfg, seq_len))
@@ -145,7 +151,7 @@ def run_study(
     study: optuna.Study,
     seq_len: int,
     evaluate: Callable[[list[int], optuna.Trial], float],
-    progress: Callable[[optuna.Study], None],
+    progress: Callable[[optuna.Study, Counter], None],
 ) -> None:
     """Run trials until the study has measured cfg.trials splits (every grid point for the grid
     sampler), counting other workers' trials too; draws that repeat a measured split are told
@@ -162,7 +168,7 @@ def run_study(
     while True:
         studies.fail_stale(study)
         n = studies.counts(study)
-        progress(study)
+        progress(study, n)
         if cfg.sampler == GRID:
             if not n[TrialState.WAITING]:
                 return
@@ -244,15 +250,13 @@ def search_all(
             study = all_studies[s]
             task = bar.add_task(f"{s} tokens", total=None if cfg.sampler == GRID else cfg.trials)
 
-            def progress(st: optuna.Study, s=s, task=task) -> None:
-                n = studies.counts(st)
+            def progress(st: optuna.Study, n: Counter, s=s, task=task) -> None:
                 finished = n["spent"] if cfg.sampler != GRID else n[TrialState.COMPLETE] + n[TrialState.PRUNED]
                 best = _best_text(st)
                 total = finished + n[TrialState.WAITING] if cfg.sampler == GRID else cfg.trials
                 bar.update(task, completed=finished, total=total, description=f"{s} tokens{best}")
 
-            run_study(cfg, study, s, evaluate_for(s), progress)
-            progress(study)
+            run_study(cfg, study, s, evaluate_for(s), progress)  # its last progress call shows the final state
             buckets.append(validated_bucket(cfg, study, s, (lo, hi), validate))
     return Plan(
         model={"name": cfg.model_name, "fingerprint": cfg.fingerprint, "layers": cfg.sim_layers},
@@ -282,12 +286,12 @@ def validated_bucket(
     winner only beyond noise. 50/50 is measured anyway and is the split peers use: a plan should
     never lose to it because the search's noisy medians ranked it below its true place."""
     cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
-    half = try_bounds(s, [0.5, 0.5], cfg.align)
-    if half and cfg.max_chunks >= 2:
+    half = iso5050(cfg, s)
+    if half:
         cands = {"iso5050": half} | {n: b for n, b in cands.items() if b != half}
     times = validate(s, {"baseline": [0, s]} | cands)
     baseline = times.pop("baseline")
-    iso5050 = times.get("iso5050")
+    half_ms = times.get("iso5050")
     keep, ms = decide(baseline, times)
     bounds = cands[keep] if keep else [0, s]
     return Bucket(
@@ -299,7 +303,7 @@ def validated_bucket(
         baseline_ms=round(statistics.median(baseline), 3),
         seq_len=s,
         trials=studies.counts(study)["spent"],
-        iso5050_ms=round(statistics.median(iso5050), 3) if iso5050 else None,
+        iso5050_ms=round(statistics.median(half_ms), 3) if half_ms else None,
     )
 
 

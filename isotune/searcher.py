@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 import statistics
 import sys
-import time
 from typing import Any
 
 import optuna
@@ -18,7 +17,7 @@ import torch
 
 from isotune import __version__, dist
 from isotune.dist import DistInfo
-from isotune.executor import prefill, time_prefills
+from isotune.executor import time_prefills
 from isotune.plan import Plan, save_plan
 from isotune.runtime import build_model, random_prompt
 from isotune.search import SearchConfig, install_sigterm, search_all
@@ -40,16 +39,9 @@ class Measurer:
     @torch.inference_mode()
     def execute(self, cmd: tuple) -> Any:
         kind, s = cmd[0], cmd[1]
-        if kind == "time":
+        if kind == "time":  # one repeat of the executor's timing protocol, after `warmup` untimed ones
             bounds, warmup = cmd[2], cmd[3]
-            for _ in range(warmup):
-                prefill(self.model, self.ids(s), bounds)
-            dist.barrier(self.info)
-            dist.synchronize(self.info)
-            t0 = time.perf_counter()
-            prefill(self.model, self.ids(s), bounds)
-            dist.synchronize(self.info)
-            return dist.max_across([(time.perf_counter() - t0) * 1e3], self.info)[0]
+            return time_prefills(self.model, self.info, self.ids(s), {"t": bounds}, warmup, 1)["t"]
         if kind == "validate":
             variants, repeats = cmd[2], cmd[3]
             samples: dict[str, list[float]] = {}

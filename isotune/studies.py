@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from isotune.errors import BadInput
+from isotune.files import check_writable
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say it better
 # TPE's `group` (conditional ratios per chunk count) is marked experimental; its warning is noise here
@@ -38,10 +39,7 @@ def open_storage(url: str):
         path = Path(url.removeprefix("journal:"))
         if not path.name:
             raise BadInput(f"--storage {url!r} names no file: use journal:PATH/TO/study.log")
-        if not path.parent.is_dir():
-            raise BadInput(f"--storage {url}: folder {path.parent} does not exist: create it or pick another path")
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise BadInput(f"--storage {url}: {path} is not writable: pick a writable path")
+        check_writable(path, "--storage")
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
