@@ -1,7 +1,10 @@
 """`isotune bench`: per prompt length, measured side by side in one run (interleaved repeat by
 repeat): the baseline (k=1), ISO 50/50, an optional plan, compute only and comm only of the
-baseline, and ideal = max(compute, comm), the physical limit of overlap. With a profile, the
-cost model's predictions beside them.
+baseline, and ideal = max(compute, comm), the physical limit of overlap. On CPU ranks also the
+CPU the comm-only run burned: where compute fills every core (a one-thread rank per core), that
+CPU comes out of the compute's time, so no schedule beats floor = max(compute + comm CPU, comm),
+and the efficiency at that floor is the ceiling a plan can reach on this machine. With a profile,
+the cost model's predictions beside them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ KEYS = (
     "comm_ms",
     "ideal_ms",
     "overlap_efficiency",
+    "comm_cpu_ms",
+    "floor_ms",
+    "efficiency_ceiling",
     "predicted_baseline_ms",
     "predicted_plan_ms",
     "plan_chunks",
@@ -75,8 +81,12 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
         }
         for i, plan in enumerate(cfg.plans):  # several plans: measured side by side, interleaved
             variants[f"plan{i}"] = chunk_bounds(s, plan[s], cfg.align)
-        t = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
+        cpu: dict[str, float] = {}
+        t = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, cpu=cpu)
         ideal = max(t["compute"], t["comm"])
+        # on a GPU the comm's CPU (launches, proxy thread) does not take the compute's SMs
+        comm_cpu = cpu["comm"] if info.device.type == "cpu" else None
+        floor = max(t["compute"] + comm_cpu, t["comm"]) if comm_cpu is not None else None
         for i, ratios in enumerate([plan[s] for plan in cfg.plans] or [None]):
             plan_ms = t.get(f"plan{i}") if ratios else None
             shown = plan_ms if ratios else t["iso5050"]  # efficiency of the plan, or of 50/50 without one
@@ -89,6 +99,9 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
                 "comm_ms": t["comm"],
                 "ideal_ms": ideal,
                 "overlap_efficiency": efficiency(t["baseline"], shown, ideal),
+                "comm_cpu_ms": comm_cpu,
+                "floor_ms": floor,
+                "efficiency_ceiling": efficiency(t["baseline"], floor, ideal) if floor is not None else None,
                 "predicted_baseline_ms": None,
                 "predicted_plan_ms": None,
                 "plan_chunks": len(ratios) if ratios else None,
@@ -127,7 +140,9 @@ def show_bench(records: list[dict], name: str, info: DistInfo, cfg: BenchConfig)
     )
     cols = ["tokens", "baseline ms", "50/50 ms", "50/50 vs base"]
     cols += ["plan", "plan ms", "plan vs base"] if has_plan else []
+    has_floor = any(r["floor_ms"] is not None for r in records)
     cols += ["compute ms", "comm ms", "ideal ms", "overlap eff."]
+    cols += ["comm CPU ms", "floor ms", "eff. ceiling"] if has_floor else []
     cols += ["pred. base ms", "pred. " + ("plan" if has_plan else "50/50") + " ms"] if has_pred else []
     for c in cols:
         t.add_column(c, justify="right")
@@ -155,6 +170,9 @@ def show_bench(records: list[dict], name: str, info: DistInfo, cfg: BenchConfig)
             f"{r['ideal_ms']:.1f}",
             f"{eff:.2f}" if eff is not None else "-",
         ]
+        if has_floor:
+            ceiling = r["efficiency_ceiling"]
+            row += [f"{r['comm_cpu_ms']:.1f}", f"{r['floor_ms']:.1f}", f"{ceiling:.2f}" if ceiling is not None else "-"]
         if has_pred:
             row += [f"{r['predicted_baseline_ms']:.1f}", f"{r['predicted_plan_ms']:.1f}"]
         t.add_row(*row)
@@ -163,3 +181,9 @@ def show_bench(records: list[dict], name: str, info: DistInfo, cfg: BenchConfig)
         "overlap eff. = (baseline - ISO) / (baseline - ideal), ideal = max(compute, comm); of the plan"
         + ("" if has_plan else " (here: 50/50, no plan given)")
     )
+    if has_floor:
+        print(
+            "comm CPU = CPU that communication's threads burned in the comm-only run (copies, sockets, sums); "
+            "floor = max(compute + comm CPU, comm): when compute fills every core that CPU comes out of compute "
+            "time; eff. ceiling = the efficiency at the floor (both as noisy as compute ms)"
+        )

@@ -13,6 +13,9 @@ BENCH_KEYS = {
     "comm_ms",
     "ideal_ms",
     "overlap_efficiency",
+    "comm_cpu_ms",
+    "floor_ms",
+    "efficiency_ceiling",
     "predicted_baseline_ms",
     "predicted_plan_ms",
     "plan_chunks",
@@ -57,8 +60,11 @@ def test_profile_show_bench(tmp_path, cli):
     for rec in recs:
         assert set(rec) == BENCH_KEYS
         assert rec["ideal_ms"] == max(rec["compute_ms"], rec["comm_ms"])
+        # gloo ranks burn CPU to all-reduce (copies, sockets, the sum): measured, and it lifts the floor
+        assert rec["comm_cpu_ms"] > 0
+        assert rec["floor_ms"] == max(rec["compute_ms"] + rec["comm_cpu_ms"], rec["comm_ms"]) >= rec["ideal_ms"]
         assert rec["plan_chunks"] == 3 and rec["predicted_plan_ms"] > 0 and rec["plan_ms"] > 0
-    assert "overlap eff." in r.stdout
+    assert "overlap eff." in r.stdout and "eff. ceiling" in r.stdout
 
 
 def test_bench_and_profile_bad_input(cli, tmp_path):
