@@ -2,8 +2,9 @@
 repeat): the baseline (k=1), ISO 50/50, an optional plan, compute only and comm only of the
 baseline, and ideal = max(compute, comm), the physical limit of overlap. On CPU ranks also the
 CPU the comm-only run burned: where compute fills every core (a one-thread rank per core), that
-CPU comes out of the compute's time, so no schedule beats floor = max(compute + comm CPU, comm),
-and the efficiency at that floor is the ceiling a plan can reach on this machine. With a profile,
+CPU comes out of the compute's time, so no schedule beats floor = max(compute + comm CPU, comm)
+by more than the noise of compute, and the efficiency at that floor is the ceiling a plan can
+reach on this machine. With a profile,
 the cost model's predictions beside them.
 """
 

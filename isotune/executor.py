@@ -170,6 +170,11 @@ class Recorder:
         return out
 
 
+def _background_cpu() -> float:
+    """CPU seconds this process has burned outside the calling thread (gloo's threads on CPU)."""
+    return time.process_time() - time.thread_time()
+
+
 @torch.inference_mode()
 def time_prefills(
     model: TPModel,
@@ -183,11 +188,12 @@ def time_prefills(
 ) -> dict[str, float]:
     """Median prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
     interleaved repeat by repeat, in a shuffled order, to cancel drift and order effects; each
-    repeat starts at a barrier and counts the slowest rank's time. `samples`, when given, receives those per-repeat times; `cpu` the
-    median CPU ms (user + kernel) that the process's other threads burned per variant, slowest
-    rank per repeat: on CPU ranks that is the communication's cost (gloo's copies, sockets and
-    sums) to the cores the compute runs on. The calling thread is left out: its wait for an
-    all-reduce may spin, and in a full run it would be computing instead."""
+    repeat starts at a barrier and counts the slowest rank's time. `samples`, when given,
+    receives those per-repeat times; `cpu` the median CPU ms (user + kernel) that the process's
+    other threads burned per variant, slowest rank per repeat: on CPU ranks that is the
+    communication's cost (gloo's copies, sockets and sums) to the cores the compute runs on. The
+    calling thread is left out: its wait for an all-reduce may spin, and in a full run it would
+    be computing instead."""
     runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
     schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -201,12 +207,12 @@ def time_prefills(
             bounds, mode = runs[name]
             dist.barrier(info)
             dist.synchronize(info)
-            c0, t0 = time.process_time() - time.thread_time(), time.perf_counter()
+            c0, t0 = _background_cpu(), time.perf_counter()
             prefill(model, ids, bounds, schedules[name], mode=mode)
             dist.synchronize(info)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
-                cpu_times[name].append((time.process_time() - time.thread_time() - c0) * 1e3)
+                cpu_times[name].append((_background_cpu() - c0) * 1e3)
     slowest = {name: dist.max_across(ts, info) for name, ts in times.items()}
     if samples is not None:
         samples.update(slowest)
