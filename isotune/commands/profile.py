@@ -1,0 +1,48 @@
+"""`isotune profile`: check the flags, then measure on the ranks (tune.measure) and write the
+profile."""
+
+from __future__ import annotations
+
+from isotune.core.chunking import DEFAULT_ALIGN, parse_seq_lens
+from isotune.core.errors import BadInput
+from isotune.core.files import check_writable
+from isotune.core.spec import check_seq_lens, parse_dtype
+from isotune.engine import dist
+from isotune.engine.target import resolve_target
+from isotune.tune.measure import ProfileConfig, profile_worker
+
+
+def profile(
+    *,
+    out: str,
+    model: str,
+    tp: int | None,
+    layers: int | None,
+    dtype: str,
+    seq_lens: str,
+    align: int | None,
+    repeats: int,
+    device: str,
+    threads: int,
+    seed: int,
+) -> int:
+    """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
+    spec, tp, dev = resolve_target(model, layers, tp, device)
+    check_writable(out, "--out")
+    lens = parse_seq_lens(seq_lens)
+    check_seq_lens(spec, lens, "--seq-lens")
+    if repeats < 1:
+        raise BadInput("--repeats must be at least 1")
+    cfg = ProfileConfig(
+        model=model,
+        layers=layers,
+        dtype=parse_dtype(dtype),
+        seq_lens=lens,
+        align=align or DEFAULT_ALIGN[dev],
+        repeats=repeats,
+        device=dev,
+        threads=threads,
+        seed=seed,
+        out=out,
+    )
+    return dist.launch(profile_worker, tp, cfg, device=dev, threads=threads)

@@ -1,0 +1,134 @@
+"""`isotune search`: check the flags and the storage before any rank starts, then run the studies
+on the ranks (measured objective) or on the cost model in this process (model objective)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from isotune.core.chunking import DEFAULT_ALIGN, MAX_CHUNKS, parse_seq_lens
+from isotune.core.errors import BadInput
+from isotune.core.files import check_writable
+from isotune.core.profile import Profile, check_profile_fits, load_profile
+from isotune.core.spec import check_seq_lens, load_spec, parse_dtype
+from isotune.engine import dist
+from isotune.engine.target import resolve_target
+from isotune.tune import ranks
+from isotune.tune.search import GRID, MEASURED, MODEL, TPE, SearchConfig, open_studies
+from isotune.tune.studies import default_storage
+
+
+def search(*, tp: int | None, device: str, threads: int, **opts) -> int:
+    """The `search` command (its flags as keywords): validate, then search; the exit code."""
+    cfg = search_config(tp=tp, device=device, threads=threads, **opts)
+    if dist.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
+        open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
+    if cfg.objective == MODEL:
+        return ranks.search_model(cfg)
+    hint = ranks.resume_hint(cfg)
+    return dist.launch(ranks.search_worker, cfg.tp, cfg, device=cfg.device, threads=threads, interrupt_hint=hint)
+
+
+def search_config(
+    *,
+    out: str,
+    model: str | None,
+    tp: int | None,
+    layers: int | None,
+    dtype: str,
+    seq_lens: str,
+    trials: int,
+    max_chunks: int,
+    align: int | None,
+    objective: str,
+    profile_path: str | None,
+    storage: str | None,
+    study_name: str | None,
+    sampler: str,
+    plots: str | None,
+    warmup: int,
+    repeats: int,
+    device: str,
+    threads: int,
+    seed: int,
+) -> SearchConfig:
+    """The checked SearchConfig of the command's flags (BadInput names the first bad one)."""
+    if objective not in (MEASURED, MODEL):
+        raise BadInput(f"--objective {objective!r} is unknown: use measured or model")
+    if sampler not in (TPE, GRID):
+        raise BadInput(f"--sampler {sampler!r} is unknown: use tpe or grid")
+    if not 1 <= max_chunks <= MAX_CHUNKS:
+        raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..{MAX_CHUNKS}")
+    if trials < 1 or repeats < 1 or warmup < 0:
+        raise BadInput("--trials and --repeats must be at least 1, --warmup at least 0")
+    prof = load_profile(profile_path) if profile_path else None
+    lens = parse_seq_lens(seq_lens)
+    check_writable(out, "--out")
+    dtype = parse_dtype(dtype)
+    if objective == MODEL:
+        name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, model, layers, lens)
+    else:
+        spec, tp, dev = resolve_target(model or "tiny", layers, tp, device)
+        check_seq_lens(spec, lens, "--seq-lens")
+        name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
+        if prof is not None:
+            check_profile_fits(prof, spec, tp)
+    align = align or DEFAULT_ALIGN[dev]
+    if align < 1:
+        raise BadInput(f"--align {align} must be at least 1")
+    if lens[0] < align:
+        raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
+    if plots:
+        _check_plots_dir(plots)
+    return SearchConfig(
+        model=model or name,
+        layers=layers,
+        dtype=dtype,
+        seq_lens=lens,
+        trials=trials,
+        max_chunks=max_chunks,
+        align=align,
+        objective=objective,
+        sampler=sampler,
+        profile=prof,
+        sim_layers=sim_layers,
+        storage=storage or default_storage(out),
+        study_prefix=study_name or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}",
+        out=out,
+        model_name=name,
+        fingerprint=fingerprint,
+        tp=tp,
+        warmup=warmup,
+        repeats=repeats,
+        device=dev,
+        threads=threads,
+        seed=seed,
+        plots_dir=plots,
+    )
+
+
+def _model_target(
+    prof: Profile | None, model: str | None, layers: int | None, lens: list[int]
+) -> tuple[str, str, int, int, str, str]:
+    """--objective model plans for the profile's hardware: (name, fingerprint, simulated layers,
+    tp, device, dtype). --model/--layers may change the layer count, not the model."""
+    if prof is None:
+        raise BadInput("--objective model needs --profile P.yaml (write one with isotune profile)")
+    spec = load_spec(model, layers) if model else None
+    if spec is not None:
+        check_profile_fits(prof, spec, None)
+        check_seq_lens(spec, lens, "--seq-lens")
+    dev = "cuda" if prof.topology.get("backend") == "nccl" else "cpu"
+    name = spec.name if spec else prof.model["name"]
+    fingerprint = spec.fingerprint() if spec else prof.model["fingerprint"]
+    sim_layers = spec.layers if spec else int(prof.model["layers"])
+    return name, fingerprint, sim_layers, int(prof.topology["tp"]), dev, prof.topology["dtype"]
+
+
+def _check_plots_dir(plots: str) -> None:
+    from isotune.viz.png import pyplot
+
+    if not Path(plots).is_dir() and not Path(plots).parent.is_dir():
+        raise BadInput(f"--plots {plots}: its parent folder does not exist: create it or pick another folder")
+    if Path(plots).exists() and not Path(plots).is_dir():
+        raise BadInput(f"--plots {plots} is a file: give a folder")
+    pyplot()  # a missing matplotlib is a one-line hint before the search, not after it

@@ -1,0 +1,90 @@
+"""`isotune show`: a plan, a profile, or the studies in an Optuna storage, as tables."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState as S
+from rich.table import Table
+
+from isotune.core.errors import BadInput
+from isotune.core.plan import is_plan_file, load_plan
+from isotune.core.profile import load_profile
+from isotune.core.space import ratios_of
+from isotune.tune.studies import counts, open_storage
+from isotune.viz.tables import console, show_plan, show_profile
+
+
+def show(path: str, study: str | None = None) -> int:
+    """Render `path` by what it is: a storage URL, a plan or a profile."""
+    if path.startswith("journal:") or "://" in path:
+        show_studies(path, study)
+    elif study is not None:
+        raise BadInput(
+            "--study needs a storage URL as the argument, e.g. isotune show journal:plan.study.log --study NAME"
+        )
+    elif is_plan_file(path):
+        show_plan(load_plan(path), path)
+    else:
+        show_profile(load_profile(path), path)
+    return 0
+
+
+def show_studies(url: str, only: str | None = None) -> None:
+    """The studies in an Optuna storage: trials by state, measured splits, best time and split;
+    with `only`, that study's trials one by one."""
+    storage = open_storage(url)
+    out = console()
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if only is not None and only not in {s.study_name for s in summaries}:
+        raise BadInput(f"no study {only!r} in {url}: run 'isotune show {url}' to list them")
+    if not summaries:
+        out.print(f"no studies in {url}")
+        return
+    t = Table(title=f"studies in {url}")
+    for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best ms", "best split"):
+        t.add_column(col, justify="left" if col in ("study", "best split") else "right")
+    for summary in sorted(summaries, key=lambda x: x.study_name):
+        if only is not None and summary.study_name != only:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        n = counts(study)
+        done = [x for x in study.get_trials(deepcopy=False, states=(S.COMPLETE,)) if "bounds" in x.user_attrs]
+        best = min(done, key=lambda x: x.value, default=None)
+        t.add_row(
+            summary.study_name,
+            str(n["spent"]),
+            str(n[S.COMPLETE]),
+            str(n[S.PRUNED]),
+            str(n[S.FAIL]),
+            str(n[S.RUNNING]),
+            str(n[S.WAITING]),
+            f"{best.value:.1f}" if best else "-",
+            " / ".join(f"{r:.2f}" for r in ratios_of(best.user_attrs["bounds"])) if best else "-",
+        )
+        if only is not None:
+            out.print(t)
+            _show_trials(study)
+            return
+    out.print(t)
+
+
+def _show_trials(study) -> None:
+    t = Table(title=f"trials of {study.study_name}")
+    for col in ("#", "state", "split", "ms", "note"):
+        t.add_column(col, justify="left" if col in ("state", "split", "note") else "right")
+    for x in study.get_trials(deepcopy=False):
+        b = x.user_attrs.get("bounds")
+        note = ", ".join(k for k in ("seed", "reused", "infeasible") if x.user_attrs.get(k))
+        if x.state.name == "PRUNED" and x.intermediate_values:
+            last = max(x.intermediate_values)
+            note = (
+                note + ", " if note else ""
+            ) + f"pruned after {last + 1} repeats at {x.intermediate_values[last]:.1f} ms"
+        t.add_row(
+            str(x.number),
+            x.state.name.lower(),
+            " / ".join(f"{r:.2f}" for r in ratios_of(b)) if b else "-",
+            f"{x.value:.1f}" if x.value is not None else "-",
+            note,
+        )
+    console().print(t)

@@ -1,0 +1,108 @@
+"""Profile: what `isotune profile` measured, its fitted cost constants, and its YAML form.
+
+Pure Python (no torch): the cost model and the search read profiles without touching a GPU.
+
+Fitted forms (per layer, per rank, in ms):
+  attn_ms(q, p)  = a0 + a1*q + a2*q*(p + q/2)   q query tokens, p prefix tokens; q*(p + q/2)
+                                                  ~ the causal (query, key) pairs computed
+  mlp_ms(t)      = b0 + b1*t
+  allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
+While an all-reduce is in flight, compute runs (1 + compute_slowdown) times slower.
+
+Links shaped by a token bucket (Linux tc tbf, cloud NIC rate limits) send the first burst_mb of
+a message that follows an idle gap at burst_ms_per_mb instead of ms_per_mb; the bucket refills
+at the link rate (1/ms_per_mb MB per ms). burst_mb = 0 is a plain link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from isotune.core.errors import BadInput
+from isotune.core.files import atomic_write_text, read_yaml
+from isotune.core.spec import ModelSpec
+
+PROFILE_VERSION = 1
+
+
+@dataclass(kw_only=True)
+class CostFit:
+    attn: list[float]  # [a0, a1, a2]
+    mlp: list[float]  # [b0, b1]
+    latency_ms: float
+    ms_per_mb: float
+    compute_slowdown: float = 0.0
+    burst_mb: float = 0.0
+    burst_ms_per_mb: float = 0.0
+
+    def attn_ms(self, q: int, p: int) -> float:
+        a0, a1, a2 = self.attn
+        return max(0.0, a0 + a1 * q + a2 * q * (p + q / 2))
+
+    def mlp_ms(self, t: int) -> float:
+        b0, b1 = self.mlp
+        return max(0.0, b0 + b1 * t)
+
+    def allreduce_ms(self, n_bytes: int, tokens_mb: float = 0.0) -> float:
+        """One all-reduce of n_bytes when the link's bucket holds tokens_mb (0: back-to-back)."""
+        mb = n_bytes / 1e6
+        fast = min(mb, tokens_mb)
+        return self.latency_ms + fast * self.burst_ms_per_mb + (mb - fast) * self.ms_per_mb
+
+
+@dataclass(kw_only=True)
+class Profile:
+    model: dict  # {name, fingerprint, hidden, layers}
+    topology: dict  # {tp, backend, device, device_count, interconnect, hosts, dtype}
+    software: dict  # {isotune, torch}
+    fit: CostFit
+    attn_samples: list[list[float]] = field(default_factory=list)  # [q, p, ms]
+    mlp_samples: list[list[float]] = field(default_factory=list)  # [tokens, ms]
+    allreduce_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] back-to-back
+    allreduce_idle_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] after an idle gap
+    slowdown_samples: list[list[float]] = field(default_factory=list)  # [compute_ms, comm_ms, together_ms]
+
+    @property
+    def dtype_bytes(self) -> int:
+        return {"float32": 4, "bfloat16": 2, "float16": 2}[self.topology["dtype"]]
+
+    @property
+    def hidden(self) -> int:
+        return int(self.model["hidden"])
+
+
+def profile_to_yaml(p: Profile) -> str:
+    d = {"isotune_profile": PROFILE_VERSION} | dataclasses.asdict(p)
+    return yaml.safe_dump(d, sort_keys=False, default_flow_style=None, width=120)
+
+
+def save_profile(p: Profile, path: str | Path) -> None:
+    atomic_write_text(path, profile_to_yaml(p))
+
+
+def load_profile(path: str | Path) -> Profile:
+    d = read_yaml(path, "profile", "isotune profile")
+    if not isinstance(d, dict) or d.get("isotune_profile") != PROFILE_VERSION:
+        raise BadInput(f"{path} is not an isotune profile (version {PROFILE_VERSION}): re-run isotune profile")
+    try:
+        d.pop("isotune_profile")
+        d["fit"] = CostFit(**d["fit"])
+        prof = Profile(**d)
+        _ = [prof.model[key] for key in ("name", "fingerprint", "hidden", "layers")], prof.dtype_bytes
+    except (TypeError, KeyError) as e:
+        raise BadInput(f"profile {path} is malformed ({e}): re-run isotune profile") from None
+    return prof
+
+
+def check_profile_fits(prof: Profile, spec: ModelSpec, tp: int | None, what: str = "--profile") -> None:
+    """A profile measured on another model (any layer count) or TP size predicts nothing here
+    (tp None: the TP size is the profile's own)."""
+    measured_on = spec.with_layers(int(prof.model["layers"])).fingerprint()
+    if prof.model["fingerprint"] != measured_on:
+        raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
+    if tp is not None and int(prof.topology["tp"]) != tp:
+        raise BadInput(f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first")

@@ -1,0 +1,314 @@
+"""Process groups and launch: the only module that reads RANK/WORLD_SIZE/MASTER_* or creates
+groups.
+
+Two ways in, one code path after:
+  * launched (torchrun, netlab, any launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT):
+    this process joins as that rank;
+  * local: `launch` spawns N worker processes on this host (gloo on CPU, NCCL on CUDA), wired
+    through a TCPStore on a free port, and watches them: when one dies the others are stopped,
+    so no rank waits forever on a dead peer.
+Every group has a timeout, so a collective with a dead peer fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+import torch.multiprocessing as mp
+
+from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
+
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
+
+
+@dataclass(kw_only=True)
+class DistInfo:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    backend: str | None  # None when world == 1 and no group was made
+    launched: bool  # joined an external launcher (torchrun, netlab)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+Worker = Callable[[DistInfo, Any], int]
+
+
+def launched_externally() -> bool:
+    return all(v in os.environ for v in LAUNCH_VARS)
+
+
+def launch_rank() -> int:
+    """This process's rank under an external launcher, else 0 (the process that spawns ranks)."""
+    return int(os.environ["RANK"]) if launched_externally() else 0
+
+
+def default_tp(tp: int | None) -> int:
+    """--tp when given; else the launcher's WORLD_SIZE, or 1 for a local run."""
+    if tp is not None:
+        return tp
+    return int(os.environ["WORLD_SIZE"]) if launched_externally() else 1
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise BadInput(f"--device {device!r} is unknown: use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda but no CUDA GPU is visible: use --device cpu")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def check_world(tp: int, device: str) -> None:
+    """Validate --tp against the launcher and the hardware before any rank starts."""
+    if launched_externally():
+        world = int(os.environ["WORLD_SIZE"])
+        if world != tp:
+            raise BadInput(f"--tp {tp} but the launcher started {world} ranks: make them equal")
+        if world > 1 and launch_rank() == 0:
+            check_master_port()
+    elif device == "cuda" and tp > torch.cuda.device_count():
+        raise BadInput(f"--tp {tp} needs {tp} GPUs, {torch.cuda.device_count()} visible: lower --tp or use torchrun")
+
+
+def check_master_port() -> None:
+    """Rank 0 hosts the rendezvous store on MASTER_PORT (unless torchrun's agent already does):
+    a port that is taken is a clear error now rather than a failed rendezvous later."""
+    import socket
+
+    raw = os.environ["MASTER_PORT"]
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise BadInput(f"MASTER_PORT={raw!r} is not a port number: set it to a free port such as 29500")
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return  # torchrun's agent holds the store on that port; the ranks only connect
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # like the store itself: a port left in TIME_WAIT by the previous run is free, a listener is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", int(raw)))
+        except OSError:
+            raise BadInput(
+                f"MASTER_PORT {raw} is already in use on this host: pick a free port (e.g. MASTER_PORT=29511) "
+                "or stop the process holding it"
+            ) from None
+
+
+def launch(
+    worker: Worker, tp: int, payload: Any, device: str = "cpu", threads: int = 1, interrupt_hint: str = ""
+) -> int:
+    """Run worker(info, payload) on every rank; return the exit code for the command.
+    `interrupt_hint` follows 'interrupted' when Ctrl-C stops spawned ranks."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fake speedups
+    if launched_externally():
+        return _run_rank(worker, payload, device, threads, store_port=None, errors=None)
+    if tp == 1:
+        return _run_rank(worker, payload, device, threads, store_port=None, errors=None, single=True)
+    return _spawn(worker, tp, payload, device, threads, interrupt_hint)
+
+
+def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, interrupt_hint: str = "") -> int:
+    store = tdist.TCPStore(
+        "127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S), wait_for_workers=False
+    )
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all ranks are on this host
+    ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    procs = []
+    for rank in range(tp):
+        env = {"RANK": str(rank), "WORLD_SIZE": str(tp), "LOCAL_RANK": str(rank)}
+        p = ctx.Process(
+            target=_spawned_main, args=(worker, payload, device, threads, store.port, errors, env), daemon=False
+        )
+        p.start()
+        procs.append(p)
+    try:
+        codes = _watch(procs)
+    except KeyboardInterrupt:
+        _stop(procs)  # SIGTERM first: ranks get a moment to record what they were doing
+        print(f"interrupted: {interrupt_hint}" if interrupt_hint else "interrupted", file=sys.stderr)
+        return 130
+    finally:
+        del store
+    if all(c == 0 for c in codes):
+        return 0
+    messages = []
+    while not errors.empty():
+        messages.append(errors.get())
+    killed = [(r, c) for r, c in enumerate(codes) if c is not None and c < 0]
+    bad_input = [m for r, m in messages if codes[r] == EXIT_BAD_INPUT]
+    if killed:  # a rank that died by a signal is the cause; its peers' socket errors are not
+        rank, code = killed[0]
+        print(
+            f"error: rank {rank} was killed by {signal.Signals(-code).name}; the other ranks were stopped",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    if bad_input:
+        print(f"error: {bad_input[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rank, code = next((r, c) for r, c in enumerate(codes) if c)
+    if messages:
+        rank, message = messages[0]
+        print(f"error: rank {rank} failed: {message}", file=sys.stderr)
+    else:
+        print(f"error: rank {rank} exited with code {code}; the other ranks were stopped", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _watch(procs: list, settle_s: float = 1.0) -> list[int | None]:
+    """Wait for all ranks. At the first failure give the others `settle_s` to fail on their own
+    (so the root cause can be told from its echoes), then stop them. Returns the exit codes."""
+    while True:
+        codes = [p.exitcode for p in procs]
+        if any(c not in (None, 0) for c in codes):
+            deadline = time.monotonic() + settle_s
+            while time.monotonic() < deadline and any(p.exitcode is None for p in procs):
+                time.sleep(0.05)
+            codes = [p.exitcode for p in procs]
+            _stop(procs)
+            return codes
+        if all(c == 0 for c in codes):
+            return codes
+        time.sleep(0.05)
+
+
+def _stop(procs: list, grace_s: float = 5.0) -> None:
+    for p in procs:
+        if p.exitcode is None:
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+
+
+def _spawned_main(worker, payload, device, threads, store_port, errors, env) -> None:
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    sys.exit(_run_rank(worker, payload, device, threads, store_port=store_port, errors=errors))
+
+
+def _run_rank(
+    worker: Worker, payload: Any, device: str, threads: int, store_port: int | None, errors, single: bool = False
+) -> int:
+    rank = 0 if single else int(os.environ["RANK"])
+    world = 1 if single else int(os.environ["WORLD_SIZE"])
+    local_rank = 0 if single else int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda":
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        torch.set_num_threads(threads)
+        dev = torch.device("cpu")
+    info = DistInfo(
+        rank=rank,
+        world=world,
+        local_rank=local_rank,
+        device=dev,
+        backend=None,
+        launched=store_port is None and not single,
+    )
+    try:
+        if world > 1:
+            info.backend = "nccl" if device == "cuda" else "gloo"
+            _init_group(info, store_port)
+        return worker(info, payload)
+    except BadInput as e:
+        return _report(errors, rank, str(e), EXIT_BAD_INPUT)
+    except Exception as e:  # a crash on any rank: say which, let the watcher stop the others
+        traceback.print_exc()
+        return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
+    finally:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
+
+
+def _report(errors, rank: int, message: str, code: int) -> int:
+    if errors is not None:
+        errors.put((rank, message))  # the parent prints it once
+    else:
+        prefix = "" if rank == 0 else f"[rank {rank}] "
+        print(f"{prefix}error: {message}", file=sys.stderr)
+    return code
+
+
+def _init_group(info: DistInfo, store_port: int | None) -> None:
+    timeout = datetime.timedelta(seconds=TIMEOUT_S)
+    kwargs: dict = {}
+    if info.device.type == "cuda":
+        kwargs["device_id"] = info.device
+    if store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
+        tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
+    else:
+        store = tdist.TCPStore("127.0.0.1", store_port, None, False, timeout=timeout)
+        tdist.init_process_group(
+            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
+        )
+
+
+# Collectives the executor and the runtime use; all are no-ops on a single rank.
+
+
+def all_reduce_async(t: torch.Tensor):
+    """Sum `t` across ranks in place; returns a handle with .wait(), or None on one rank."""
+    if not tdist.is_initialized():
+        return None
+    return tdist.all_reduce(t, async_op=True)
+
+
+def barrier(info: DistInfo) -> None:
+    if tdist.is_initialized():
+        if info.device.type == "cuda":
+            tdist.barrier(device_ids=[info.device.index])
+        else:
+            tdist.barrier()
+
+
+def max_across(values: list[float], info: DistInfo) -> list[float]:
+    """Element-wise max over ranks (e.g. each rank's time per repeat -> the slowest rank's)."""
+    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    if tdist.is_initialized():
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's `obj` on every rank."""
+    if not tdist.is_initialized():
+        return obj
+    box = [obj]
+    tdist.broadcast_object_list(box, src=0, device=info.device if info.device.type == "cuda" else None)
+    return box[0]
+
+
+def synchronize(info: DistInfo) -> None:
+    if info.device.type == "cuda":
+        torch.cuda.synchronize(info.device)
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's `obj`, on every rank."""
+    if not tdist.is_initialized():
+        return [obj]
+    out: list[Any] = [None] * info.world
+    tdist.all_gather_object(out, obj)
+    return out

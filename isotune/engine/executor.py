@@ -1,0 +1,111 @@
+"""Run an ISO op list on one rank: the prefill, and greedy decoding over its KV cache.
+
+Compute ops run on the current stream in list order. A comm op issues
+`all_reduce(async_op=True)` on the partial sum its producer left (NCCL runs it on its own
+stream; gloo on its own thread) and nothing waits for it until a compute op that depends on it
+starts: only then is the handle waited and the reduced sum added to that chunk's residual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import torch
+
+from isotune.core.schedule import ATTN, COMM, MLP, Op, build_schedule, final_comms
+from isotune.engine import dist
+from isotune.engine.model import TPModel
+from isotune.engine.recorder import NO_RECORDER, Recorder
+
+# FULL runs the real prefill. COMPUTE_ONLY skips the all-reduces (wrong values, real compute
+# time); COMM_ONLY skips the compute and all-reduces zero buffers of the real sizes.
+FULL, COMPUTE_ONLY, COMM_ONLY = "full", "compute", "comm"
+
+
+@torch.inference_mode()
+def prefill(
+    model: TPModel,
+    ids: torch.Tensor,
+    bounds: list[int],
+    ops: list[Op] | None = None,
+    start_pos: int = 0,
+    mode: str = FULL,
+    trace: list[dict] | None = None,
+) -> torch.Tensor:
+    """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
+    (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
+    before the final norm, and fills the KV cache for those positions. `trace`, when given,
+    receives one event per op with its true start and end (see Recorder)."""
+    if ops is None:
+        ops = build_schedule(model.spec.layers, len(bounds) - 1)
+    x = model.embed(ids)  # (S, hidden), replicated
+    xs = [x[a:b] for a, b in pairwise(bounds)]  # views: chunk residuals (T_c, hidden)
+    compute = _compute(model, xs, bounds, start_pos, mode)
+    reduce = _skip if mode == COMPUTE_ONLY else dist.all_reduce_async
+    rec = Recorder(model.device) if trace is not None else NO_RECORDER
+    partial: dict[int, torch.Tensor] = {}  # op index -> its (T_c, hidden) partial sum
+    handles: dict[int, object] = {}  # comm op index -> its all-reduce in flight (None: nothing flies)
+
+    def land(i: int) -> None:
+        """Wait for all-reduce i and add the reduced sum to its chunk's residual."""
+        handle = handles.pop(i)
+        if handle is not None:
+            handle.wait()
+            rec.landed(i)
+        xs[ops[i].chunk].add_(partial.pop(i))
+
+    for i, op in enumerate(ops):
+        if op.kind == COMM:  # reduce the producer's partial sum; nothing waits for it yet
+            partial[i] = partial.pop(op.deps[0])
+            rec.start(i)
+            handles[i] = reduce(partial[i])
+            rec.comm(i, handles[i])
+        else:  # land the all-reduces this op reads, then compute it
+            for d in op.deps:
+                if ops[d].kind == COMM:
+                    land(d)
+            rec.start(i)
+            partial[i] = compute(op)
+            rec.end(i)
+    for i in final_comms(ops):
+        land(i)
+    if trace is not None:
+        trace.extend(rec.events(ops))
+    return x
+
+
+def _skip(t: torch.Tensor) -> None:
+    return None
+
+
+def _compute(
+    model: TPModel, xs: list[torch.Tensor], bounds: list[int], start_pos: int, mode: str
+) -> Callable[[Op], torch.Tensor]:
+    """op -> the op's partial sum (T_c, hidden)."""
+    if mode == COMM_ONLY:  # one zero buffer per stage and chunk, of the real size
+        zeros = {(stage, c): torch.zeros_like(xc) for stage in (ATTN, MLP) for c, xc in enumerate(xs)}
+        return lambda op: zeros[op.stage, op.chunk]
+
+    def compute(op: Op) -> torch.Tensor:
+        if op.stage == ATTN:
+            return model.attn(op.layer, xs[op.chunk], start_pos + bounds[op.chunk])
+        return model.mlp(op.layer, xs[op.chunk])
+
+    return compute
+
+
+@torch.inference_mode()
+def greedy_decode(model: TPModel, last_hidden: torch.Tensor, start: int, steps: int) -> list[int]:
+    """Greedy tokens after a prefill whose last residual is `last_hidden` (1, hidden); each
+    step is a one-token, one-chunk forward over the KV cache."""
+    ops = build_schedule(model.spec.layers, 1)
+    out: list[int] = []
+    h = last_hidden
+    for step in range(steps):
+        token = int(model.logits(model.final_norm(h)).argmax(-1)[-1])
+        out.append(token)
+        if step + 1 < steps:
+            ids = torch.tensor([token], device=model.device)
+            h = prefill(model, ids, [0, 1], ops, start_pos=start + step)[-1:]  # (1, hidden)
+    return out

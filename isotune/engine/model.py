@@ -1,0 +1,90 @@
+"""One rank's slice of a Llama-family model: the compute steps the executor schedules, and how
+a rank builds it (its shard's weights, its KV cache).
+
+`attn` and `mlp` each return this rank's *partial* output (a row-parallel projection's partial
+sum); the executor all-reduces it and adds it to the residual. The model knows nothing of
+process groups.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from isotune.core.errors import BadInput
+from isotune.core.shard import Shard, shard_for
+from isotune.core.spec import ModelSpec
+from isotune.engine.layers import apply_rope, chunk_attention, rms_norm, rope_inv_freq, rope_tables, swiglu
+from isotune.engine.weights import ModelWeights, load_weights
+
+if TYPE_CHECKING:  # only its rank, world size and device are read: no process-group code here
+    from isotune.engine.dist import DistInfo
+
+
+class TPModel:
+    def __init__(self, spec: ModelSpec, shard: Shard, weights: ModelWeights, max_len: int, dtype: torch.dtype, device):
+        self.spec, self.shard, self.w = spec, shard, weights
+        self.dtype, self.device = dtype, torch.device(device)
+        self.max_len = max_len
+        inv = rope_inv_freq(spec.head_dim, spec.rope_theta, spec.rope_scaling)
+        self.cos, self.sin = rope_tables(max_len, inv, dtype, device)  # (max_len, head_dim)
+        # The KV cache is preallocated; chunks write their K/V in place, never concatenate.
+        cache_shape = (spec.layers, 1, shard.kv_heads, max_len, spec.head_dim)
+        self.k_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
+        self.v_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
+        self.q_dim = shard.q_heads * spec.head_dim
+        self.kv_dim = shard.kv_heads * spec.head_dim
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
+
+    def attn(self, layer: int, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Partial attention output for tokens at positions start..start+T-1; x (T, hidden)."""
+        w, d = self.w.layers[layer], self.spec.head_dim
+        t, end = x.shape[0], start + x.shape[0]
+        h = rms_norm(x, w.attn_norm, self.spec.norm_eps)
+        qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
+        q, k, v = qkv.split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
+        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
+        q = apply_rope(q.view(t, -1, d), cos, sin)  # (T, Hq, D)
+        k = apply_rope(k.view(t, -1, d), cos, sin)  # (T, Hkv, D)
+        self.k_cache[layer, 0, :, start:end] = k.transpose(0, 1)  # (Hkv, T, D) in place
+        self.v_cache[layer, 0, :, start:end] = v.view(t, -1, d).transpose(0, 1)
+        out = chunk_attention(
+            q.transpose(0, 1).unsqueeze(0),  # (1, Hq, T, D)
+            self.k_cache[layer],
+            self.v_cache[layer],
+            start,
+            end,
+        )
+        out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
+        return F.linear(out, w.wo)  # (T, hidden) partial sum
+
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Partial MLP output; x (T, hidden) is the residual after attention."""
+        w = self.w.layers[layer]
+        h = rms_norm(x, w.mlp_norm, self.spec.norm_eps)
+        return F.linear(swiglu(F.linear(h, w.w_gate_up)), w.w_down)  # (T, hidden) partial sum
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.w.norm, self.spec.norm_eps)  # (T, hidden)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.w.lm_head).float()  # (T, vocab)
+
+
+def build_model(spec: ModelSpec, info: DistInfo, dtype: torch.dtype, max_len: int, seed: int) -> TPModel:
+    """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions."""
+    shard = shard_for(spec, info.world, info.rank)
+    weights = load_weights(spec, shard, dtype, info.device, seed)
+    return TPModel(spec, shard, weights, max_len, dtype, info.device)
+
+
+def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
+    """A seeded random prompt (timing does not depend on the token values), the same on every rank."""
+    if seq_len < 1:
+        raise BadInput(f"--seq-len {seq_len} must be at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()

@@ -1,0 +1,68 @@
+"""The timing protocol that profile, search, bench and run share: warm-up, then repeats with
+every variant interleaved in a shuffled order, a barrier before each prefill, the slowest
+rank's time per repeat, summarised by `core.stats.typical`."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+
+from isotune.core.schedule import build_schedule
+from isotune.core.stats import typical
+from isotune.engine import dist
+from isotune.engine.dist import DistInfo
+from isotune.engine.executor import FULL, prefill
+from isotune.engine.model import TPModel
+
+
+def _background_cpu() -> float:
+    """CPU seconds this process has burned outside the calling thread (gloo's threads on CPU)."""
+    return time.process_time() - time.thread_time()
+
+
+@torch.inference_mode()
+def time_prefills(
+    model: TPModel,
+    info: DistInfo,
+    ids: torch.Tensor,
+    variants: dict[str, list[int] | tuple[list[int], str]],
+    warmup: int = 1,
+    repeats: int = 5,
+    samples: dict[str, list[float]] | None = None,
+    cpu: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Typical prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
+    interleaved repeat by repeat, in a shuffled order, to cancel drift and order effects; each
+    repeat starts at a barrier and counts the slowest rank's time. `samples`, when given,
+    receives those per-repeat times; `cpu` the typical CPU ms (user + kernel) that the process's
+    other threads burned per variant, slowest rank per repeat: on CPU ranks that is the
+    communication's cost (gloo's copies, sockets and sums) to the cores the compute runs on. The
+    calling thread is left out: its wait for an all-reduce may spin, and in a full run it would
+    be computing instead."""
+    runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
+    schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu_times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for rep in range(warmup + repeats):
+        # a fresh order each repeat (the same on every rank: seeded by the repeat) so that no
+        # variant always follows the one that drained the link's token bucket or the caches
+        random.Random(rep).shuffle(order)
+        for name in order:
+            bounds, mode = runs[name]
+            dist.barrier(info)
+            dist.synchronize(info)
+            c0, t0 = _background_cpu(), time.perf_counter()
+            prefill(model, ids, bounds, schedules[name], mode=mode)
+            dist.synchronize(info)
+            if rep >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+                cpu_times[name].append((_background_cpu() - c0) * 1e3)
+    slowest = {name: dist.max_across(ts, info) for name, ts in times.items()}
+    if samples is not None:
+        samples.update(slowest)
+    if cpu is not None:
+        cpu.update({name: typical(dist.max_across(ts, info)) for name, ts in cpu_times.items()})
+    return {name: typical(ts) for name, ts in slowest.items()}

@@ -1,0 +1,54 @@
+"""What a group of ranks runs on: the topology and software header that profiles and plans
+carry, so a plan names what it is valid for. Built once, here, for both."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from isotune import __version__
+from isotune.engine import dist
+from isotune.engine.dist import DistInfo
+
+
+def describe(info: DistInfo, dtype: str, threads: int) -> tuple[dict, dict]:
+    """(topology, software) of this group. A collective: every rank must call it."""
+    hosts = len(set(dist.gather_objects(platform.node(), info)))
+    topology = {
+        "tp": info.world,
+        "backend": info.backend or "none",
+        "device": device_name(info),
+        "device_count": info.world,
+        "interconnect": interconnect(info),
+        "hosts": hosts,
+        "dtype": dtype,
+        "threads_per_rank": threads if info.device.type == "cpu" else None,
+    }
+    return topology, software()
+
+
+def software() -> dict:
+    """Versions that shaped a measurement; torch's local suffix (+cu121, +cpu) is kept: it names
+    the CUDA build, which changes kernels and NCCL."""
+    return {"isotune": __version__, "torch": str(torch.__version__)}
+
+
+def device_name(info: DistInfo) -> str:
+    if info.device.type == "cuda":
+        return torch.cuda.get_device_name(info.device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def interconnect(info: DistInfo) -> str:
+    """nvlink / pcie between GPUs (from nvidia-smi topo -m), loopback for local CPU ranks,
+    network for ranks a launcher placed (possibly on other hosts)."""
+    if info.device.type == "cuda":
+        import subprocess
+
+        try:
+            topo = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+        return "nvlink" if any(tok.startswith("NV") and tok[2:].isdigit() for tok in topo.split()) else "pcie"
+    return "network" if info.launched else "loopback"

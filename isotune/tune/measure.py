@@ -1,0 +1,232 @@
+"""`isotune profile` on ranks: measure one TP layer's compute and the group's all-reduce, fit
+the cost constants, and build a Profile.
+
+Every timing is `core.stats.typical` over repeats of the slowest rank (compute is timed per
+rank and the max taken, since the slowest rank sets the pace of every collective).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from isotune.core.profile import CostFit, Profile, save_profile
+from isotune.core.spec import load_spec
+from isotune.core.stats import typical
+from isotune.engine import dist
+from isotune.engine.dist import DistInfo
+from isotune.engine.model import build_model
+from isotune.engine.topology import describe
+
+COMM_REPEATS = 3  # all-reduces vary most and cost least to repeat
+
+
+@dataclass(kw_only=True)
+class ProfileConfig:
+    model: str
+    layers: int | None
+    dtype: str
+    seq_lens: list[int]
+    align: int
+    repeats: int
+    device: str
+    threads: int
+    seed: int
+    out: str
+
+
+def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> float:
+    """This rank's ms for one call of fn (after a barrier and an idle gap when asked)."""
+    if barrier:
+        dist.barrier(info)
+    dist.synchronize(info)
+    if idle_s:
+        time.sleep(idle_s)
+    t0 = time.perf_counter()
+    fn()
+    dist.synchronize(info)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _typical_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s: float = 0.0) -> float:
+    fn()  # warm-up
+    ts = [_once_ms(fn, info, barrier, idle_s) for _ in range(repeats)]
+    return typical(dist.max_across(ts, info))
+
+
+def attn_points(seq_lens: list[int], align: int) -> list[tuple[int, int]]:
+    """(query tokens, prefix tokens) pairs covering the chunk shapes a search will try."""
+    pts = set()
+    for s in seq_lens:
+        for q in (s, s // 2, s // 4, s // 8):
+            q = max(align, q // align * align)
+            for p in (0, (s - q) // 2 // align * align, s - q):
+                if p >= 0 and q + p <= s:
+                    pts.add((q, p))
+    return sorted(pts)
+
+
+def token_points(seq_lens: list[int], align: int) -> list[int]:
+    return sorted({max(align, t // align * align) for s in seq_lens for t in (s, s // 2, s // 4, s // 8)})
+
+
+def _lstsq(rows: list[list[float]], ys: list[float]) -> list[float]:
+    """Least squares in relative error (rows scaled by 1/y): small ops count as much as big ones."""
+    y = torch.tensor(ys, dtype=torch.float64).clamp_min(1e-6)
+    a = torch.tensor(rows, dtype=torch.float64) / y[:, None]
+    return torch.linalg.lstsq(a, torch.ones_like(y).unsqueeze(1)).solution.squeeze(1).tolist()
+
+
+@torch.inference_mode()
+def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
+    spec = load_spec(cfg.model, cfg.layers)
+    dtype = getattr(torch, cfg.dtype)
+    s_max = max(cfg.seq_lens)
+    one_layer = spec.with_layers(1)  # every layer is the same: measure layer 0
+    model = build_model(one_layer, info, dtype, s_max, cfg.seed)
+    x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, dtype)
+    apts, tpts = attn_points(cfg.seq_lens, cfg.align), token_points(cfg.seq_lens, cfg.align)
+    step = progress or (lambda *_: None)
+
+    attn = []
+    for q, p in apts:
+        attn.append([q, p, _typical_ms(lambda q=q, p=p: model.attn(0, x_full[:q], p), info, cfg.repeats)])
+        step(f"attention q={q} prefix={p}")
+    mlp = []
+    for t in tpts:
+        mlp.append([t, _typical_ms(lambda t=t: model.mlp(0, x_full[:t]), info, cfg.repeats)])
+        step(f"MLP tokens={t}")
+    ar = []
+    for t in tpts:
+        buf = x_full[:t].clone()
+        ar.append(
+            [
+                buf.numel() * buf.element_size(),
+                _typical_ms(lambda b=buf: _all_reduce(b), info, COMM_REPEATS * cfg.repeats, barrier=True),
+            ]
+        )
+        step(f"all-reduce {t} tokens")
+    # The same messages after the link sat idle: a token-bucket-shaped link sends them faster.
+    # The gap is long enough to refill any bucket that the longest message could drain.
+    idle_s = min(0.5, 2 * max((ms for _, ms in ar), default=0.0) / 1e3) if info.world > 1 else 0.0
+    ar_idle = []
+    for t in tpts:
+        buf = x_full[:t].clone()
+        ms = _typical_ms(lambda b=buf: _all_reduce(b), info, COMM_REPEATS * cfg.repeats, barrier=True, idle_s=idle_s)
+        ar_idle.append([buf.numel() * buf.element_size(), ms])
+        step(f"all-reduce {t} tokens after idle")
+
+    # Compute while an all-reduce flies: the longest message beside the shortest MLP that
+    # outlasts it, so the whole all-reduce overlaps compute; the extra time relative to the
+    # overlapped span is the slowdown. Alone, comm and together are interleaved repeat by repeat
+    # (drift cancels) and the typical per-repeat ratio kept: it is a difference of noisy
+    # times, so it gets twice the repeats.
+    buf = x_full[: tpts[-1]].clone()
+    ar_big = ar[-1][1]
+    t = next((n for n, ms in mlp if ms >= 1.2 * ar_big), tpts[-1])
+
+    def overlapped():
+        h = dist.all_reduce_async(buf)
+        model.mlp(0, x_full[:t])
+        _wait(h)
+
+    slowdown, slow_samples = 0.0, []
+    if info.world > 1:
+        overlapped()  # warm-up
+        for _ in range(2 * cfg.repeats):
+            alone, comm, together = (
+                _once_ms(f, info, barrier=True)
+                for f in (lambda: model.mlp(0, x_full[:t]), lambda: _all_reduce(buf), overlapped)
+            )
+            slow_samples.append([alone, comm, together])
+        per_rank = dist.gather_objects(slow_samples, info)
+        slow_samples = [[max(r[i][j] for r in per_rank) for j in range(3)] for i in range(len(slow_samples))]
+        ratios = [max(0.0, (tg - max(a, c)) / max(1e-9, min(a, c))) for a, c, tg in slow_samples]
+        slowdown = typical(ratios)
+    step("compute/comm interference")
+
+    a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])
+    b = _lstsq([[1.0, t] for t, _ in mlp], [ms for _, ms in mlp])
+    c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]
+    latency, rate = max(0.0, c[0]), max(0.0, c[1])
+    burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
+    topology, software = describe(info, cfg.dtype, cfg.threads)
+    return Profile(
+        model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
+        topology=topology,
+        software=software,
+        fit=CostFit(
+            attn=a,
+            mlp=b,
+            latency_ms=latency,
+            ms_per_mb=rate,
+            compute_slowdown=slowdown,
+            burst_mb=burst_mb,
+            burst_ms_per_mb=burst_rate,
+        ),
+        attn_samples=attn,
+        mlp_samples=mlp,
+        allreduce_samples=ar,
+        allreduce_idle_samples=ar_idle,
+        slowdown_samples=slow_samples,
+    )
+
+
+def fit_burst(idle: list[list[float]], latency: float, rate: float) -> tuple[float, float]:
+    """(burst_mb, burst_ms_per_mb) of a token bucket that best explains all-reduces after idle
+    gaps, given the back-to-back latency and rate; (0, 0) when no bucket fits clearly better.
+
+    Candidate bucket sizes B come from the samples; for each, the burst rate is the one-parameter
+    least squares (in relative error) of t - latency - rate*max(0, mb-B) on min(mb, B).
+    """
+    pts = [(n / 1e6, ms) for n, ms in idle if ms > 0]
+    if not pts or rate <= 0:
+        return 0.0, 0.0
+
+    def err(b: float, f: float) -> float:
+        return sum(((latency + f * min(mb, b) + rate * max(0.0, mb - b)) / ms - 1) ** 2 for mb, ms in pts)
+
+    plain = err(0.0, 0.0)
+    best = (plain, 0.0, 0.0)
+    # a bucket is only identifiable when some message overflows it: candidates stay below the largest
+    biggest = max(mb for mb, _ in pts)
+    for b in sorted({c for mb, _ in pts for c in (mb * 0.75, mb, mb * 1.5) if c < biggest}):
+        x = [min(mb, b) / ms for mb, ms in pts]
+        y = [(ms - latency - rate * max(0.0, mb - b)) / ms for mb, ms in pts]
+        f = min(rate, max(0.0, sum(a * c for a, c in zip(x, y, strict=True)) / sum(a * a for a in x)))
+        e = err(b, f)
+        # a bucket must earn its two parameters: a clearly better fit and a clearly faster burst
+        if e < min(best[0], 0.8 * plain) and f < 0.8 * rate:
+            best = (e, b, f)
+    return best[1], best[2]
+
+
+def _all_reduce(buf):
+    _wait(dist.all_reduce_async(buf))
+
+
+def _wait(handle) -> None:
+    if handle is not None:
+        handle.wait()
+
+
+def steps_for(cfg: ProfileConfig) -> int:
+    return len(attn_points(cfg.seq_lens, cfg.align)) + 3 * len(token_points(cfg.seq_lens, cfg.align)) + 1
+
+
+def profile_worker(info: DistInfo, cfg: ProfileConfig) -> int:
+    from rich.progress import Progress
+
+    if not info.is_main:
+        measure(info, cfg)
+        return 0
+    with Progress(transient=True) as bar:
+        task = bar.add_task("profiling", total=steps_for(cfg))
+        prof = measure(info, cfg, lambda what: bar.update(task, advance=1, description=what))
+    save_profile(prof, cfg.out)
+    from isotune.viz.tables import show_profile
+
+    show_profile(prof, cfg.out)
+    return 0

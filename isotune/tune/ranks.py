@@ -1,0 +1,130 @@
+"""`isotune search`'s rank side (measured objective), or the same studies in-process on the
+cost model (model objective).
+
+Rank 0 runs the studies and drives; every rank holds the model and measures what rank 0
+broadcasts: ("time", seq_len, bounds, warmup) -> the slowest rank's ms of one prefill;
+("validate", seq_len, variants, repeats) -> per-repeat times, interleaved; None -> done.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import optuna
+import torch
+
+from isotune.core.cost import simulate
+from isotune.core.plan import Plan, save_plan
+from isotune.core.spec import load_spec
+from isotune.core.stats import typical
+from isotune.engine import dist
+from isotune.engine.dist import DistInfo
+from isotune.engine.model import build_model, random_prompt
+from isotune.engine.timing import time_prefills
+from isotune.engine.topology import describe, software
+from isotune.tune.search import SearchConfig, install_sigterm, open_studies, search_all
+
+
+class Measurer:
+    def __init__(self, info: DistInfo, cfg: SearchConfig):
+        self.info, self.cfg = info, cfg
+        self.spec = load_spec(cfg.model, cfg.layers)
+        self.model = build_model(self.spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed)
+        self._ids: dict[int, torch.Tensor] = {}
+
+    def ids(self, s: int) -> torch.Tensor:
+        if s not in self._ids:
+            self._ids[s] = torch.tensor(random_prompt(s, self.spec.vocab, self.cfg.seed), device=self.info.device)
+        return self._ids[s]  # (S,)
+
+    @torch.inference_mode()
+    def execute(self, cmd: tuple) -> Any:
+        kind, s = cmd[0], cmd[1]
+        if kind == "time":  # one repeat of the executor's timing protocol, after `warmup` untimed ones
+            bounds, warmup = cmd[2], cmd[3]
+            return time_prefills(self.model, self.info, self.ids(s), {"t": bounds}, warmup, 1)["t"]
+        if kind == "validate":
+            variants, repeats = cmd[2], cmd[3]
+            samples: dict[str, list[float]] = {}
+            time_prefills(self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples)
+            return samples
+        raise ValueError(f"unknown command {kind!r}")
+
+    def call(self, cmd: tuple) -> Any:
+        dist.broadcast_object(cmd, self.info)
+        return self.execute(cmd)
+
+    def serve(self) -> None:
+        while (cmd := dist.broadcast_object(None, self.info)) is not None:
+            self.execute(cmd)
+
+    def stop(self) -> None:
+        dist.broadcast_object(None, self.info)
+
+    def evaluate_for(self, s: int):
+        def evaluate(bounds: list[int], trial) -> float:
+            ts = []
+            for r in range(self.cfg.repeats):
+                ts.append(self.call(("time", s, bounds, self.cfg.warmup if r == 0 else 0)))
+                trial.report(typical(ts), r)
+                if r + 1 < self.cfg.repeats and trial.should_prune():
+                    raise optuna.TrialPruned()
+            return typical(ts)
+
+        return evaluate
+
+    def validate(self, s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
+        return self.call(("validate", s, variants, 2 * self.cfg.repeats))
+
+
+def search_worker(info: DistInfo, cfg: SearchConfig) -> int:
+    install_sigterm()
+    try:
+        m = Measurer(info, cfg)
+        topology, soft = describe(info, cfg.dtype, cfg.threads)
+        if not info.is_main:
+            m.serve()
+            return 0
+        plan = search_all(cfg, m.evaluate_for, m.validate, topology, soft)
+        m.stop()
+    except KeyboardInterrupt:
+        if info.is_main and (info.launched or info.world == 1):  # else the spawning parent says it
+            print(f"interrupted: {resume_hint(cfg)}", file=sys.stderr)
+        return 130
+    finish(plan, cfg)
+    return 0
+
+
+def search_model(cfg: SearchConfig) -> int:
+    """--objective model: the studies on the cost model alone, in this process."""
+
+    def evaluate_for(s: int):
+        return lambda bounds, trial: simulate(cfg.profile, bounds, cfg.sim_layers)
+
+    def validate(s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
+        return {name: [simulate(cfg.profile, b, cfg.sim_layers)] for name, b in variants.items()}
+
+    try:  # the plan is for the hardware the profile describes
+        plan = search_all(cfg, evaluate_for, validate, dict(cfg.profile.topology), software())
+    except KeyboardInterrupt:
+        print(f"interrupted: {resume_hint(cfg)}", file=sys.stderr)
+        return 130
+    finish(plan, cfg)
+    return 0
+
+
+def resume_hint(cfg: SearchConfig) -> str:
+    return f"finished trials are kept in {cfg.storage}; rerun the same command to resume"
+
+
+def finish(plan: Plan, cfg: SearchConfig) -> None:
+    from isotune.viz.tables import show_plan
+
+    save_plan(plan, cfg.out)
+    show_plan(plan, cfg.out)
+    if cfg.plots_dir:
+        from isotune.viz.plots import write_search_plots
+
+        files = write_search_plots(plan, open_studies(cfg), cfg.plots_dir)
+        print(f"plots: {len(files)} PNG files in {cfg.plots_dir}")

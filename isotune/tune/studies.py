@@ -1,0 +1,118 @@
+"""Optuna storage and studies for `isotune search`: open a storage URL, open (or resume) one
+study per prompt length, refuse a study made with other settings, and fail trials whose worker
+died (a SIGKILLed search leaves its running trial behind).
+
+Storage URLs: `journal:FILE` (an Optuna journal file, safe for several processes on one
+host or a shared file system), or any Optuna RDB URL (`sqlite:///FILE`, `postgresql://...`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from isotune.core.errors import BadInput, first_line
+from isotune.core.files import check_writable
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say it better
+# TPE's `group` (conditional ratios per chunk count) is marked experimental; its warning is noise here
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+OWNER_ATTR = "owner"
+SETTINGS_ATTR = "isotune_settings"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def default_storage(out: str) -> str:
+    """A journal file beside the plan: plan.yaml -> plan.study.log."""
+    return f"journal:{Path(out).with_suffix('.study.log')}"
+
+
+def open_storage(url: str):
+    if url.startswith("journal:"):
+        path = Path(url.removeprefix("journal:"))
+        if not path.name:
+            raise BadInput(f"--storage {url!r} names no file: use journal:PATH/TO/study.log")
+        check_writable(path, "--storage")
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except Exception as e:  # a corrupt journal shows up here
+            raise BadInput(f"--storage {url} cannot be read ({first_line(e)}): pick another file") from None
+    if "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url)
+        except Exception as e:
+            raise BadInput(
+                f"--storage {url} cannot be opened ({first_line(e)}): check the URL and the server"
+            ) from None
+    raise BadInput(f"--storage {url!r} is not a storage URL: use journal:FILE, sqlite:///FILE or another Optuna DB URL")
+
+
+def open_study(storage, name: str, attrs: dict, sampler=None, pruner=None) -> optuna.Study:
+    """Create or resume study `name`; its settings (attrs) must match the ones it was made with."""
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True
+        )
+    except Exception as e:
+        raise BadInput(f"study {name} cannot be opened ({first_line(e)}): check --storage") from None
+    made = study.user_attrs.get(SETTINGS_ATTR)
+    if made is None:  # one attribute, one write: a concurrent worker never sees half the settings
+        study.set_user_attr(SETTINGS_ATTR, attrs)
+        return study
+    diff = [f"{k} {made.get(k)!r} (now {v!r})" for k, v in attrs.items() if made.get(k) != v]
+    if diff:
+        raise BadInput(
+            f"study {name} in this storage was made with {', '.join(diff)}: "
+            "use the same settings to resume, or another --study-name/--storage"
+        )
+    return study
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_stale(study: optuna.Study) -> int:
+    """Mark FAIL the running trials whose worker process on this host is gone; returns how many.
+    (Workers on other hosts cannot be checked from here; their trials stay RUNNING.)"""
+    host, n = socket.gethostname(), 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who, _, pid = str(t.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+        if who == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public API
+            n += 1
+    return n
+
+
+FREE_ATTRS = ("reused", "infeasible")  # trials that cost no measurement
+
+
+def counts(study: optuna.Study) -> Counter:
+    """Trials by state, plus "spent": finished trials that measured something (a draw that
+    repeats an earlier split or is no valid split costs nothing, so it does not use up budget)."""
+    n: Counter = Counter()
+    for t in study.get_trials(deepcopy=False):
+        n[t.state] += 1
+        if t.state in FINISHED and not any(t.user_attrs.get(a) for a in FREE_ATTRS):
+            n["spent"] += 1
+    return n

@@ -1,0 +1,1 @@
+"""Seeing results: terminal tables, Chrome traces, timelines and plots. Reads core data only."""

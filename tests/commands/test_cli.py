@@ -1,0 +1,157 @@
+"""The run command end to end: bad input is one line and exit 2; torchrun; a killed rank."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import CLI, ROOT
+
+from isotune.cli import main
+from isotune.engine import dist
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model", "nope"], "unknown model preset"),
+        (["--model", "./no/such/folder"], "does not exist"),
+        (["--tp", "3"], "does not divide"),
+        (["--ratios", "0.5,abc"], "does not parse"),
+        (["--ratios", "0.5,0.6"], "sum to 1.1"),
+        (["--chunks", "2", "--ratios", "0.2,0.3,0.5"], "one ratio per chunk"),
+        (["--seq-len", "40", "--chunks", "4"], "at most 2 chunks"),
+        (["--chunks", "9"], "out of range"),
+        (["--seq-len", "0"], "at least 1"),
+        (["--dtype", "int8"], "unknown dtype"),
+        (["--layers", "7"], "out of range"),
+        (["--device", "tpu"], "unknown"),
+        (["--json", "/no/such/dir/out.json"], "does not exist"),
+        (["--seq-len", "9000"], "exceeds"),
+        (["--bogus-flag"], "No such option"),
+        (["--tp", "two"], "valid integer"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_2(args, needle, capsys):
+    assert main(["run", "--model", "tiny", *args] if args[0] != "--model" else ["run", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
+
+
+def test_bad_prompt_files(tmp_path, capsys):
+    f = tmp_path / "p.txt"
+    for text, needle in [("1 2 x", "other than integers"), ("1 2 99999", "outside the vocabulary"), ("", "empty")]:
+        f.write_text(text)
+        assert main(["run", "--prompt-ids", str(f)]) == 2
+        assert needle in capsys.readouterr().err
+    assert main(["run", "--prompt-ids", str(tmp_path / "missing.txt")]) == 2
+    assert main(["run", "--prompt-ids", str(f), "--seq-len", "64"]) == 2
+
+
+def test_bad_input_in_a_subprocess_has_no_traceback():
+    r = subprocess.run(
+        [sys.executable, CLI, "run", "--model", "tiny", "--tp", "2", "--ratios", "0.7,0.7"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == ["error: --ratios [0.7, 0.7] sum to 1.4, not 1: make them add up to 1"]
+
+
+def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
+    out = tmp_path / "r.json"
+    r = cli(
+        "run",
+        "--model",
+        "tiny",
+        "--tp",
+        "2",
+        "--seq-len",
+        "256",
+        "--chunks",
+        "4",
+        "--ratios",
+        "0.4,0.3,0.2,0.1",
+        "--compare",
+        "--json",
+        str(out),
+        "--max-new-tokens",
+        "5",
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert set(res) == {
+        "prompt_tokens",
+        "chunk_tokens",
+        "generated_ids",
+        "prefill_ms",
+        "baseline_prefill_ms",
+        "max_abs_diff",
+        "plan_bucket",
+    }
+    assert res["plan_bucket"] is None  # no --plan
+    assert res["prompt_tokens"] == 256 and sum(res["chunk_tokens"]) == 256 and len(res["chunk_tokens"]) == 4
+    assert len(res["generated_ids"]) == 5 and res["max_abs_diff"] <= 1e-4
+    assert res["prefill_ms"] > 0 and res["baseline_prefill_ms"] > 0
+    assert "ISO vs baseline" in r.stdout
+
+
+def test_torchrun_launch(tmp_path):
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if k not in dist.LAUNCH_VARS}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            CLI,
+            "run",
+            "--model",
+            "tiny",
+            "--seq-len",
+            "128",
+            "--chunks",
+            "2",
+            "--compare",
+            "--json",
+            str(out),
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["chunk_tokens"] == [64, 64] and res["max_abs_diff"] <= 1e-4
+    assert "tp 2 gloo" in r.stdout
+
+
+def _suicidal_worker(info, payload) -> int:
+    """Rank 1 dies mid-run (SIGKILL); rank 0 is inside a collective waiting for it."""
+    import torch
+
+    if info.rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    t = torch.ones(4)
+    dist.all_reduce_async(t).wait()
+    time.sleep(600)  # never reached: the watcher must stop this rank
+    return 0
+
+
+def test_killed_rank_stops_the_others_fast(capsys):
+    t0 = time.monotonic()
+    code = dist.launch(_suicidal_worker, 2, None, device="cpu")
+    assert code == 1 and time.monotonic() - t0 < 30
+    assert "rank 1 was killed by SIGKILL" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""profile -> show -> bench end to end on real gloo ranks (tiny model, small lengths)."""
+
+import json
+
+from isotune.core.profile import load_profile
+
+BENCH_KEYS = {
+    "seq_len",
+    "baseline_ms",
+    "iso5050_ms",
+    "plan_ms",
+    "compute_ms",
+    "comm_ms",
+    "ideal_ms",
+    "overlap_efficiency",
+    "comm_cpu_ms",
+    "floor_ms",
+    "efficiency_ceiling",
+    "predicted_baseline_ms",
+    "predicted_plan_ms",
+    "plan_chunks",
+    "plan_ratios",
+}
+
+
+def test_profile_show_bench(tmp_path, cli):
+    prof = tmp_path / "tiny.yaml"
+    r = cli("profile", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--repeats", "2", "-o", str(prof))
+    assert r.returncode == 0, r.stderr
+    p = load_profile(prof)
+    assert p.topology["tp"] == 2 and p.topology["backend"] == "gloo" and p.topology["interconnect"] == "loopback"
+    assert p.model["name"] == "tiny" and len(p.attn_samples) >= 6 and len(p.allreduce_samples) >= 3
+    assert all(ms > 0 for *_, ms in p.attn_samples + p.mlp_samples + p.allreduce_samples)
+    assert p.fit.attn_ms(128, 128) > p.fit.attn_ms(128, 0) > 0  # a prefix makes attention cost more
+
+    r = cli("show", str(prof))
+    assert r.returncode == 0 and "measured vs fitted" in r.stdout and "all-reduce" in r.stdout
+
+    out = tmp_path / "bench.json"
+    r = cli(
+        "bench",
+        "--model",
+        "tiny",
+        "--tp",
+        "2",
+        "--seq-lens",
+        "128,256",
+        "--chunks",
+        "3",
+        "--profile",
+        str(prof),
+        "--repeats",
+        "2",
+        "--json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(out.read_text())
+    assert [rec["seq_len"] for rec in recs] == [128, 256]
+    for rec in recs:
+        assert set(rec) == BENCH_KEYS
+        assert rec["ideal_ms"] == max(rec["compute_ms"], rec["comm_ms"])
+        # gloo ranks burn CPU to all-reduce (copies, sockets, the sum): measured, and it lifts the floor
+        assert rec["comm_cpu_ms"] > 0
+        assert rec["floor_ms"] == max(rec["compute_ms"] + rec["comm_cpu_ms"], rec["comm_ms"]) >= rec["ideal_ms"]
+        assert rec["plan_chunks"] == 3 and rec["predicted_plan_ms"] > 0 and rec["plan_ms"] > 0
+    assert "overlap eff." in r.stdout and "eff. ceiling" in r.stdout
+
+
+def test_bench_and_profile_bad_input(cli, tmp_path):
+    r = cli("bench", "--seq-lens", "128,abc")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --seq-lens '128,abc' does not parse: give comma-separated token counts like 512,1024"
+    ]
+    r = cli("bench", "--profile", str(tmp_path / "none.yaml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = cli("show", str(tmp_path / "none.yaml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("profile", "--model", "tiny", "-o", str(tmp_path / "no" / "p.yaml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr

@@ -1,0 +1,110 @@
+"""The cost model on hand-made profiles, and the Profile YAML round trip."""
+
+from itertools import pairwise
+
+import pytest
+
+from isotune.core.chunking import chunk_bounds
+from isotune.core.cost import predict_serial, simulate
+from isotune.core.errors import BadInput
+from isotune.core.profile import CostFit, Profile, load_profile, save_profile
+
+
+def _profile(attn=(0.0, 0.01, 0.0), mlp=(0.0, 0.02), latency=0.0, ms_per_mb=0.0, slowdown=0.0, layers=4):
+    return Profile(
+        model={"name": "hand", "fingerprint": "x", "hidden": 1000, "layers": layers},
+        topology={
+            "tp": 2,
+            "backend": "gloo",
+            "device": "cpu",
+            "device_count": 2,
+            "interconnect": "loopback",
+            "hosts": 1,
+            "dtype": "float32",
+        },
+        software={"isotune": "test", "torch": "test"},
+        fit=CostFit(attn=list(attn), mlp=list(mlp), latency_ms=latency, ms_per_mb=ms_per_mb, compute_slowdown=slowdown),
+    )
+
+
+def test_no_comm_means_serial_compute():
+    p = _profile(attn=(0.1, 0.01, 1e-5), mlp=(0.05, 0.02))
+    for ratios in ([1.0], [0.5, 0.5], [0.25] * 4):
+        bounds = chunk_bounds(1024, ratios, 16)
+        expect = 4 * sum(p.fit.attn_ms(b - a, a) + p.fit.mlp_ms(b - a) for a, b in pairwise(bounds))
+        assert simulate(p, bounds) == pytest.approx(expect)
+
+
+def test_unsplit_is_compute_plus_comm():
+    p = _profile(latency=0.5, ms_per_mb=2.0)
+    compute, comm = predict_serial(p, 1024)
+    assert simulate(p, [0, 1024]) == pytest.approx(compute + comm)
+
+
+def test_compute_much_larger_than_comm_hides_all_but_the_last_chunks_tail():
+    # compute ~10 ms per op, one all-reduce of a 512-token chunk ~0.41 ms: hidden except the last
+    p = _profile(attn=(0.0, 0.02, 0.0), mlp=(0.0, 0.02), latency=0.1, ms_per_mb=0.15)
+    bounds = [0, 512, 1024]
+    compute, _ = predict_serial(p, 1024)
+    last_ar = p.fit.allreduce_ms(512 * 1000 * 4)
+    assert simulate(p, bounds) == pytest.approx(compute + last_ar)
+
+
+def test_overlap_bounded_by_physics_and_split_beats_serial_when_comm_is_big():
+    p = _profile(attn=(0.05, 0.01, 2e-6), mlp=(0.05, 0.02), latency=0.2, ms_per_mb=3.0)
+    compute, comm = predict_serial(p, 2048)
+    serial = simulate(p, [0, 2048])
+    split = simulate(p, chunk_bounds(2048, [0.5, 0.5], 16))
+    assert max(compute, comm) <= split < serial
+
+
+def test_slowdown_makes_overlap_cost_more():
+    fast = _profile(latency=0.2, ms_per_mb=3.0)
+    slow = _profile(latency=0.2, ms_per_mb=3.0, slowdown=0.5)
+    bounds = chunk_bounds(2048, [0.5, 0.5], 16)
+    assert simulate(slow, bounds) > simulate(fast, bounds)
+    assert simulate(slow, [0, 2048]) == pytest.approx(simulate(fast, [0, 2048]))  # nothing overlaps
+
+
+def test_profile_yaml_round_trip(tmp_path):
+    p = _profile(latency=0.3, ms_per_mb=1.5, slowdown=0.1)
+    p.attn_samples = [[64, 0, 0.5], [64, 64, 0.7]]
+    p.allreduce_samples = [[1e6, 2.0]]
+    path = tmp_path / "p.yaml"
+    save_profile(p, path)
+    q = load_profile(path)
+    assert q == p and simulate(q, [0, 512, 1024]) == simulate(p, [0, 512, 1024])
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("a: [1, 2", "not valid YAML"),
+        ("isotune_profile: 7\n", "not an isotune profile"),
+        ("isotune_profile: 1\nmodel: {}\n", "malformed"),
+    ],
+)
+def test_bad_profiles(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=needle):
+        load_profile(path)
+
+
+def test_token_bucket_link_sends_fast_after_idle_and_at_rate_back_to_back():
+    # 1000 tokens x hidden 1000 x fp32 = 4 MB per all-reduce; a 4 MB bucket sent at 1 ms/MB
+    # refills in 40 ms at the link's 10 ms/MB, and each layer's compute (50 ms) is longer than that.
+    plain = _profile(attn=(0.0, 0.025, 0.0), mlp=(0.0, 0.025), ms_per_mb=10.0, layers=2)
+    bucket = _profile(attn=(0.0, 0.025, 0.0), mlp=(0.0, 0.025), ms_per_mb=10.0, layers=2)
+    bucket.fit.burst_mb, bucket.fit.burst_ms_per_mb = 4.0, 1.0
+    compute, comm = predict_serial(plain, 1000)
+    assert simulate(plain, [0, 1000]) == pytest.approx(compute + comm)
+    # attn, mlp 25 ms each: the idle gaps (25 ms) refill 2.5 MB of the 4 MB between all-reduces
+    t = simulate(bucket, [0, 1000])
+    first = 4.0 * 1.0  # full bucket
+    later = 2.5 * 1.0 + 1.5 * 10.0  # 2.5 MB refilled, the rest at the link rate
+    assert t == pytest.approx(compute + first + 3 * later)
+    # a bucket never makes anything slower than the plain link
+    for ratios in ([0.5, 0.5], [0.3, 0.3, 0.4]):
+        bounds = chunk_bounds(1000, ratios, 10)
+        assert simulate(bucket, bounds) <= simulate(plain, bounds) + 1e-9

@@ -1,0 +1,46 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from isotune.engine.layers import chunk_attention, rope_inv_freq
+
+
+def _dense_reference(q, k, v, start, end):
+    """Plain softmax attention of queries start..end-1 over keys 0..end-1 with a causal mask."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k[:, :, :end].repeat_interleave(groups, 1), v[:, :, :end].repeat_interleave(groups, 1)
+    qpos = torch.arange(start, end)[:, None]
+    mask = torch.arange(end)[None, :] <= qpos  # (T, end) lower-right causal
+    return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("start,end", [(0, 96), (32, 96), (80, 96), (95, 96), (48, 49), (16, 160)])
+def test_chunk_attention_matches_masked_dense_attention(dtype, tol, start, end):
+    torch.manual_seed(0)
+    hq, hkv, d, max_len = 4, 2, 32, 160
+    q = torch.randn(1, hq, end - start, d, dtype=dtype)
+    k = torch.randn(1, hkv, max_len, d, dtype=dtype)
+    v = torch.randn(1, hkv, max_len, d, dtype=dtype)
+    out = chunk_attention(q, k, v, start, end)
+    assert out.shape == q.shape and out.dtype == dtype
+    assert (out.float() - _dense_reference(q, k, v, start, end)).abs().max() < tol
+
+
+def test_rope_scaling_variants():
+    base = rope_inv_freq(64, 5e5, None)
+    lin = rope_inv_freq(64, 5e5, {"rope_type": "linear", "factor": 4.0})
+    assert torch.allclose(lin, base / 4)
+    l3 = rope_inv_freq(
+        64,
+        5e5,
+        {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    )
+    assert l3[0] == base[0]  # short wavelengths untouched
+    assert torch.isclose(l3[-1], base[-1] / 8)  # long wavelengths scaled by the factor

@@ -1,0 +1,92 @@
+"""The package's shape is a rule, not a habit: imports only go down the layers of DESIGN.md §2,
+core never imports torch, only cli.py imports typer, every module says its one job."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+PKG = ROOT / "isotune"
+# layer -> the layers its modules may import (their own included); viz and engine sit side by
+# side above core and never import each other
+ALLOWED = {
+    "core": {"core"},
+    "engine": {"engine", "core"},
+    "viz": {"viz", "core"},
+    "tune": {"tune", "engine", "viz", "core"},
+    "commands": {"commands", "tune", "engine", "viz", "core"},
+    "cli": {"commands", "tune", "engine", "viz", "core"},
+}
+MAX_LINES = 350
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py"))
+
+
+def _layer(path: Path) -> str | None:
+    rel = path.relative_to(PKG)
+    if rel.parts == ("cli.py",):
+        return "cli"
+    if rel.parts == ("__init__.py",):
+        return None  # the package root: the version string, importable by every layer
+    return rel.parts[0]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted module) of every import in the file, function-level ones included."""
+    tree = ast.parse(path.read_text(), str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: use absolute imports"
+            base = node.module or ""
+            # `from isotune.engine import dist` imports isotune.engine.dist
+            out += [(node.lineno, f"{base}.{a.name}" if base.count(".") == 1 else base) for a in node.names]
+    return out
+
+
+def _target_layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "isotune" or len(parts) == 1 or parts[1] == "__version__":
+        return None
+    return "cli" if parts[1] == "cli" else parts[1]
+
+
+def test_every_module_is_in_a_layer():
+    layers = {_layer(p) for p in _modules()} - {None}
+    assert layers == set(ALLOWED), layers
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_only_go_down(path):
+    layer = _layer(path)
+    for line, module in _imports(path):
+        target = _target_layer(module)
+        if layer is None or target is None:
+            continue
+        assert target in ALLOWED[layer], f"{path.relative_to(ROOT)}:{line}: {layer} may not import {module}"
+        top = module.split(".")[0]
+        assert top != "typer" or layer == "cli", f"{path}:{line}: only cli.py imports typer"
+    if layer == "core":
+        bad = [(line, m) for line, m in _imports(path) if m.split(".")[0] in ("torch", "typer", "optuna", "rich")]
+        assert not bad, f"{path.relative_to(ROOT)}: core imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_each_module_says_its_job_and_stays_small(path):
+    tree = ast.parse(path.read_text())
+    assert ast.get_docstring(tree), f"{path.relative_to(ROOT)} has no module docstring"
+    n = len(path.read_text().splitlines())
+    assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines: split it along its jobs"
+
+
+def test_the_rule_catches_an_upward_import(tmp_path):
+    """The walk above must see lazy, aliased and from-package imports, or it proves nothing."""
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""x"""\ndef f():\n    from isotune.engine import dist as d\n    import isotune.tune.search\n')
+    found = {_target_layer(m) for _, m in _imports(bad)}
+    assert found == {"engine", "tune"}

@@ -1,0 +1,223 @@
+"""`isotune search` end to end: model and measured objectives, resuming, concurrent workers on one
+storage, SIGINT/SIGKILL mid-search, and `run`/`bench`/`show` with the plan it writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from conftest import CLI, ROOT
+from optuna.trial import TrialState
+
+from isotune.cli import main
+from isotune.core.chunking import chunk_bounds
+from isotune.core.cost import simulate
+from isotune.core.plan import load_plan, save_plan
+from isotune.core.profile import load_profile
+from isotune.core.spec import load_spec
+from isotune.tune.studies import counts, open_storage
+
+PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")
+
+
+def _study(storage: str, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:  # not created yet
+        return None
+
+
+def _states(study: optuna.Study | None) -> Counter:
+    return Counter(t.state for t in study.get_trials(deepcopy=False)) if study else Counter()
+
+
+def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, cli):
+    out = tmp_path / "plan.yaml"
+    args = ("search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "512,2048", "--trials", "12")
+    r = cli(*args, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    plan = load_plan(out)
+    assert plan.model["fingerprint"] == load_spec("small", 2).fingerprint() and plan.topology["tp"] == 2
+    assert [(b.min_tokens, b.max_tokens) for b in plan.buckets] == [(1, 1280), (1281, 2048)]
+    prof = load_profile(PROFILE)
+    for b in plan.buckets:  # plan_ms is the model's prediction of the kept split, never worse than unsplit
+        assert simulate(prof, chunk_bounds(b.seq_len, b.ratios, plan.align)) == pytest.approx(b.plan_ms, abs=1e-3)
+        assert b.plan_ms <= b.baseline_ms
+    assert plan.buckets[1].chunks > 1  # the profile's 1 gbit link: splitting 2048 tokens pays
+    storage = f"journal:{tmp_path / 'plan.study.log'}"
+    name = "isotune-small-L2-tp2-bfloat16-cpu-model-s2048"
+    assert counts(_study(storage, name))["spent"] == 12  # measured splits; repeated draws cost nothing
+    # the same command again resumes the finished studies: no new trials, the same plan
+    before = len(_study(storage, name).trials)
+    assert cli(*args, "-o", str(out)).returncode == 0
+    assert len(_study(storage, name).trials) == before and load_plan(out) == plan
+    shown = cli("show", str(out))
+    assert shown.returncode == 0 and "1281..2048" in shown.stdout and "model objective" in shown.stdout
+
+
+def test_measured_search_and_run_with_the_plan(tmp_path, cli):
+    out = tmp_path / "plan.yaml"
+    r = cli(
+        "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6", "--repeats", "2",
+        "--max-chunks", "3", "-o", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    plan = load_plan(out)
+    assert plan.topology["backend"] == "gloo" and [b.seq_len for b in plan.buckets] == [128, 256]
+    study = _study(f"journal:{tmp_path / 'plan.study.log'}", "isotune-tiny-L2-tp2-float32-cpu-measured-s256")
+    trials = study.get_trials(deepcopy=False)
+    states = _states(study)
+    assert counts(study)["spent"] == 6 and not states[TrialState.RUNNING]
+    seeded = [t.user_attrs["bounds"] for t in trials if t.user_attrs.get("seed") == "seed"]
+    assert seeded[:2] == [[0, 256], [0, 128, 256]]  # the baseline and 50/50 come first
+
+    # a 3-way split in the 193..256 bucket: run with the plan gives the unsplit run's tokens
+    plan.buckets[1].chunks, plan.buckets[1].ratios = 3, [0.5, 0.25, 0.25]
+    save_plan(plan, out)
+    j_plan, j_base = tmp_path / "plan.json", tmp_path / "base.json"
+    common = ("--model", "tiny", "--tp", "2", "--seq-len", "200", "--max-new-tokens", "6")
+    assert cli("run", *common, "--plan", str(out), "--json", str(j_plan)).returncode == 0
+    assert cli("run", *common, "--chunks", "1", "--json", str(j_base)).returncode == 0
+    with_plan, base = json.loads(j_plan.read_text()), json.loads(j_base.read_text())
+    assert with_plan["plan_bucket"] == "193..256" and len(with_plan["chunk_tokens"]) == 3
+    assert with_plan["generated_ids"] == base["generated_ids"]
+
+    j_bench = tmp_path / "bench.json"
+    # two plans side by side: one record per plan and length, sharing the baseline measured beside them
+    other = tmp_path / "other.yaml"
+    plan.buckets[1].chunks, plan.buckets[1].ratios = 2, [0.25, 0.75]
+    save_plan(plan, other)
+    r = cli(
+        "bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--plan", str(out),
+        "--plan", str(other), "--json", str(j_bench),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(j_bench.read_text())
+    assert [(rec["seq_len"], rec["plan_ratios"]) for rec in recs if rec["seq_len"] == 256] == [
+        (256, [0.5, 0.25, 0.25]),
+        (256, [0.25, 0.75]),
+    ]
+    assert recs[2]["baseline_ms"] == recs[3]["baseline_ms"] and recs[2]["plan_ms"] != recs[3]["plan_ms"]
+    assert recs[0]["plan_chunks"] == plan.buckets[0].chunks
+
+    # a plan for tp 2 is refused at tp 1, and used with a warning under --force
+    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
+    assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
+    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
+    assert r.returncode == 0 and "warning: the plan was made for tp 2" in r.stderr
+    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out))
+    assert r.returncode == 0 and "above the plan's last bucket" in r.stderr
+
+
+def _search_cmd(out, *extra) -> list[str]:
+    return [
+        sys.executable, CLI, "search", "--model", "small", "--layers", "1", "--seq-lens", "1024",
+        "--repeats", "4", "-o", str(out), *extra,
+    ]  # fmt: skip
+
+
+def _wait_for(pred, timeout=120.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        assert proc is None or proc.poll() is None, "the search ended before the condition held"
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_two_workers_on_one_storage_share_the_study(tmp_path):
+    storage = f"journal:{tmp_path / 'shared.log'}"
+    args = ("--tp", "1", "--trials", "16", "--storage", storage, "--study-name", "shared")
+    first = subprocess.Popen(_search_cmd(tmp_path / "a.yaml", *args), stderr=subprocess.PIPE, text=True)
+    # the second worker joins once the first has finished a trial, so both surely take part
+    _wait_for(lambda: _states(_study(storage, "shared-s1024"))[TrialState.COMPLETE] >= 1, proc=first)
+    second = subprocess.Popen(_search_cmd(tmp_path / "b.yaml", *args), stderr=subprocess.PIPE, text=True)
+    assert second.wait(300) == 0, second.stderr.read()
+    assert first.wait(300) == 0, first.stderr.read()
+    study = _study(storage, "shared-s1024")
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    by_worker = Counter(t.user_attrs["owner"] for t in finished)
+    assert len(by_worker) == 2 and sum(by_worker.values()) == len(finished)
+    assert 16 <= counts(study)["spent"] <= 17  # two workers may both take the last slot at the same instant
+    assert not _states(study)[TrialState.RUNNING] and not _states(study)[TrialState.FAIL]
+    assert load_plan(tmp_path / "a.yaml").buckets and load_plan(tmp_path / "b.yaml").buckets
+
+
+def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
+    out = tmp_path / "plan.yaml"
+    out.write_text("old plan\n")  # an interrupted search must leave this file alone
+    cmd = _search_cmd(out, "--tp", "2", "--trials", "10")
+    storage, name = f"journal:{tmp_path / 'plan.study.log'}", "isotune-small-L1-tp2-float32-cpu-measured-s1024"
+
+    def complete() -> int:
+        return _states(_study(storage, name))[TrialState.COMPLETE]
+
+    # Ctrl-C (SIGINT to the process group): exit 130, the running trial FAILs, a hint how to resume
+    p = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: complete() >= 2, proc=p)
+    os.killpg(p.pid, signal.SIGINT)
+    assert p.wait(60) == 130
+    err = p.stderr.read()
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+    states = _states(_study(storage, name))
+    assert states[TrialState.COMPLETE] >= 2 and not states[TrialState.RUNNING]
+    kept = complete()
+
+    # SIGKILL of everything: nothing can clean up; the rerun fails the orphaned trial itself
+    p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    _wait_for(lambda: complete() > kept, proc=p)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(60)
+    assert out.read_text() == "old plan\n"
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    study = _study(storage, name)
+    states = _states(study)
+    assert counts(study)["spent"] == 10 and not states[TrialState.RUNNING]
+    assert states[TrialState.FAIL] >= 1  # the SIGINTed trial (and the SIGKILLed one, if it was mid-trial)
+    assert load_plan(out).buckets[0].seq_len == 1024
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--objective", "model"], "needs --profile"),
+        (["--objective", "magic"], "unknown"),
+        (["--sampler", "cmaes"], "unknown"),
+        (["--max-chunks", "9"], "out of range"),
+        (["--trials", "0"], "at least 1"),
+        (["--storage", "nonsense"], "not a storage URL"),
+        (["--storage", "journal:/no/such/dir/s.log"], "does not exist"),
+        (["--storage", "sqlite:////no/such/dir/s.db"], "cannot be opened"),
+        (["--seq-lens", "8"], "shorter than the 16-token alignment"),
+        (["--seq-lens", "99999"], "exceeds"),
+        (["--profile", PROFILE], "measured on 'small'"),
+        (["--profile", "/no/profile.yaml"], "does not exist"),
+    ],
+)
+def test_bad_search_input(tmp_path, args, needle, capsys):
+    assert main(["search", "--model", "tiny", "-o", str(tmp_path / "p.yaml"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_study_is_resumed_only_with_its_own_settings(tmp_path, capsys):
+    args = ["search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "512", "--trials", "3"]
+    assert main([*args, "--max-chunks", "2", "-o", str(tmp_path / "p.yaml")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--max-chunks", "3", "-o", str(tmp_path / "p.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "made with max_chunks 2 (now 3)" in err and "--study-name" in err
+
+
+def test_plan_and_explicit_split_are_exclusive(tmp_path, capsys):
+    assert main(["run", "--plan", "x.yaml", "--chunks", "2"]) == 2
+    assert "not both" in capsys.readouterr().err
