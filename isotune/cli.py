@@ -108,7 +108,7 @@ def run(
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before timing.")] = 1,
     repeats: Annotated[
         int, typer.Option("--repeats", help="Timed prefills (typical: trimmed mean of the slowest rank).")
-    ] = 5,
+    ] = 10,
 ) -> None:
     """Prefill one prompt with an ISO split, optionally beside the baseline, then decode greedily."""
     _forward("run", locals())
@@ -165,7 +165,7 @@ def bench(
     ] = None,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the records as JSON here.")] = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed rounds first.")] = 1,
-    repeats: Annotated[int, typer.Option("--repeats", help="Timed rounds (trimmed mean of the slowest rank).")] = 5,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed rounds (trimmed mean of the slowest rank).")] = 10,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and synthetic weights.")] = 0,
@@ -193,8 +193,15 @@ def search(
         ),
     ] = "512,1024,2048,4096",
     trials: Annotated[
-        int, typer.Option("--trials", help="Finished trials per length (the study's total, all workers).")
+        int, typer.Option("--trials", help="Measured trials per length (the study's total, all workers).")
     ] = 30,
+    time_budget: Annotated[
+        Optional[float],
+        typer.Option(
+            "--time-budget",
+            help="Seconds for the trials of all lengths, split evenly (time one leaves passes on); validation is extra.",
+        ),
+    ] = None,
     max_chunks: Annotated[int, typer.Option("--max-chunks", help="Most chunks a split may have (1..8).")] = 4,
     align: Annotated[
         Optional[int],

@@ -16,20 +16,25 @@ from dataclasses import dataclass
 
 import torch
 
-from isotune.core.chunking import DEFAULT_ALIGN, chunk_bounds, parse_ratios, parse_seq_lens
+from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, parse_seq_lens, resolve_align
 from isotune.core.cost import simulate
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, check_writable
 from isotune.core.plan import plan_for
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec, parse_dtype
+from isotune.core.stats import interval, paired_change
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
 from isotune.engine.model import build_model, random_prompt
 from isotune.engine.target import resolve_target
 from isotune.engine.timing import time_prefills
+from isotune.engine.topology import setting
+from isotune.viz.bench_tables import show_bench
 
+# the record's keys: the first ones are read by scripts and keep their meaning; intervals
+# ([low, high] of the 95% CI) and paired changes ([change, low, high], fractions) sit beside them
 KEYS = (
     "seq_len",
     "baseline_ms",
@@ -46,6 +51,17 @@ KEYS = (
     "predicted_plan_ms",
     "plan_chunks",
     "plan_ratios",
+    "repeats",
+    "baseline_ms_ci",
+    "iso5050_ms_ci",
+    "plan_ms_ci",
+    "compute_ms_ci",
+    "comm_ms_ci",
+    "iso5050_vs_baseline",
+    "plan_vs_baseline",
+    "plan_vs_iso5050",
+    "share_of_achievable",
+    "predicted_iso5050_ms",
 )
 
 
@@ -91,20 +107,18 @@ def bench(
     lens = parse_seq_lens(seq_lens)
     check_seq_lens(spec, lens, "--seq-lens")
     if plan_paths and (chunks is not None or ratios is not None):
-        raise BadInput("give --plan or --chunks/--ratios, not both")
+        raise BadInput(PLAN_OR_SPLIT)
     plans: list[dict[int, list[float]]] = []  # per plan: seq_len -> ratios
     for path in plan_paths or []:
         plan, splits, notes = plan_for(path, spec, tp, lens, force)
         for note in notes:
             print(f"{path}: {note}", file=sys.stderr)
-        if align is not None and align != plan.align:
-            raise BadInput(f"plan {path} was made for align {plan.align}, not {align}: drop --align or use the same")
-        align = plan.align
+        align = resolve_align(align, dev, plan.align, path)
         plans.append(splits)
     if chunks is not None or ratios is not None:
         r = parse_ratios(ratios, chunks or len(ratios.split(",")))
         plans.append({s: r for s in lens})
-    align = align or DEFAULT_ALIGN[dev]
+    align = resolve_align(align, dev)
     for s in lens:  # every split must fit every length before a rank starts
         chunk_bounds(s, [0.5, 0.5], align)
         for splits in plans:
@@ -157,108 +171,61 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
         for i, plan in enumerate(cfg.plans):  # several plans: measured side by side, interleaved
             variants[f"plan{i}"] = chunk_bounds(s, plan[s], cfg.align)
         cpu: dict[str, float] = {}
-        t = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, cpu=cpu)
-        ideal = max(t["compute"], t["comm"])
+        samples: dict[str, list[float]] = {}
+        time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, samples=samples, cpu=cpu)
         # on a GPU the comm's CPU (launches, proxy thread) does not take the compute's SMs
         comm_cpu = cpu["comm"] if info.device.type == "cpu" else None
-        floor = max(t["compute"] + comm_cpu, t["comm"]) if comm_cpu is not None else None
         for i, ratios in enumerate([plan[s] for plan in cfg.plans] or [None]):
-            plan_ms = t.get(f"plan{i}") if ratios else None
-            shown = plan_ms if ratios else t["iso5050"]  # efficiency of the plan, or of 50/50 without one
-            rec = {
-                "seq_len": s,
-                "baseline_ms": t["baseline"],
-                "iso5050_ms": t["iso5050"],
-                "plan_ms": plan_ms,
-                "compute_ms": t["compute"],
-                "comm_ms": t["comm"],
-                "ideal_ms": ideal,
-                "overlap_efficiency": efficiency(t["baseline"], shown, ideal),
-                "comm_cpu_ms": comm_cpu,
-                "floor_ms": floor,
-                "efficiency_ceiling": efficiency(t["baseline"], floor, ideal) if floor is not None else None,
-                "predicted_baseline_ms": None,
-                "predicted_plan_ms": None,
-                "plan_chunks": len(ratios) if ratios else None,
-                "plan_ratios": ratios,
-            }
+            bounds = {"baseline": whole, "iso5050": variants["iso5050"]}
+            if ratios:
+                bounds["plan"] = variants[f"plan{i}"]
+            rec = record(s, samples | ({"plan": samples[f"plan{i}"]} if ratios else {}), comm_cpu)
+            rec["plan_chunks"], rec["plan_ratios"] = (len(ratios), ratios) if ratios else (None, None)
             if cfg.profile is not None:
-                rec["predicted_baseline_ms"] = simulate(cfg.profile, whole, spec.layers)
-                split = variants.get(f"plan{i}", variants["iso5050"])
-                rec["predicted_plan_ms"] = simulate(cfg.profile, split, spec.layers)
+                for name, b in bounds.items():
+                    rec[f"predicted_{name}_ms"] = simulate(cfg.profile, b, spec.layers)
+                if not ratios:  # kept for scripts: the 50/50 prediction when there is no plan
+                    rec["predicted_plan_ms"] = rec["predicted_iso5050_ms"]
             records.append(rec)
         if info.is_main:
             _progress(records[-1])
     if info.is_main:
-        show_bench(records, spec.name, info, cfg)
+        show_bench(records, f"isotune bench: {setting(info, spec.name, spec.layers, cfg.dtype)}", cfg.repeats)
         if cfg.json_path:
             atomic_write_text(cfg.json_path, json.dumps(records, indent=2) + "\n")
     return 0
+
+
+def record(s: int, samples: dict[str, list[float]], comm_cpu: float | None) -> dict:
+    """One length's record: each figure's typical ms and 95% interval, the splits' paired change
+    against the baseline (and the plan's against 50/50), and where the time goes."""
+    t = {name: interval(ts) for name, ts in samples.items()}
+    base = t["baseline"].estimate
+    ideal = max(t["compute"].estimate, t["comm"].estimate)
+    floor = max(t["compute"].estimate + comm_cpu, t["comm"].estimate) if comm_cpu is not None else None
+    plan = t.get("plan")
+    shown = plan or t["iso5050"]  # efficiency of the plan, or of 50/50 without one
+    rec = {key: None for key in KEYS} | {"seq_len": s, "repeats": len(samples["baseline"])}
+    for name in ("baseline", "iso5050", "plan", "compute", "comm"):
+        if name in t:
+            rec[f"{name}_ms"] = t[name].estimate
+            rec[f"{name}_ms_ci"] = [t[name].low, t[name].high]
+    for name, ref in (("iso5050", "baseline"), ("plan", "baseline"), ("plan", "iso5050")):
+        if name in samples:
+            iv = paired_change(samples[ref], samples[name])
+            rec[f"{name}_vs_{ref}"] = [iv.estimate, iv.low, iv.high]
+    rec |= {
+        "ideal_ms": ideal,
+        "overlap_efficiency": efficiency(base, shown.estimate, ideal),
+        "comm_cpu_ms": comm_cpu,
+        "floor_ms": floor,
+        "efficiency_ceiling": efficiency(base, floor, ideal) if floor is not None else None,
+        "share_of_achievable": efficiency(base, shown.estimate, floor if floor is not None else ideal),
+    }
+    return rec
 
 
 def _progress(rec: dict) -> None:
     print(
         f"  {rec['seq_len']} tokens: baseline {rec['baseline_ms']:.1f} ms, 50/50 {rec['iso5050_ms']:.1f} ms", flush=True
     )
-
-
-def show_bench(records: list[dict], name: str, info: DistInfo, cfg: BenchConfig) -> None:
-    from rich.table import Table
-
-    from isotune.viz.tables import console
-
-    has_plan = any(r["plan_ms"] is not None for r in records)
-    has_pred = any(r["predicted_baseline_ms"] is not None for r in records)
-    t = Table(
-        title=f"isotune bench: {name}, tp {info.world} {info.backend or 'single'} on {info.device.type}, "
-        f"{cfg.dtype}, typical of {cfg.repeats} (slowest rank)"
-    )
-    cols = ["tokens", "baseline ms", "50/50 ms", "50/50 vs base"]
-    cols += ["plan", "plan ms", "plan vs base"] if has_plan else []
-    has_floor = any(r["floor_ms"] is not None for r in records)
-    cols += ["compute ms", "comm ms", "ideal ms", "overlap eff."]
-    cols += ["comm CPU ms", "floor ms", "eff. ceiling"] if has_floor else []
-    cols += ["pred. base ms", "pred. " + ("plan" if has_plan else "50/50") + " ms"] if has_pred else []
-    for c in cols:
-        t.add_column(c, justify="right")
-    for r in records:
-        row = [
-            str(r["seq_len"]),
-            f"{r['baseline_ms']:.1f}",
-            f"{r['iso5050_ms']:.1f}",
-            f"{(r['iso5050_ms'] / r['baseline_ms'] - 1):+.1%}",
-        ]
-        if has_plan:
-            row += (
-                [
-                    "/".join(f"{x:.2f}" for x in r["plan_ratios"]),
-                    f"{r['plan_ms']:.1f}",
-                    f"{(r['plan_ms'] / r['baseline_ms'] - 1):+.1%}",
-                ]
-                if r["plan_ms"] is not None
-                else ["-"] * 3
-            )
-        eff = r["overlap_efficiency"]
-        row += [
-            f"{r['compute_ms']:.1f}",
-            f"{r['comm_ms']:.1f}",
-            f"{r['ideal_ms']:.1f}",
-            f"{eff:.2f}" if eff is not None else "-",
-        ]
-        if has_floor:
-            ceiling = r["efficiency_ceiling"]
-            row += [f"{r['comm_cpu_ms']:.1f}", f"{r['floor_ms']:.1f}", f"{ceiling:.2f}" if ceiling is not None else "-"]
-        if has_pred:
-            row += [f"{r['predicted_baseline_ms']:.1f}", f"{r['predicted_plan_ms']:.1f}"]
-        t.add_row(*row)
-    console().print(t)
-    print(
-        "overlap eff. = (baseline - ISO) / (baseline - ideal), ideal = max(compute, comm); of the plan"
-        + ("" if has_plan else " (here: 50/50, no plan given)")
-    )
-    if has_floor:
-        print(
-            "comm CPU = CPU that communication's threads burned in the comm-only run (copies, sockets, sums); "
-            "floor = max(compute + comm CPU, comm): when compute fills every core that CPU comes out of compute "
-            "time; eff. ceiling = the efficiency at the floor (both as noisy as compute ms)"
-        )

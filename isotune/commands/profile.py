@@ -3,7 +3,7 @@ profile."""
 
 from __future__ import annotations
 
-from isotune.core.chunking import DEFAULT_ALIGN, parse_seq_lens
+from isotune.core.chunking import parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.spec import check_seq_lens, parse_dtype
@@ -38,7 +38,7 @@ def profile(
         layers=layers,
         dtype=parse_dtype(dtype),
         seq_lens=lens,
-        align=align or DEFAULT_ALIGN[dev],
+        align=resolve_align(align, dev),
         repeats=repeats,
         device=dev,
         threads=threads,

@@ -14,17 +14,19 @@ from pathlib import Path
 
 import torch
 
-from isotune.core.chunking import DEFAULT_ALIGN, chunk_bounds, chunk_sizes, parse_ratios
+from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, chunk_sizes, parse_ratios, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_bytes, atomic_write_text, check_writable
 from isotune.core.plan import lookup, plan_for
-from isotune.core.spec import ModelSpec, load_spec, parse_dtype
+from isotune.core.spec import ModelSpec, check_seq_lens, load_spec, parse_dtype
+from isotune.core.stats import paired_change
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.model import TPModel, build_model, random_prompt
 from isotune.engine.target import resolve_target
 from isotune.engine.timing import time_prefills
+from isotune.engine.topology import setting
 
 
 @dataclass(kw_only=True)
@@ -118,7 +120,7 @@ def prepare_run(
 ) -> RunConfig:
     spec, tp, device = resolve_target(model, layers, tp, device)
     if plan_path and (chunks is not None or ratios is not None):
-        raise BadInput("give --plan or --chunks/--ratios, not both: the plan chooses the split")
+        raise BadInput(PLAN_OR_SPLIT)
     if (seq_len is None) == (prompt_ids is None):
         raise BadInput("give exactly one of --seq-len N or --prompt-ids FILE")
     ids = read_prompt_ids(prompt_ids, spec.vocab) if prompt_ids else random_prompt(seq_len, spec.vocab, seed)
@@ -128,28 +130,19 @@ def prepare_run(
         ratio_list = splits[len(ids)]
         for note in notes:
             print(note, file=sys.stderr)
-        align = plan.align if align is None else align
+        align = resolve_align(align, device, plan.align, plan_path)
         b, _ = lookup(plan, len(ids))
         bucket = f"{b.min_tokens}..{b.max_tokens}"
     else:
         ratio_list = parse_ratios(ratios, 2 if chunks is None else chunks)
-        align = DEFAULT_ALIGN[device] if align is None else align
+        align = resolve_align(align, device)
     chunk_bounds(len(ids), ratio_list, align)  # raises if the split does not fit the prompt
     if max_new_tokens < 0:
         raise BadInput(f"--max-new-tokens {max_new_tokens} must be 0 or more")
     if repeats < 1 or warmup < 0 or threads < 1:
         raise BadInput("--repeats and --threads must be at least 1, --warmup at least 0")
-    total = len(ids) + max_new_tokens
-    if total > spec.max_positions:
-        raise BadInput(
-            f"prompt + new tokens = {total} exceeds {spec.name}'s {spec.max_positions} positions: "
-            "use a shorter prompt or fewer new tokens"
-        )
-    if spec.sliding_window and total > spec.sliding_window:
-        raise BadInput(
-            f"prompt + new tokens = {total} exceeds {spec.name}'s sliding window "
-            f"{spec.sliding_window}, which isotune does not implement: use a shorter prompt"
-        )
+    fix = "use a shorter prompt or fewer new tokens"
+    check_seq_lens(spec, [len(ids) + max_new_tokens], "prompt + new tokens =", fix)
     if json_path:
         check_writable(json_path, "--json")
     if trace_path:
@@ -191,7 +184,9 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
     model = build_model(spec, info, dtype, s + cfg.max_new_tokens, cfg.seed)
 
     variants = {"plan": bounds} | ({"baseline": [0, s]} if cfg.compare else {})
-    times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats)
+    samples: dict[str, list[float]] = {}
+    times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, samples=samples)
+    change = paired_change(samples["baseline"], samples["plan"]) if cfg.compare else None
 
     if cfg.trace_path or cfg.timeline_path:
         traced = ({"baseline": [0, s]} if cfg.compare else {}) | {"plan": bounds}
@@ -216,6 +211,7 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
         "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
         "max_abs_diff": diff,
         "plan_bucket": cfg.plan_bucket,
+        "vs_baseline": [change.estimate, change.low, change.high] if change else None,
     }
     if info.is_main:
         _show(spec, info, cfg, result)
@@ -238,10 +234,7 @@ def _trace(model: TPModel, info: DistInfo, ids: torch.Tensor, runs: dict, spec: 
     if not info.is_main:
         return
     chunks = " + ".join(map(str, chunk_sizes(runs["plan"])))
-    title = (
-        f"{spec.name} ({spec.layers} layers), tp {info.world} {info.backend or 'single'} on {info.device.type}, "
-        f"{cfg.dtype}, {ids.shape[0]} tokens, plan chunks {chunks}"
-    )
+    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {ids.shape[0]} tokens, plan chunks {chunks}"
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 
@@ -258,10 +251,7 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
 
     from isotune.viz.tables import console
 
-    t = Table(
-        title=f"isotune run: {spec.name} ({spec.layers} layers), tp {info.world} "
-        f"{info.backend or 'single'} on {info.device.type}, {cfg.dtype}"
-    )
+    t = Table(title=f"isotune run: {setting(info, spec.name, spec.layers, cfg.dtype)}")
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("prompt tokens", str(r["prompt_tokens"]))
@@ -271,8 +261,9 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
     t.add_row("ISO prefill ms (typical)", f"{r['prefill_ms']:.2f}")
     if r["baseline_prefill_ms"] is not None:
         t.add_row("baseline prefill ms (typical)", f"{r['baseline_prefill_ms']:.2f}")
-        change = (r["prefill_ms"] / r["baseline_prefill_ms"] - 1) * 100
-        t.add_row("ISO vs baseline", f"{change:+.1f}%")
+        est, low, high = r["vs_baseline"]
+        verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
+        t.add_row("ISO vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
         t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
     gen = r["generated_ids"]
     t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))

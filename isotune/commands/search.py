@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isotune.core.chunking import DEFAULT_ALIGN, MAX_CHUNKS, parse_seq_lens
+from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.profile import Profile, check_profile_fits, load_profile
@@ -50,6 +50,7 @@ def search_config(
     device: str,
     threads: int,
     seed: int,
+    time_budget: float | None,
 ) -> SearchConfig:
     """The checked SearchConfig of the command's flags (BadInput names the first bad one)."""
     if objective not in (MEASURED, MODEL):
@@ -60,6 +61,8 @@ def search_config(
         raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..{MAX_CHUNKS}")
     if trials < 1 or repeats < 1 or warmup < 0:
         raise BadInput("--trials and --repeats must be at least 1, --warmup at least 0")
+    if time_budget is not None and not time_budget > 0:
+        raise BadInput(f"--time-budget {time_budget} must be a positive number of seconds")
     prof = load_profile(profile_path) if profile_path else None
     lens = parse_seq_lens(seq_lens)
     check_writable(out, "--out")
@@ -72,9 +75,7 @@ def search_config(
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
         if prof is not None:
             check_profile_fits(prof, spec, tp)
-    align = align or DEFAULT_ALIGN[dev]
-    if align < 1:
-        raise BadInput(f"--align {align} must be at least 1")
+    align = resolve_align(align, dev)
     if lens[0] < align:
         raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
     if plots:
@@ -103,6 +104,7 @@ def search_config(
         threads=threads,
         seed=seed,
         plots_dir=plots,
+        time_budget_s=time_budget,
     )
 
 

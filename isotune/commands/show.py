@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import optuna
 from optuna.trial import TrialState as S
 from rich.table import Table
@@ -11,7 +13,8 @@ from isotune.core.plan import is_plan_file, load_plan
 from isotune.core.profile import load_profile
 from isotune.core.space import ratios_of
 from isotune.tune.studies import counts, open_storage
-from isotune.viz.tables import console, show_plan, show_profile
+from isotune.viz.plan_tables import findings, show_plan
+from isotune.viz.tables import console, show_profile
 
 
 def show(path: str, study: str | None = None) -> int:
@@ -23,7 +26,10 @@ def show(path: str, study: str | None = None) -> int:
             "--study needs a storage URL as the argument, e.g. isotune show journal:plan.study.log --study NAME"
         )
     elif is_plan_file(path):
-        show_plan(load_plan(path), path)
+        plan = load_plan(path)
+        show_plan(plan, path)
+        for line in findings(plan):
+            console().print(line, highlight=False)
     else:
         show_profile(load_profile(path), path)
     return 0
@@ -35,12 +41,18 @@ def show_studies(url: str, only: str | None = None) -> None:
     storage = open_storage(url)
     out = console()
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    if only is not None and only not in {s.study_name for s in summaries}:
-        raise BadInput(f"no study {only!r} in {url}: run 'isotune show {url}' to list them")
+    if only is not None:
+        only = _find_study(only, [s.study_name for s in summaries], url)
     if not summaries:
         out.print(f"no studies in {url}")
         return
-    t = Table(title=f"studies in {url}")
+    names = sorted(s.study_name for s in summaries if only in (None, s.study_name))
+    # one search names its studies PREFIX-s<tokens>: say the shared prefix once, keep the table narrow
+    prefix = os.path.commonprefix(names) if len(names) > 1 else names[0].rpartition("-")[0] + "-"
+    prefix = prefix[: prefix.rfind("-") + 1]
+    if prefix:
+        out.print(f"studies in {url}, named {prefix}<study>:", highlight=False)
+    t = Table(title=None if prefix else f"studies in {url}")
     for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best ms", "best split"):
         t.add_column(col, justify="left" if col in ("study", "best split") else "right")
     for summary in sorted(summaries, key=lambda x: x.study_name):
@@ -51,7 +63,7 @@ def show_studies(url: str, only: str | None = None) -> None:
         done = [x for x in study.get_trials(deepcopy=False, states=(S.COMPLETE,)) if "bounds" in x.user_attrs]
         best = min(done, key=lambda x: x.value, default=None)
         t.add_row(
-            summary.study_name,
+            summary.study_name.removeprefix(prefix),
             str(n["spent"]),
             str(n[S.COMPLETE]),
             str(n[S.PRUNED]),
@@ -59,13 +71,25 @@ def show_studies(url: str, only: str | None = None) -> None:
             str(n[S.RUNNING]),
             str(n[S.WAITING]),
             f"{best.value:.1f}" if best else "-",
-            " / ".join(f"{r:.2f}" for r in ratios_of(best.user_attrs["bounds"])) if best else "-",
+            "/".join(f"{r:.2f}" for r in ratios_of(best.user_attrs["bounds"])) if best else "-",
         )
         if only is not None:
             out.print(t)
             _show_trials(study)
             return
     out.print(t)
+
+
+def _find_study(name: str, names: list[str], url: str) -> str:
+    """A study by its full name, or by its tail: `s512` or `512` (the study for 512 tokens)."""
+    if name in names:
+        return name
+    tails = [n for n in names if n.endswith(f"-{name}") or n.endswith(f"-s{name}")]
+    if len(tails) == 1:
+        return tails[0]
+    if tails:
+        raise BadInput(f"--study {name!r} matches {len(tails)} studies in {url}: give the full name")
+    raise BadInput(f"no study {name!r} in {url}: run 'isotune show {url}' to list them")
 
 
 def _show_trials(study) -> None:

@@ -14,10 +14,23 @@ from itertools import pairwise
 from isotune.core.errors import BadInput
 
 MAX_CHUNKS = 8
+PLAN_OR_SPLIT = "give --plan or --chunks/--ratios, not both: the plan chooses the split"
 RATIO_SUM_TOL = 1e-3
 # chunk boundaries round to this many tokens by device: kernel-friendly shapes on GPUs (a wave
 # quantum), finer on CPU where small shapes cost little extra
 DEFAULT_ALIGN = {"cpu": 16, "cuda": 64}
+
+
+def resolve_align(align: int | None, device: str, plan_align: int | None = None, plan: str = "") -> int:
+    """--align, else the plan's, else the device default; a plan's own alignment may not be
+    overridden (its ratios were searched on those boundaries)."""
+    if align is not None and align < 1:
+        raise BadInput(f"--align {align} must be at least 1")
+    if plan_align is not None:
+        if align is not None and align != plan_align:
+            raise BadInput(f"plan {plan} was made for align {plan_align}, not {align}: drop --align or use the same")
+        return plan_align
+    return align if align is not None else DEFAULT_ALIGN[device]
 
 
 def parse_seq_lens(text: str, flag: str = "--seq-lens") -> list[int]:

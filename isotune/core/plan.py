@@ -34,12 +34,20 @@ class Bucket:
     seq_len: int | None = None  # the length that was searched for this bucket
     trials: int | None = None  # measured trials of its study
     iso5050_ms: float | None = None  # ISO 50/50, measured beside plan and baseline
+    decision: str | None = None  # why this split (or none) was kept, with its numbers
+    stopped: str | None = None  # why the study ended
+    vs_baseline: list[float] | None = None  # kept split vs baseline: [change, 95% CI low, high]
+    iso5050_vs_baseline: list[float] | None = None  # the same for ISO 50/50
+    compute_ms: float | None = None  # the unsplit prefill without its all-reduces
+    comm_ms: float | None = None  # its all-reduces alone
+    comm_cpu_ms: float | None = None  # CPU ranks: the CPU those all-reduces burn on the compute's cores
+    repeats: int | None = None  # paired repeats behind the decision
 
 
 @dataclass(kw_only=True)
 class Plan:
     model: dict  # {name, fingerprint, layers}
-    topology: dict  # {tp, backend, device, interconnect, dtype}
+    topology: dict  # {tp, backend, device, device_count, interconnect, hosts, dtype, threads_per_rank}
     software: dict  # {isotune, torch}
     align: int
     buckets: list[Bucket]

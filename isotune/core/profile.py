@@ -101,7 +101,8 @@ def load_profile(path: str | Path) -> Profile:
 def check_profile_fits(prof: Profile, spec: ModelSpec, tp: int | None, what: str = "--profile") -> None:
     """A profile measured on another model (any layer count) or TP size predicts nothing here
     (tp None: the TP size is the profile's own)."""
-    measured_on = spec.with_layers(int(prof.model["layers"])).fingerprint()
+    # the same model at the profile's layer count (which may be more or fewer than this run's)
+    measured_on = dataclasses.replace(spec, layers=int(prof.model["layers"])).fingerprint()
     if prof.model["fingerprint"] != measured_on:
         raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
     if tp is not None and int(prof.topology["tp"]) != tp:

@@ -1,10 +1,11 @@
 """The search space of a split: chunk count and ratios, as Optuna parameters, as an exhaustive
 grid, and a fast local search over any cost function. Pure Python.
 
-Ratios are stick-breaking draws: `chunks` = k, then cut_i in (0, 1) for i = 1..k-1, where chunk
-i takes the fraction cut_i of what the chunks before it left over and the last chunk takes the
-rest. Every draw is a valid split (positive, sums to 1), and each parameter keeps one meaning
-whatever the others are, which suits TPE.
+A split is drawn as `chunks` = k, then stick-breaking cuts cut_i in [0, 1] for i = 1..k-1 over
+the tokens left after every chunk got its `align` tokens: chunk i takes `align` plus the fraction
+cut_i of the free tokens the chunks before it left over, the last chunk the rest. So every draw
+is a valid, aligned split (no sliver below the alignment, no wasted draw), k never exceeds
+S / align, and each parameter keeps one meaning whatever the others are, which suits TPE.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from itertools import combinations, pairwise
 from isotune.core.chunking import chunk_bounds
 from isotune.core.errors import BadInput
 
-CUT_LOW, CUT_HIGH = 0.01, 0.99
 GRID_STEP = 0.05
+SPACE_VERSION = 2  # what the parameters mean; a study drawn with another meaning is not resumed
 
 
 def ratios_from_cuts(cuts: list[float]) -> list[float]:
@@ -30,22 +31,42 @@ def ratios_from_cuts(cuts: list[float]) -> list[float]:
 def cuts_from_ratios(ratios: list[float]) -> list[float]:
     cuts, left = [], 1.0
     for r in ratios[:-1]:
-        cuts.append(min(CUT_HIGH, max(CUT_LOW, r / left)))
+        cuts.append(min(1.0, max(0.0, r / left)) if left > 1e-12 else 0.0)
         left -= r
     return cuts
 
 
-def suggest_ratios(trial, max_chunks: int) -> list[float]:
-    """Draw (or replay, for enqueued trials) a split from an Optuna trial."""
-    k = trial.suggest_int("chunks", 1, max_chunks)
-    return ratios_from_cuts([trial.suggest_float(f"cut{i}", CUT_LOW, CUT_HIGH) for i in range(1, k)])
+def max_chunks_for(seq_len: int, max_chunks: int, align: int) -> int:
+    """The most chunks a split of seq_len tokens can have: each needs `align` tokens."""
+    return max(1, min(max_chunks, seq_len // align))
 
 
-def params_for(bounds: list[int]) -> dict:
+def suggest_bounds(trial, seq_len: int, max_chunks: int, align: int) -> list[int]:
+    """Draw (or replay, for enqueued trials) a split's boundaries from an Optuna trial."""
+    k = trial.suggest_int("chunks", 1, max_chunks_for(seq_len, max_chunks, align))
+    return bounds_from_cuts(seq_len, [trial.suggest_float(f"cut{i}", 0.0, 1.0) for i in range(1, k)], align)
+
+
+def bounds_from_cuts(seq_len: int, cuts: list[float], align: int) -> list[int]:
+    """Boundaries [0, ..., S] of the split the cuts draw: every chunk gets `align` tokens, the
+    cuts share out the rest; inner boundaries are multiples of `align`. Rounding keeps every
+    chunk at >= align tokens: round(x + align) = round(x) + align, and the cap that leaves the
+    later chunks their tokens grows by exactly `align` per boundary too."""
+    k = len(cuts) + 1
+    free = seq_len - k * align
+    bounds, acc = [0], 0.0
+    for j, share in enumerate(ratios_from_cuts(cuts)[:-1], start=1):
+        acc += align + share * free
+        cap = (seq_len - (k - j) * align) // align * align
+        bounds.append(min(round(acc / align) * align, cap))
+    return bounds + [seq_len]
+
+
+def params_for(bounds: list[int], align: int) -> dict:
     """Optuna params that replay the split `bounds` exactly (for enqueue_trial)."""
-    s = bounds[-1]
-    ratios = [(b - a) / s for a, b in pairwise(bounds)]
-    return {"chunks": len(ratios)} | {f"cut{i}": c for i, c in enumerate(cuts_from_ratios(ratios), start=1)}
+    k, free = len(bounds) - 1, bounds[-1] - (len(bounds) - 1) * align
+    shares = [(b - a - align) / free if free > 0 else 0.0 for a, b in pairwise(bounds)]
+    return {"chunks": k} | {f"cut{i}": c for i, c in enumerate(cuts_from_ratios(shares), start=1)}
 
 
 def ratios_of(bounds: list[int]) -> list[float]:

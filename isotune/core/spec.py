@@ -167,13 +167,13 @@ def _check(spec: ModelSpec) -> None:
         raise BadInput(f"{spec.name}: rope_theta must be finite")
 
 
-def check_seq_lens(spec: ModelSpec, lens: list[int], what: str) -> None:
+def check_seq_lens(spec: ModelSpec, lens: list[int], what: str, fix: str = "use shorter lengths") -> None:
     """Every length must fit the model's positions (and the sliding window we do not implement)."""
     longest = max(lens)
     if longest > spec.max_positions:
-        raise BadInput(f"{what} {longest} exceeds {spec.name}'s {spec.max_positions} positions: use shorter lengths")
+        raise BadInput(f"{what} {longest} exceeds {spec.name}'s {spec.max_positions} positions: {fix}")
     if spec.sliding_window and longest > spec.sliding_window:
         raise BadInput(
             f"{what} {longest} exceeds {spec.name}'s sliding window {spec.sliding_window}, which isotune does not "
-            "implement: use shorter lengths"
+            f"implement: {fix}"
         )

@@ -1,6 +1,7 @@
-"""The timing protocol that profile, search, bench and run share: warm-up, then repeats with
-every variant interleaved in a shuffled order, a barrier before each prefill, the slowest
-rank's time per repeat, summarised by `core.stats.typical`."""
+"""The timing protocol of whole prefills that search, bench and run share: warm-up, then repeats
+with every variant interleaved in a shuffled order, a barrier before each prefill, the slowest
+rank's time per repeat, summarised by `core.stats.typical` (which the profile's op timings use
+too)."""
 
 from __future__ import annotations
 

@@ -28,6 +28,11 @@ def describe(info: DistInfo, dtype: str, threads: int) -> tuple[dict, dict]:
     return topology, software()
 
 
+def setting(info: DistInfo, model: str, layers: int, dtype: str) -> str:
+    """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16'."""
+    return f"{model} ({layers} layers), tp {info.world} {info.backend or 'single'} on {info.device.type}, {dtype}"
+
+
 def software() -> dict:
     """Versions that shaped a measurement; torch's local suffix (+cu121, +cpu) is kept: it names
     the CUDA build, which changes kernels and NCCL."""

@@ -7,6 +7,7 @@ rank and the max taken, since the slowest rank sets the pace of every collective
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -121,8 +122,8 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     # Compute while an all-reduce flies: the longest message beside the shortest MLP that
     # outlasts it, so the whole all-reduce overlaps compute; the extra time relative to the
     # overlapped span is the slowdown. Alone, comm and together are interleaved repeat by repeat
-    # (drift cancels) and the typical per-repeat ratio kept: it is a difference of noisy
-    # times, so it gets twice the repeats.
+    # (drift cancels) and the median of the per-repeat ratios kept (a ratio of differences of
+    # noisy times, not a timing: one wild repeat must not move it): it gets twice the repeats.
     buf = x_full[: tpts[-1]].clone()
     ar_big = ar[-1][1]
     t = next((n for n, ms in mlp if ms >= 1.2 * ar_big), tpts[-1])
@@ -144,7 +145,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         per_rank = dist.gather_objects(slow_samples, info)
         slow_samples = [[max(r[i][j] for r in per_rank) for j in range(3)] for i in range(len(slow_samples))]
         ratios = [max(0.0, (tg - max(a, c)) / max(1e-9, min(a, c))) for a, c, tg in slow_samples]
-        slowdown = typical(ratios)
+        slowdown = statistics.median(ratios)
     step("compute/comm interference")
 
     a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])

@@ -3,7 +3,8 @@ cost model (model objective).
 
 Rank 0 runs the studies and drives; every rank holds the model and measures what rank 0
 broadcasts: ("time", seq_len, bounds, warmup) -> the slowest rank's ms of one prefill;
-("validate", seq_len, variants, repeats) -> per-repeat times, interleaved; None -> done.
+("validate", seq_len, variants, repeats) -> per-repeat times, interleaved (on CPU ranks also the
+CPU the comm-only variant burned); None -> done.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from isotune.engine.model import build_model, random_prompt
 from isotune.engine.timing import time_prefills
 from isotune.engine.topology import describe, software
 from isotune.tune.search import SearchConfig, install_sigterm, open_studies, search_all
+from isotune.tune.validate import COMM_CPU
 
 
 class Measurer:
@@ -47,7 +49,10 @@ class Measurer:
         if kind == "validate":
             variants, repeats = cmd[2], cmd[3]
             samples: dict[str, list[float]] = {}
-            time_prefills(self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples)
+            cpu: dict[str, float] = {}
+            time_prefills(self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples, cpu)
+            if "comm" in cpu and self.info.device.type == "cpu":  # gloo's CPU, taken from the compute's cores
+                samples[COMM_CPU] = [cpu["comm"]]
             return samples
         raise ValueError(f"unknown command {kind!r}")
 
@@ -74,8 +79,8 @@ class Measurer:
 
         return evaluate
 
-    def validate(self, s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
-        return self.call(("validate", s, variants, 2 * self.cfg.repeats))
+    def validate(self, s: int, variants: dict, repeats: int) -> dict[str, list[float]]:
+        return self.call(("validate", s, variants, repeats))
 
 
 def search_worker(info: DistInfo, cfg: SearchConfig) -> int:
@@ -102,7 +107,7 @@ def search_model(cfg: SearchConfig) -> int:
     def evaluate_for(s: int):
         return lambda bounds, trial: simulate(cfg.profile, bounds, cfg.sim_layers)
 
-    def validate(s: int, variants: dict[str, list[int]]) -> dict[str, list[float]]:
+    def validate(s: int, variants: dict, repeats: int) -> dict[str, list[float]]:
         return {name: [simulate(cfg.profile, b, cfg.sim_layers)] for name, b in variants.items()}
 
     try:  # the plan is for the hardware the profile describes
@@ -119,10 +124,13 @@ def resume_hint(cfg: SearchConfig) -> str:
 
 
 def finish(plan: Plan, cfg: SearchConfig) -> None:
-    from isotune.viz.tables import show_plan
+    from isotune.viz.plan_tables import findings, show_plan
+    from isotune.viz.tables import console
 
     save_plan(plan, cfg.out)
     show_plan(plan, cfg.out)
+    for line in findings(plan):
+        console().print(line, highlight=False)
     if cfg.plots_dir:
         from isotune.viz.plots import write_search_plots
 

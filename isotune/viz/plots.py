@@ -47,21 +47,49 @@ def landscape_png(study: optuna.Study, seq_len: int, kept: list[float], measured
     return png_bytes(fig)
 
 
+def short_verdict(b) -> str:
+    """A bucket's decision in a few words, for a bar label."""
+    text = b.decision or ""
+    if b.chunks > 1:
+        return f"kept {'/'.join(f'{r:.2f}' for r in b.ratios)}"
+    for needle, short in (
+        ("within noise", "no split: noise"),
+        ("slower", "no split: slower"),
+        ("under", "no split: <1%"),
+    ):
+        if needle in text:
+            return short
+    return "no split"
+
+
 def speedup_png(plan: Plan) -> bytes:
+    """Time saved vs the baseline by length: ISO 50/50 beside the tuned plan, each with its 95%
+    interval where the plan has one, each tuned bar labelled with what validation decided."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     lens = [b.seq_len for b in plan.buckets]
-    tuned = [(1 - b.plan_ms / b.baseline_ms) * 100 for b in plan.buckets]
-    half = [(1 - b.iso5050_ms / b.baseline_ms) * 100 if b.iso5050_ms else None for b in plan.buckets]
+
+    def saved(change: list[float] | None, ms: float | None, base: float) -> tuple[float, list[float]]:
+        """(% saved, [err below, err above]) from [change, low, high], or from bare times."""
+        if change:
+            est, most, least = (-x * 100 for x in change)  # a change's low end is the largest saving
+            return est, [est - least, most - est]
+        return ((1 - ms / base) * 100 if ms else 0.0), [0.0, 0.0]
+
+    half = [saved(b.iso5050_vs_baseline, b.iso5050_ms, b.baseline_ms) for b in plan.buckets]
+    tuned = [saved(b.vs_baseline, b.plan_ms, b.baseline_ms) for b in plan.buckets]
     x = range(len(lens))
-    ax.bar([i - 0.2 for i in x], [h or 0 for h in half], width=0.4, label="ISO 50/50", color="#9ECAE9")
-    ax.bar([i + 0.2 for i in x], tuned, width=0.4, label="tuned plan", color="#4C78A8")
+    for shift, data, label, color in ((-0.2, half, "ISO 50/50", "#9ECAE9"), (0.2, tuned, "tuned plan", "#4C78A8")):
+        errs = [[e[0] for _, e in data], [e[1] for _, e in data]]
+        ax.bar([i + shift for i in x], [v for v, _ in data], width=0.4, label=label, color=color)
+        ax.errorbar([i + shift for i in x], [v for v, _ in data], yerr=errs, fmt="none", ecolor="#333", capsize=3)
     for i, b in enumerate(plan.buckets):
-        ax.annotate(f"k={b.chunks}", (i + 0.2, tuned[i]), ha="center", va="bottom", fontsize=8)
+        ax.annotate(short_verdict(b), (i + 0.2, max(tuned[i][0], 0)), ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(list(x), [str(s) for s in lens])
     ax.set_xlabel("prompt tokens")
-    ax.set_ylabel("prefill time saved vs baseline (%)")
+    measured = plan.study.get("objective") != "model"
+    ax.set_ylabel(f"prefill time saved vs baseline (%), {'measured, 95% CI' if measured else 'predicted'}")
     topo = plan.topology
     ax.set_title(f"{plan.model.get('name')}, tp {topo.get('tp')} {topo.get('backend')}, {topo.get('dtype')}")
     ax.grid(axis="y", alpha=0.3)

@@ -1,18 +1,35 @@
-"""Terminal output: the console every command prints through, and the tables of a profile and a plan."""
+"""Terminal output: the console every command prints through, how a figure and its interval are
+written, and the tables of a profile."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
-from isotune.core.plan import Plan
 from isotune.core.profile import Profile
 
 
 def console() -> Console:
-    """A console that keeps wide tables readable when output goes to a file or pipe."""
+    """The terminal's console; 100 columns when output goes to a file or pipe (tables are made to
+    fit that)."""
     c = Console()
-    return c if c.is_terminal else Console(width=160)
+    return c if c.is_terminal else Console(width=100)
+
+
+def ms_ci(ms: float | None, ci: list[float] | None) -> str:
+    """'552.7±4.1': a typical ms and half its 95% interval."""
+    if ms is None:
+        return "-"
+    return f"{ms:.1f}" + (f"±{(ci[1] - ci[0]) / 2:.1f}" if ci else "")
+
+
+def change_ci(change: list[float] | None) -> str:
+    """'-18.7±1.5%': a paired change and half its 95% interval (in % points); '-18.7%' when the
+    change has no interval (a prediction)."""
+    if not change:
+        return "-"
+    est, low, high = change
+    return f"{est * 100:+.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
 
 
 def show_profile(p: Profile, path: str = "") -> None:
@@ -47,38 +64,3 @@ def show_profile(p: Profile, path: str = "") -> None:
     for op, shape, ms, pred in rows:
         t.add_row(op, shape, f"{ms:.3f}", f"{pred:.3f}", f"{(pred - ms) / ms:+.0%}" if ms > 0 else "-")
     out.print(t)
-
-
-def show_plan(plan: Plan, path: str = "") -> None:
-    out = console()
-    topo = plan.topology
-    t = Table(
-        title=f"plan {path}: {plan.model.get('name')}, tp {topo.get('tp')} {topo.get('backend')} on "
-        f"{topo.get('device')}, {topo.get('dtype')}, align {plan.align}".replace("plan :", "plan:")
-    )
-    cols = ("tokens", "searched", "chunks", "ratios", "plan ms", "baseline ms", "vs baseline", "50/50 vs baseline")
-    for col in (*cols, "trials"):
-        t.add_column(col, justify="left" if col in ("tokens", "ratios") else "right")
-
-    def vs(ms: float | None, base: float) -> str:
-        return f"{(ms / base - 1):+.1%}" if ms and base else "-"
-
-    for b in plan.buckets:
-        t.add_row(
-            f"{b.min_tokens}..{b.max_tokens}",
-            str(b.seq_len or "-"),
-            str(b.chunks),
-            " / ".join(f"{r:.3f}" for r in b.ratios),
-            f"{b.plan_ms:.1f}",
-            f"{b.baseline_ms:.1f}",
-            vs(b.plan_ms, b.baseline_ms),
-            vs(b.iso5050_ms, b.baseline_ms),
-            str(b.trials if b.trials is not None else "-"),
-        )
-    out.print(t)
-    st = plan.study
-    if st:
-        out.print(
-            f"study: {st.get('objective')} objective, {st.get('sampler')} sampler, up to {st.get('max_chunks')} "
-            f"chunks, {st.get('trials')} trials per length; storage {st.get('storage')}, name {st.get('name')}-s<tokens>"
-        )

@@ -93,12 +93,15 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
         "baseline_prefill_ms",
         "max_abs_diff",
         "plan_bucket",
+        "vs_baseline",  # the paired change and its 95% interval, beside the times
     }
     assert res["plan_bucket"] is None  # no --plan
+    change, low, high = res["vs_baseline"]
+    assert low <= change <= high
     assert res["prompt_tokens"] == 256 and sum(res["chunk_tokens"]) == 256 and len(res["chunk_tokens"]) == 4
     assert len(res["generated_ids"]) == 5 and res["max_abs_diff"] <= 1e-4
     assert res["prefill_ms"] > 0 and res["baseline_prefill_ms"] > 0
-    assert "ISO vs baseline" in r.stdout
+    assert "ISO vs baseline (paired)" in r.stdout and "95% CI" in r.stdout
 
 
 def test_torchrun_launch(tmp_path):

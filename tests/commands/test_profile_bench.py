@@ -20,6 +20,18 @@ BENCH_KEYS = {
     "predicted_plan_ms",
     "plan_chunks",
     "plan_ratios",
+    # added beside them: 95% intervals, paired changes, the share of the achievable saving
+    "repeats",
+    "baseline_ms_ci",
+    "iso5050_ms_ci",
+    "plan_ms_ci",
+    "compute_ms_ci",
+    "comm_ms_ci",
+    "iso5050_vs_baseline",
+    "plan_vs_baseline",
+    "plan_vs_iso5050",
+    "share_of_achievable",
+    "predicted_iso5050_ms",
 }
 
 
@@ -64,7 +76,16 @@ def test_profile_show_bench(tmp_path, cli):
         assert rec["comm_cpu_ms"] > 0
         assert rec["floor_ms"] == max(rec["compute_ms"] + rec["comm_cpu_ms"], rec["comm_ms"]) >= rec["ideal_ms"]
         assert rec["plan_chunks"] == 3 and rec["predicted_plan_ms"] > 0 and rec["plan_ms"] > 0
-    assert "overlap eff." in r.stdout and "eff. ceiling" in r.stdout
+        for name in ("baseline", "iso5050", "plan", "compute", "comm"):
+            low, high = rec[f"{name}_ms_ci"]
+            assert low <= rec[f"{name}_ms"] <= high
+        for key in ("iso5050_vs_baseline", "plan_vs_baseline", "plan_vs_iso5050"):
+            change, low, high = rec[key]
+            assert low <= change <= high and -1 < change
+        ratio = rec["plan_ms"] / rec["baseline_ms"] - 1  # the paired change agrees in sign with the times
+        assert (rec["plan_vs_baseline"][0] < 0) == (ratio < 0) or abs(ratio) < 0.05
+    assert "overlap eff." in r.stdout and "eff. ceiling" in r.stdout and "error" in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 100  # tables fit 100 columns
 
 
 def test_bench_and_profile_bad_input(cli, tmp_path):

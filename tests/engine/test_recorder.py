@@ -11,6 +11,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import prefill
 from isotune.engine.model import build_model
+from isotune.viz.trace import chrome_trace
 
 LATE_S = 0.3
 SEQ = 128
@@ -63,6 +64,12 @@ def test_a_late_peer_shows_an_all_reduce_in_flight_under_the_next_chunks_compute
     compute = [e for e in base if e["kind"] == "compute"]
     assert len(comm) == 2 and len(compute) == 2
     assert all(_overlap_ms(c, k) <= 0 for c in comm for k in compute)  # serial: nothing overlaps
+    # the Chrome trace keeps it: rank 0's all-reduce and the next chunk's attention overlap there too
+    chrome = chrome_trace({"plan": runs["plan"]}, {})["traceEvents"]
+    events = {e["name"]: e for e in chrome if e["ph"] == "X" and e["pid"] == 0}  # rank 0
+    ar, attn = events["allreduce attn L0 c0"], events["attn L0 c1"]
+    assert ar["tid"] != attn["tid"]
+    assert min(ar["ts"] + ar["dur"], attn["ts"] + attn["dur"]) - max(ar["ts"], attn["ts"]) > 0.9 * attn["dur"]
     # rank 1 joined late, so its own all-reduces did not wait: its trace shows them short
     late = _by_name(runs["plan"][1])
     assert late["allreduce attn L0 c0"]["end_ms"] - late["allreduce attn L0 c0"]["start_ms"] < 0.5 * LATE_S * 1e3

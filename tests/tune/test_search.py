@@ -60,6 +60,34 @@ def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, cli):
     assert shown.returncode == 0 and "1281..2048" in shown.stdout and "model objective" in shown.stdout
 
 
+def test_a_study_that_stops_early_says_why(tmp_path, cli):
+    out = tmp_path / "plan.yaml"
+    # 32 tokens at align 16 hold two splits only: the sampler converges long before 10 trials
+    r = cli(
+        "search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "32,2048", "--trials", "10",
+        "--max-chunks", "2", "--time-budget", "1000", "-o", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    plan = load_plan(out)
+    short, long = plan.buckets
+    assert short.trials == 2 and short.stopped.startswith("stopped after 2 of 10 trials: the sampler converged")
+    assert f"32 tokens: study {short.stopped}" in " ".join(r.stdout.split())
+    assert long.stopped == "measured its 10 trials"
+    assert all(b.decision for b in plan.buckets) and plan.study["time_budget_s"] == 1000
+    shown = cli("show", str(out))
+    assert "32 tokens: study stopped after 2 of 10 trials" in " ".join(shown.stdout.split())
+
+    # a time budget that is spent at once: each study stops after its first measured trials
+    r = cli(
+        "search", "--model", "tiny", "--tp", "1", "--seq-lens", "128,256", "--trials", "50", "--repeats", "2",
+        "--time-budget", "0.5", "-o", str(tmp_path / "budget.yaml"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for b in load_plan(tmp_path / "budget.yaml").buckets:
+        assert b.trials < 50 and b.stopped.endswith("its share of --time-budget ran out"), b.stopped
+        assert b.decision
+
+
 def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     out = tmp_path / "plan.yaml"
     r = cli(
@@ -75,6 +103,13 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     assert counts(study)["spent"] == 6 and not states[TrialState.RUNNING]
     seeded = [t.user_attrs["bounds"] for t in trials if t.user_attrs.get("seed") == "seed"]
     assert seeded[:2] == [[0, 256], [0, 128, 256]]  # the baseline and 50/50 come first
+    for b in plan.buckets:  # every bucket says why, in the plan and on the screen
+        assert b.decision.startswith("kept ") and "all-reduces are" in b.decision, b.decision
+        assert f"{b.seq_len} tokens: {b.decision}" in " ".join(r.stdout.split())
+        assert b.stopped == "measured its 6 trials" and b.repeats >= 4
+        assert b.compute_ms > 0 and b.comm_ms > 0
+        assert (b.chunks > 1) == (b.vs_baseline is not None)
+    assert "best so far (search)" in r.stdout
 
     # a 3-way split in the 193..256 bucket: run with the plan gives the unsplit run's tokens
     plan.buckets[1].chunks, plan.buckets[1].ratios = 3, [0.5, 0.25, 0.25]

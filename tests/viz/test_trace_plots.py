@@ -63,9 +63,12 @@ def test_search_plots_and_study_tables(tmp_path, cli):
 
     storage = f"journal:{tmp_path / 'plan.study.log'}"
     r = cli("show", storage)
-    assert r.returncode == 0 and "isotune-small-L2-tp2-bfloat16-cpu-model-s2048" in r.stdout and "pruned" in r.stdout
+    assert r.returncode == 0 and "named isotune-small-L2-tp2-bfloat16-cpu-model-<study>" in r.stdout
+    assert "s2048" in r.stdout and "pruned" in r.stdout and max(map(len, r.stdout.splitlines())) <= 100
     r = cli("show", storage, "--study", "isotune-small-L2-tp2-bfloat16-cpu-model-s2048")
     assert r.returncode == 0 and "trials of" in r.stdout and "seed" in r.stdout
+    r = cli("show", storage, "--study", "1024")  # a study by its length, as the table names it
+    assert r.returncode == 0 and "trials of isotune-small-L2-tp2-bfloat16-cpu-model-s1024" in r.stdout
     r = cli("show", storage, "--study", "nope")
     assert r.returncode == 2 and "no study 'nope'" in r.stderr and "Traceback" not in r.stderr
     r = cli("show", str(out))

@@ -1,0 +1,134 @@
+"""One length's study: seed it, draw splits, measure them, and stop, saying why.
+
+Each study starts with the baseline (k=1), ISO 50/50 and, given a profile, the cost model's best.
+A draw that rounds to a split already measured is told its time and costs no budget. The study
+stops when it has measured its trials, when its time is up, or when the sampler has converged
+(it keeps redrawing measured splits); the reason goes to the user and into the plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from isotune.core.cost import simulate
+from isotune.core.space import grid, local_best, params_for, suggest_bounds, try_bounds
+from isotune.tune import studies
+
+if TYPE_CHECKING:
+    from isotune.tune.search import SearchConfig
+
+FREE_DRAWS = 4  # stop after this many draws per budgeted trial, even if most repeated earlier splits
+GRID = "grid"
+
+
+def iso5050(cfg: SearchConfig, seq_len: int) -> list[int] | None:
+    """The paper's even two-way split, where the settings allow one."""
+    return try_bounds(seq_len, [0.5, 0.5], cfg.align) if cfg.max_chunks >= 2 else None
+
+
+def seeds(cfg: SearchConfig, seq_len: int) -> list[list[int]]:
+    pts = [[0, seq_len]]
+    half = iso5050(cfg, seq_len)
+    if half:
+        pts.append(half)
+    if cfg.profile is not None:
+        pts.append(model_best(cfg, seq_len))
+    return pts
+
+
+def model_best(cfg: SearchConfig, seq_len: int) -> list[int]:
+    return local_best(lambda b: simulate(cfg.profile, b, cfg.sim_layers), seq_len, cfg.max_chunks, cfg.align)
+
+
+def _enqueue(study: optuna.Study, points: list[list[int]], align: int, tag: str) -> None:
+    """Enqueue splits not yet tried (failed ones count as untried, so a resumed search redoes them)."""
+    done = {
+        tuple(t.user_attrs["bounds"])
+        for t in study.get_trials(deepcopy=False)
+        if "bounds" in t.user_attrs and t.state != TrialState.FAIL
+    }
+    queued = [
+        t.system_attrs.get("fixed_params") for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    ]
+    for b in points:
+        p = params_for(b, align)
+        if tuple(b) not in done and p not in queued:
+            study.enqueue_trial(p, user_attrs={"seed": tag})
+            queued.append(p)
+
+
+def run_study(
+    cfg: SearchConfig,
+    study: optuna.Study,
+    seq_len: int,
+    evaluate: Callable[[list[int], optuna.Trial], float],
+    progress: Callable[[optuna.Study, Counter], None],
+    deadline: float | None = None,
+) -> tuple[str, bool]:
+    """Run trials until the study has measured cfg.trials splits (every grid point for the grid
+    sampler), counting other workers' trials too, or until `deadline` (time.monotonic()).
+    Returns why it stopped, in words, and whether that was early (before its trials)."""
+    if cfg.sampler == GRID:
+        _enqueue(study, grid(seq_len, cfg.max_chunks, cfg.align), cfg.align, "grid")
+    else:
+        _enqueue(study, seeds(cfg, seq_len), cfg.align, "seed")
+    cache = {
+        tuple(t.user_attrs["bounds"]): t.value
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if "bounds" in t.user_attrs
+    }
+    while True:
+        studies.fail_stale(study)
+        n = studies.counts(study)
+        progress(study, n)
+        spent, draws = n["spent"], n[TrialState.COMPLETE] + n[TrialState.PRUNED]
+        if cfg.sampler == GRID and not n[TrialState.WAITING]:
+            return f"measured every grid point ({spent} splits)", False
+        if cfg.sampler != GRID and spent + n[TrialState.RUNNING] >= cfg.trials:
+            return f"measured its {cfg.trials} trials", False
+        if cfg.sampler != GRID and draws >= FREE_DRAWS * cfg.trials:
+            return (
+                f"stopped after {spent} of {cfg.trials} trials: the sampler converged "
+                f"({draws} draws, the rest repeated splits already measured)",
+                True,
+            )
+        if deadline is not None and time.monotonic() >= deadline:
+            return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
+        trial = study.ask()
+        trial.set_user_attr(studies.OWNER_ATTR, studies.owner())
+        bounds = suggest_bounds(trial, seq_len, cfg.max_chunks, cfg.align)
+        trial.set_user_attr("bounds", bounds)
+        if tuple(bounds) in cache:  # another draw that rounds to the same boundaries
+            trial.set_user_attr("reused", True)
+            study.tell(trial, cache[tuple(bounds)])
+            continue
+        try:
+            value = evaluate(bounds, trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+        cache[tuple(bounds)] = value
+
+
+def best_splits(study: optuna.Study, top: int) -> list[list[int]]:
+    """The `top` fastest distinct multi-chunk splits among the finished trials."""
+    done = sorted(
+        (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "bounds" in t.user_attrs),
+        key=lambda t: t.value,
+    )
+    out: list[list[int]] = []
+    for t in done:
+        b = t.user_attrs["bounds"]
+        if len(b) > 2 and b not in out:
+            out.append(b)
+    return out[:top]

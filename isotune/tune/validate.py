@@ -1,0 +1,100 @@
+"""After a study: re-measure its best splits and ISO 50/50 beside the baseline, interleaved, until
+the evidence decides (core.decide) or a repeat cap is hit, and turn the verdict into the plan's
+bucket, its decision sentence included.
+
+50/50 is always a candidate: it is the split peers use, so a plan must never lose to it because
+the search's noisy trial times ranked it below its true place. With the measured objective the
+same rounds also time the baseline's compute alone and its all-reduces alone, so every decision
+can say how much communication there was to hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import optuna
+
+from isotune.core.cost import predict_serial
+from isotune.core.decide import Verdict, decide
+from isotune.core.plan import Bucket
+from isotune.core.space import ratios_of
+from isotune.core.stats import Interval, typical
+from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
+from isotune.tune import studies
+from isotune.tune.trials import best_splits, iso5050
+
+if TYPE_CHECKING:
+    from isotune.tune.search import SearchConfig
+
+VALIDATE_TOP = 3  # best distinct splits of the study re-measured beside the baseline
+START, STEP, CAP = 2, 1, 4  # validation repeats: first round, each extra round, cap (x --repeats)
+
+COMM_CPU = "comm_cpu"  # key of what validate returns on CPU ranks: the comm-only run's CPU ms (one per call)
+
+Validate = Callable[[int, dict, int], dict[str, list[float]]]
+
+
+def candidates(cfg: SearchConfig, study: optuna.Study, s: int) -> dict[str, list[int]]:
+    cands = {f"c{i}": b for i, b in enumerate(best_splits(study, VALIDATE_TOP))}
+    half = iso5050(cfg, s)
+    if half:
+        cands = {"iso5050": half} | {n: b for n, b in cands.items() if b != half}
+    return cands
+
+
+def validated_bucket(
+    cfg: SearchConfig, study: optuna.Study, s: int, span: tuple[int, int], validate: Validate, stopped: str
+) -> tuple[Bucket, Verdict]:
+    """`validate(seq_len, variants, repeats)` measures variants (name -> bounds, or (bounds,
+    mode)) interleaved and returns each one's per-repeat ms (the cost model: one prediction)."""
+    cands = candidates(cfg, study, s)
+    variants: dict = {"baseline": [0, s]} | cands
+    measured = cfg.objective == "measured"
+    if measured:
+        variants |= {"compute": ([0, s], COMPUTE_ONLY), "comm": ([0, s], COMM_ONLY)}
+    times = validate(s, variants, START * cfg.repeats)
+    while True:
+        verdict = decide(times["baseline"], {c: times[c] for c in cands}, cands)
+        n = len(times["baseline"])
+        if verdict.settled or n == 1 or n >= CAP * cfg.repeats:
+            break
+        more = validate(s, variants, min(STEP * cfg.repeats, CAP * cfg.repeats - n))
+        times = {name: ts + more[name] for name, ts in times.items()}
+    base_ms = typical(times["baseline"])
+    if measured:
+        compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"])
+    else:
+        compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
+    comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
+    verdict.sentence += f"; all-reduces are {comm_ms / base_ms:.0%} of the unsplit prefill"
+    if comm_cpu_ms is not None:
+        share = comm_cpu_ms / base_ms
+        verdict.sentence += f" ({share:.0%} of it CPU work on the compute's cores, which no overlap hides)"
+    bounds = cands[verdict.keep] if verdict.keep else [0, s]
+    half = verdict.changes.get("iso5050")
+    bucket = Bucket(
+        min_tokens=span[0],
+        max_tokens=span[1],
+        chunks=len(bounds) - 1,
+        ratios=ratios_of(bounds),
+        plan_ms=round(verdict.ms, 3),
+        baseline_ms=round(base_ms, 3),
+        seq_len=s,
+        trials=studies.counts(study)["spent"],
+        iso5050_ms=round(typical(times["iso5050"]), 3) if "iso5050" in times else None,
+        decision=verdict.sentence,
+        stopped=stopped,
+        vs_baseline=_triple(verdict.changes[verdict.keep]) if verdict.keep else None,
+        iso5050_vs_baseline=_triple(half) if half else None,
+        compute_ms=round(compute_ms, 3),
+        comm_ms=round(comm_ms, 3),
+        comm_cpu_ms=round(comm_cpu_ms, 3) if comm_cpu_ms is not None else None,
+        repeats=len(times["baseline"]),
+    )
+    return bucket, verdict
+
+
+def _triple(iv: Interval) -> list[float]:
+    """[estimate, low, high] of a relative change, rounded for the plan file."""
+    return [round(iv.estimate, 5), round(iv.low, 5), round(iv.high, 5)]
