@@ -45,13 +45,15 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
     burst, refill = fit.burst_mb, 1.0 / fit.ms_per_mb if fit.ms_per_mb > 0 else 0.0
     tokens = burst  # the link was idle before the prefill
     slow = fit.compute_slowdown
-    end = [0.0] * len(ops)
+    begin, end = [0.0] * len(ops), [0.0] * len(ops)
     compute_free = comm_free = 0.0
     comms: list[tuple[float, float]] = []
+    skew = fit.sync_skew
     for i, op in enumerate(ops):
         ready = max((end[d] for d in op.deps), default=0.0)
-        if op.kind == COMM:
-            start = max(comm_free, ready)
+        if op.kind == COMM:  # the slower rank reaches it later by a share of its producer's time
+            producer = op.deps[0]
+            start = max(comm_free, ready + skew * (end[producer] - begin[producer]))
             if burst:
                 tokens = min(burst, tokens + (start - comm_free) * refill)
                 mb = comm_mb[op.chunk]
@@ -68,6 +70,7 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
         if slow:  # the slowdown applies to the overlapped part; a second pass catches most of the stretch
             stretch = slow * _overlap(start, start + dur, comms)
             stretch = slow * _overlap(start, start + dur + stretch, comms)
+        begin[i] = start
         end[i] = compute_free = start + dur + stretch
     return max(end)
 

@@ -3,10 +3,14 @@
 Pure Python (no torch): the cost model and the search read profiles without touching a GPU.
 
 Fitted forms (per layer, per rank, in ms):
-  attn_ms(q, p)  = a0 + a1*q + a2*q*(p + q/2)   q query tokens, p prefix tokens; q*(p + q/2)
-                                                  ~ the causal (query, key) pairs computed
-  mlp_ms(t)      = b0 + b1*t
+  attn_ms(q, p)  = table(q) + per_pair*q*p       q query tokens, p prefix tokens: the table holds
+                                                  a chunk at prefix 0 (its own causal triangle),
+                                                  a prefix adds q*p (query, key) pairs
+  mlp_ms(t)      = table(t)                       piecewise linear through the measured shapes
   allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
+Tables come from ops timed inside real prefills (core.fit); profiles written before them carry
+lines instead (attn = a0 + a1*q + a2*q*(p + q/2), mlp = b0 + b1*t), still read. An all-reduce
+starts sync_skew x its producer's time late: the slower rank's lag, which a split can hide.
 While an all-reduce is in flight, compute runs (1 + compute_slowdown) times slower.
 
 Links shaped by a token bucket (Linux tc tbf, cloud NIC rate limits) send the first burst_mb of
@@ -24,6 +28,7 @@ import yaml
 
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, read_yaml
+from isotune.core.fit import interp
 from isotune.core.spec import ModelSpec
 
 PROFILE_VERSION = 1
@@ -38,12 +43,23 @@ class CostFit:
     compute_slowdown: float = 0.0
     burst_mb: float = 0.0
     burst_ms_per_mb: float = 0.0
+    # measured inside real prefills (profiles from isotune >= 0.2; older ones keep the lines above):
+    attn_table: list[list[float]] | None = None  # [[query tokens, ms at prefix 0], ...]
+    attn_ms_per_pair: float = 0.0  # ms per (query, prefix) token pair
+    mlp_table: list[list[float]] | None = None  # [[tokens, ms], ...]
+    # ranks drift apart inside a prefill: an all-reduce starts when the slower rank gets there,
+    # this share of the producing op's time after the typical rank does (fitted on whole baselines)
+    sync_skew: float = 0.0
 
     def attn_ms(self, q: int, p: int) -> float:
+        if self.attn_table:
+            return interp(self.attn_table, q) + self.attn_ms_per_pair * q * p
         a0, a1, a2 = self.attn
         return max(0.0, a0 + a1 * q + a2 * q * (p + q / 2))
 
     def mlp_ms(self, t: int) -> float:
+        if self.mlp_table:
+            return interp(self.mlp_table, t)
         b0, b1 = self.mlp
         return max(0.0, b0 + b1 * t)
 
@@ -65,6 +81,7 @@ class Profile:
     allreduce_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] back-to-back
     allreduce_idle_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] after an idle gap
     slowdown_samples: list[list[float]] = field(default_factory=list)  # [compute_ms, comm_ms, together_ms]
+    check_samples: list[list] = field(default_factory=list)  # [seq_len, variant, measured_ms, predicted_ms]
 
     @property
     def dtype_bytes(self) -> int:

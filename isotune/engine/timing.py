@@ -33,6 +33,7 @@ def time_prefills(
     repeats: int = 5,
     samples: dict[str, list[float]] | None = None,
     cpu: dict[str, float] | None = None,
+    traces: dict[str, list[list[dict]]] | None = None,
 ) -> dict[str, float]:
     """Typical prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
     interleaved repeat by repeat, in a shuffled order, to cancel drift and order effects; each
@@ -41,7 +42,8 @@ def time_prefills(
     other threads burned per variant, slowest rank per repeat: on CPU ranks that is the
     communication's cost (gloo's copies, sockets and sums) to the cores the compute runs on. The
     calling thread is left out: its wait for an all-reduce may spin, and in a full run it would
-    be computing instead."""
+    be computing instead. `traces`, when given, receives this rank's op events (see Recorder) of
+    every timed repeat per variant: the ops as they ran inside real prefills."""
     runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
     schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -56,11 +58,14 @@ def time_prefills(
             dist.barrier(info)
             dist.synchronize(info)
             c0, t0 = _background_cpu(), time.perf_counter()
-            prefill(model, ids, bounds, schedules[name], mode=mode)
+            events: list[dict] | None = [] if traces is not None and rep >= warmup else None
+            prefill(model, ids, bounds, schedules[name], mode=mode, trace=events)
             dist.synchronize(info)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
                 cpu_times[name].append((_background_cpu() - c0) * 1e3)
+                if events is not None:
+                    traces.setdefault(name, []).append(events)
     slowest = {name: dist.max_across(ts, info) for name, ts in times.items()}
     if samples is not None:
         samples.update(slowest)

@@ -1,5 +1,7 @@
-"""`isotune profile` on ranks: measure one TP layer's compute and the group's all-reduce, fit
-the cost constants, and build a Profile.
+"""`isotune profile` on ranks: time the model's compute inside real prefills (tune.in_context),
+the group's all-reduce by message size (back to back and after an idle gap: token-bucket
+links), the slowdown compute suffers while an all-reduce flies, and what an all-reduce costs
+inside a whole prefill; fit the cost constants and build a Profile that carries its own check.
 
 Every timing is `core.stats.typical` over repeats of the slowest rank (compute is timed per
 rank and the max taken, since the slowest rank sets the pace of every collective).
@@ -13,13 +15,15 @@ from dataclasses import dataclass
 
 import torch
 
+from isotune.core.fit import fit_attention, table_of
 from isotune.core.profile import CostFit, Profile, save_profile
 from isotune.core.spec import load_spec
 from isotune.core.stats import typical
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
-from isotune.engine.model import build_model
+from isotune.engine.model import build_model, random_prompt
 from isotune.engine.topology import describe
+from isotune.tune import in_context
 
 COMM_REPEATS = 3  # all-reduces vary most and cost least to repeat
 
@@ -57,19 +61,8 @@ def _typical_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s:
     return typical(dist.max_across(ts, info))
 
 
-def attn_points(seq_lens: list[int], align: int) -> list[tuple[int, int]]:
-    """(query tokens, prefix tokens) pairs covering the chunk shapes a search will try."""
-    pts = set()
-    for s in seq_lens:
-        for q in (s, s // 2, s // 4, s // 8):
-            q = max(align, q // align * align)
-            for p in (0, (s - q) // 2 // align * align, s - q):
-                if p >= 0 and q + p <= s:
-                    pts.add((q, p))
-    return sorted(pts)
-
-
 def token_points(seq_lens: list[int], align: int) -> list[int]:
+    """Message sizes (in tokens) the all-reduces are timed at: the chunk shapes a search will try."""
     return sorted({max(align, t // align * align) for s in seq_lens for t in (s, s // 2, s // 4, s // 8)})
 
 
@@ -85,20 +78,17 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     spec = load_spec(cfg.model, cfg.layers)
     dtype = getattr(torch, cfg.dtype)
     s_max = max(cfg.seq_lens)
-    one_layer = spec.with_layers(1)  # every layer is the same: measure layer 0
-    model = build_model(one_layer, info, dtype, s_max, cfg.seed)
+    model = build_model(spec, info, dtype, s_max, cfg.seed)  # the whole model: ops are timed in context
     x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, dtype)
-    apts, tpts = attn_points(cfg.seq_lens, cfg.align), token_points(cfg.seq_lens, cfg.align)
+    tpts = token_points(cfg.seq_lens, cfg.align)
     step = progress or (lambda *_: None)
+    ids = {s: torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device) for s in cfg.seq_lens}
 
-    attn = []
-    for q, p in apts:
-        attn.append([q, p, _typical_ms(lambda q=q, p=p: model.attn(0, x_full[:q], p), info, cfg.repeats)])
-        step(f"attention q={q} prefix={p}")
-    mlp = []
-    for t in tpts:
-        mlp.append([t, _typical_ms(lambda t=t: model.mlp(0, x_full[:t]), info, cfg.repeats)])
-        step(f"MLP tokens={t}")
+    attn, mlp = [], []
+    for s in cfg.seq_lens:
+        a, m = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
+        attn, mlp = attn + a, mlp + m
+        step(f"compute inside prefills, {s} tokens")
     ar = []
     for t in tpts:
         buf = x_full[:t].clone()
@@ -126,7 +116,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     # noisy times, not a timing: one wild repeat must not move it): it gets twice the repeats.
     buf = x_full[: tpts[-1]].clone()
     ar_big = ar[-1][1]
-    t = next((n for n, ms in mlp if ms >= 1.2 * ar_big), tpts[-1])
+    t = next((int(n) for n, ms in sorted(mlp) if ms >= 1.2 * ar_big), tpts[-1])
 
     def overlapped():
         h = dist.all_reduce_async(buf)
@@ -148,13 +138,15 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         slowdown = statistics.median(ratios)
     step("compute/comm interference")
 
+    # the lines are what older isotune read; the tables through the in-context samples predict
     a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])
     b = _lstsq([[1.0, t] for t, _ in mlp], [ms for _, ms in mlp])
     c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]
     latency, rate = max(0.0, c[0]), max(0.0, c[1])
     burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
+    attn_table, per_pair = fit_attention([(q, p, ms) for q, p, ms in attn])
     topology, software = describe(info, cfg.dtype, cfg.threads)
-    return Profile(
+    prof = Profile(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
         topology=topology,
         software=software,
@@ -166,6 +158,9 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             compute_slowdown=slowdown,
             burst_mb=burst_mb,
             burst_ms_per_mb=burst_rate,
+            attn_table=attn_table,
+            attn_ms_per_pair=per_pair,
+            mlp_table=table_of([(t, ms) for t, ms in mlp]),
         ),
         attn_samples=attn,
         mlp_samples=mlp,
@@ -173,6 +168,15 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         allreduce_idle_samples=ar_idle,
         slowdown_samples=slow_samples,
     )
+    # whole prefills: how far the ranks drift apart, and the profile's check
+    whole = {}
+    for s in cfg.seq_lens:
+        whole[s] = in_context.whole_prefills(model, info, ids[s], cfg.align, cfg.repeats)
+        step(f"whole prefills, {s} tokens")
+    if info.world > 1:
+        prof.fit.sync_skew = in_context.sync_skew(prof, whole, spec.layers)
+    prof.check_samples = in_context.check_rows(prof, whole, spec.layers)
+    return prof
 
 
 def fit_burst(idle: list[list[float]], latency: float, rate: float) -> tuple[float, float]:
@@ -214,7 +218,7 @@ def _wait(handle) -> None:
 
 
 def steps_for(cfg: ProfileConfig) -> int:
-    return len(attn_points(cfg.seq_lens, cfg.align)) + 3 * len(token_points(cfg.seq_lens, cfg.align)) + 1
+    return 2 * len(cfg.seq_lens) + 2 * len(token_points(cfg.seq_lens, cfg.align)) + 1
 
 
 def profile_worker(info: DistInfo, cfg: ProfileConfig) -> int:

@@ -43,24 +43,47 @@ def show_profile(p: Profile, path: str = "") -> None:
         f"{topo['hosts']} host(s), {topo['dtype']}",
     )
     head.add_row("software", ", ".join(f"{k} {v}" for k, v in p.software.items()))
-    head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
-    head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
+    if fit.attn_table:
+        head.add_row(
+            "attention ms",
+            f"table by query tokens ({len(fit.attn_table)} shapes) + {fit.attn_ms_per_pair:.3g}·q·prefix",
+        )
+        head.add_row("MLP ms", f"table by tokens ({len(fit.mlp_table or [])} shapes), timed inside prefills")
+    else:
+        head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
+        head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
     head.add_row("all-reduce ms", f"{fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB (back-to-back)")
+    if fit.sync_skew:
+        head.add_row("rank skew", f"an all-reduce starts {fit.sync_skew:.1%} of its producer's time late")
     if fit.burst_mb:
         head.add_row("link token bucket", f"first {fit.burst_mb:.3g} MB after idle at {fit.burst_ms_per_mb:.3g} ms/MB")
     head.add_row("compute slowdown under comm", f"{fit.compute_slowdown:.1%}")
     out.print(head)
 
-    t = Table(title="measured vs fitted (per layer, slowest rank)")
-    for col in ("op", "shape", "measured ms", "fitted ms", "error"):
-        t.add_column(col, justify="right" if col != "op" else "left")
-    rows = [("attention", f"q={q:.0f} p={pfx:.0f}", ms, fit.attn_ms(int(q), int(pfx))) for q, pfx, ms in p.attn_samples]
-    rows += [("MLP", f"{n:.0f} tokens", ms, fit.mlp_ms(int(n))) for n, ms in p.mlp_samples]
-    rows += [("all-reduce", f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n))) for n, ms in p.allreduce_samples]
-    rows += [
-        ("all-reduce after idle", f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n), fit.burst_mb))
-        for n, ms in p.allreduce_idle_samples
-    ]
-    for op, shape, ms, pred in rows:
-        t.add_row(op, shape, f"{ms:.3f}", f"{pred:.3f}", f"{(pred - ms) / ms:+.0%}" if ms > 0 else "-")
+    groups = {
+        "attention": [(f"q={q:.0f} p={pfx:.0f}", ms, fit.attn_ms(int(q), int(pfx))) for q, pfx, ms in p.attn_samples],
+        "MLP": [(f"{n:.0f} tokens", ms, fit.mlp_ms(int(n))) for n, ms in p.mlp_samples],
+        "all-reduce": [(f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n))) for n, ms in p.allreduce_samples],
+        "all-reduce after idle": [
+            (f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n), fit.burst_mb)) for n, ms in p.allreduce_idle_samples
+        ],
+    }
+    t = Table(title="measured vs fitted, per layer op (slowest rank)")
+    for col in ("op", "samples", "ms", "typical error", "worst error", "worst at"):
+        t.add_column(col, justify="left" if col in ("op", "worst at") else "right")
+    for op, rows in groups.items():
+        if not rows:
+            continue
+        errs = sorted(((pred - ms) / ms, shape) for shape, ms, pred in rows if ms > 0)
+        worst = max(errs, key=lambda e: abs(e[0]))
+        span = f"{min(ms for _, ms, _ in rows):.2f}..{max(ms for _, ms, _ in rows):.2f}"
+        typical_err = sorted(abs(e) for e, _ in errs)[len(errs) // 2]
+        t.add_row(op, str(len(rows)), span, f"{typical_err:.1%}", f"{worst[0]:+.1%}", worst[1])
     out.print(t)
+    if p.check_samples:
+        c = Table(title="whole prefills: measured vs the cost model (baselines also fit the rank skew)")
+        for col in ("tokens", "variant", "measured ms", "predicted ms", "error"):
+            c.add_column(col, justify="left" if col == "variant" else "right")
+        for s, name, ms, pred in p.check_samples:
+            c.add_row(str(s), name, f"{ms:.1f}", f"{pred:.1f}", f"{pred / ms - 1:+.1%}" if ms > 0 else "-")
+        out.print(c)
