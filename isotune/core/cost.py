@@ -41,7 +41,8 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
     attn_ms = [fit.attn_ms(q, p) for q, p in zip(sizes, bounds, strict=False)]
     mlp_ms = [fit.mlp_ms(q) for q in sizes]
     comm_mb = [q * profile.hidden * profile.dtype_bytes / 1e6 for q in sizes]
-    comm_ms = [fit.allreduce_ms(int(mb * 1e6)) for mb in comm_mb]
+    scale = fit.comm_scale  # an all-reduce inside a prefill vs one timed alone
+    comm_ms = [fit.allreduce_ms(int(mb * 1e6)) * scale for mb in comm_mb]
     burst, refill = fit.burst_mb, 1.0 / fit.ms_per_mb if fit.ms_per_mb > 0 else 0.0
     tokens = burst  # the link was idle before the prefill
     slow = fit.compute_slowdown
@@ -57,7 +58,7 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
             if burst:
                 tokens = min(burst, tokens + (start - comm_free) * refill)
                 mb = comm_mb[op.chunk]
-                dur = fit.allreduce_ms(int(mb * 1e6), tokens)
+                dur = fit.allreduce_ms(int(mb * 1e6), tokens) * scale
                 tokens -= min(mb, tokens)
             else:
                 dur = comm_ms[op.chunk]

@@ -10,7 +10,8 @@ Fitted forms (per layer, per rank, in ms):
   allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
 Tables come from ops timed inside real prefills (core.fit); profiles written before them carry
 lines instead (attn = a0 + a1*q + a2*q*(p + q/2), mlp = b0 + b1*t), still read. An all-reduce
-starts sync_skew x its producer's time late: the slower rank's lag, which a split can hide.
+starts sync_skew x its producer's time late (the slower rank's lag, which a split can hide) and
+takes comm_scale x its isolated time inside a prefill.
 While an all-reduce is in flight, compute runs (1 + compute_slowdown) times slower.
 
 Links shaped by a token bucket (Linux tc tbf, cloud NIC rate limits) send the first burst_mb of
@@ -47,9 +48,12 @@ class CostFit:
     attn_table: list[list[float]] | None = None  # [[query tokens, ms at prefix 0], ...]
     attn_ms_per_pair: float = 0.0  # ms per (query, prefix) token pair
     mlp_table: list[list[float]] | None = None  # [[tokens, ms], ...]
-    # ranks drift apart inside a prefill: an all-reduce starts when the slower rank gets there,
-    # this share of the producing op's time after the typical rank does (fitted on whole baselines)
+    # fitted on whole prefills (baseline and 50/50 at every profiled length): ranks drift apart,
+    # so an all-reduce starts when the slower rank gets there, this share of the producing op's
+    # time after the typical one; and an all-reduce inside a prefill takes comm_scale x its
+    # isolated time (contention with compute, a link never quite idle)
     sync_skew: float = 0.0
+    comm_scale: float = 1.0
 
     def attn_ms(self, q: int, p: int) -> float:
         if self.attn_table:

@@ -4,9 +4,9 @@ An op timed alone (warm caches, one at a time) is not the op a prefill runs back
 this project's 2-core machines the isolated profile missed the baseline by up to 28%. So the
 profile times compute-only prefills of the whole model, split the way a search will try (even
 2, 4 and 8 chunks, 1/4 : 3/4 and back), and reads every attention and MLP op's interval from
-the trace; then it times whole prefills (baseline and ISO 50/50): the baselines show how far
-the ranks drift apart (the slower one sets when each all-reduce can start), and all of them
-are kept as the profile's own check of its predictions.
+the trace; then it times whole prefills (baseline and ISO 50/50) and fits what isolated op timings
+cannot see (how far the ranks drift apart, what an all-reduce costs inside a prefill), keeping
+those prefills as the profile's own check of its predictions.
 """
 
 from __future__ import annotations
@@ -77,19 +77,35 @@ def whole_prefills(
     return {name: (b, times[name]) for name, b in variants.items()}
 
 
-def sync_skew(prof: Profile, measured: dict[int, dict[str, tuple[list[int], float]]], layers: int) -> float:
-    """How far behind the typical rank the slower one reaches each all-reduce, as a share of the
-    op before it. Ranks drift apart op by op (a rank's op takes its typical time, the pair waits
-    for the slower): in the unsplit baseline every all-reduce waits for it, so the baseline's
-    time beyond the skew-free prediction, over its compute, is the skew; typical over lengths."""
-    no_skew = dataclasses.replace(prof, fit=dataclasses.replace(prof.fit, sync_skew=0.0))
-    shares = []
-    for runs in measured.values():
-        bounds, ms = runs["baseline"]
-        s = bounds[-1]
-        compute = layers * (prof.fit.attn_ms(s, 0) + prof.fit.mlp_ms(s))
-        shares.append((ms - simulate(no_skew, bounds, layers)) / compute)
-    return max(0.0, typical(shares)) if shares else 0.0
+SKEW_GRID = [i * 0.02 for i in range(16)]  # 0 .. 0.30
+SCALE_GRID = [0.5 + i * 0.05 for i in range(31)]  # 0.5 .. 2.0
+
+
+def calibrate(
+    prof: Profile, measured: dict[int, dict[str, tuple[list[int], float]]], layers: int
+) -> tuple[float, float]:
+    """(sync_skew, comm_scale) that make the cost model explain the whole prefills best (least
+    squares in relative error over baseline and 50/50 at every length): a coarse grid, then a
+    fine one around its best. Two causes the isolated op timings cannot see: the ranks drift
+    apart, so each all-reduce waits for the slower one (the unsplit baseline pays it in full, a
+    split hides some), and an all-reduce inside a prefill is not the one timed alone."""
+    runs = [(bounds, ms) for by_name in measured.values() for bounds, ms in by_name.values()]
+
+    def error(skew: float, scale: float) -> float:
+        fit = dataclasses.replace(prof.fit, sync_skew=skew, comm_scale=scale)
+        trial = dataclasses.replace(prof, fit=fit)
+        return sum((simulate(trial, b, layers) / ms - 1) ** 2 for b, ms in runs)
+
+    best = min((error(k, g), k, g) for k in SKEW_GRID for g in SCALE_GRID)
+    _, k0, g0 = best
+    fine = [(error(k, g), k, g) for k in _around(k0, 0.02, 0.005, 0.0) for g in _around(g0, 0.05, 0.01, 0.1)]
+    _, skew, scale = min([best, *fine])
+    return round(skew, 4), round(scale, 4)
+
+
+def _around(center: float, span: float, step: float, floor: float) -> list[float]:
+    n = round(span / step)
+    return [max(floor, center + i * step) for i in range(-n, n + 1)]
 
 
 def check_rows(prof: Profile, measured: dict[int, dict[str, tuple[list[int], float]]], layers: int) -> list[list]:

@@ -168,13 +168,13 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         allreduce_idle_samples=ar_idle,
         slowdown_samples=slow_samples,
     )
-    # whole prefills: how far the ranks drift apart, and the profile's check
+    # whole prefills: the rank skew and in-context all-reduce cost, and the profile's check
     whole = {}
     for s in cfg.seq_lens:
         whole[s] = in_context.whole_prefills(model, info, ids[s], cfg.align, cfg.repeats)
         step(f"whole prefills, {s} tokens")
     if info.world > 1:
-        prof.fit.sync_skew = in_context.sync_skew(prof, whole, spec.layers)
+        prof.fit.sync_skew, prof.fit.comm_scale = in_context.calibrate(prof, whole, spec.layers)
     prof.check_samples = in_context.check_rows(prof, whole, spec.layers)
     return prof
 

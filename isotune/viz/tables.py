@@ -53,8 +53,12 @@ def show_profile(p: Profile, path: str = "") -> None:
         head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
         head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
     head.add_row("all-reduce ms", f"{fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB (back-to-back)")
-    if fit.sync_skew:
-        head.add_row("rank skew", f"an all-reduce starts {fit.sync_skew:.1%} of its producer's time late")
+    if fit.sync_skew or fit.comm_scale != 1.0:
+        head.add_row(
+            "inside a prefill",
+            f"an all-reduce starts {fit.sync_skew:.1%} of its producer's time late (rank skew) "
+            f"and takes {fit.comm_scale:.2f}x its isolated time",
+        )
     if fit.burst_mb:
         head.add_row("link token bucket", f"first {fit.burst_mb:.3g} MB after idle at {fit.burst_ms_per_mb:.3g} ms/MB")
     head.add_row("compute slowdown under comm", f"{fit.compute_slowdown:.1%}")
@@ -81,7 +85,7 @@ def show_profile(p: Profile, path: str = "") -> None:
         t.add_row(op, str(len(rows)), span, f"{typical_err:.1%}", f"{worst[0]:+.1%}", worst[1])
     out.print(t)
     if p.check_samples:
-        c = Table(title="whole prefills: measured vs the cost model (baselines also fit the rank skew)")
+        c = Table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")
         for col in ("tokens", "variant", "measured ms", "predicted ms", "error"):
             c.add_column(col, justify="left" if col == "variant" else "right")
         for s, name, ms, pred in p.check_samples:
