@@ -17,11 +17,13 @@ from isotune.viz.png import png_bytes, pyplot
 def history_png(study: optuna.Study, seq_len: int) -> bytes:
     from optuna.visualization.matplotlib import plot_optimization_history
 
-    ax = plot_optimization_history(study, target_name="prefill ms")
-    ax.set_title(f"{seq_len} tokens: optimisation history")
-    fig = ax.figure
-    fig.set_size_inches(8, 4.5)
-    return png_bytes(fig)
+    # Optuna switches pyplot to its ggplot style for good (plt.style.use): keep that inside here
+    with pyplot().style.context("default"):
+        ax = plot_optimization_history(study, target_name="prefill ms")
+        ax.set_title(f"{seq_len} tokens: optimisation history")
+        fig = ax.figure
+        fig.set_size_inches(8, 4.5)
+        return png_bytes(fig)
 
 
 def landscape_png(study: optuna.Study, seq_len: int, kept: list[float], measured: bool = True) -> bytes:
@@ -83,15 +85,22 @@ def speedup_png(plan: Plan) -> bytes:
         errs = [[e[0] for _, e in data], [e[1] for _, e in data]]
         ax.bar([i + shift for i in x], [v for v, _ in data], width=0.4, label=label, color=color)
         ax.errorbar([i + shift for i in x], [v for v, _ in data], yerr=errs, fmt="none", ecolor="#333", capsize=3)
-    for i, b in enumerate(plan.buckets):
-        ax.annotate(short_verdict(b), (i + 0.2, max(tuned[i][0], 0)), ha="center", va="bottom", fontsize=7)
+    for i, b in enumerate(plan.buckets):  # above the bar and its interval
+        top = max(tuned[i][0] + tuned[i][1][1], 0)
+        ax.annotate(short_verdict(b), (i + 0.2, top), xytext=(0, 3), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7)  # fmt: skip
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(list(x), [str(s) for s in lens])
     ax.set_xlabel("prompt tokens")
     measured = plan.study.get("objective") != "model"
-    ax.set_ylabel(f"prefill time saved vs baseline (%), {'measured, 95% CI' if measured else 'predicted'}")
+    ax.set_ylabel("prefill time saved vs baseline (%)")
     topo = plan.topology
-    ax.set_title(f"{plan.model.get('name')}, tp {topo.get('tp')} {topo.get('backend')}, {topo.get('dtype')}")
+    how = "measured side by side, bars: 95% interval" if measured else "predicted by the cost model"
+    ax.set_title(
+        f"{plan.model.get('name')} ({plan.model.get('layers')} layers), tp {topo.get('tp')} {topo.get('backend')}, "
+        f"{topo.get('dtype')}: {how}",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     return png_bytes(fig)
