@@ -1,3 +1,3 @@
 """isotune: autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

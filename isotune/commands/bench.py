@@ -213,7 +213,7 @@ def record(s: int, samples: dict[str, list[float]], comm_cpu: float | None) -> d
     for name, ref in (("iso5050", "baseline"), ("plan", "baseline"), ("plan", "iso5050")):
         if name in samples:
             iv = paired_change(samples[ref], samples[name])
-            rec[f"{name}_vs_{ref}"] = [iv.estimate, iv.low, iv.high]
+            rec[f"{name}_vs_{ref}"] = iv.triple()
     rec |= {
         "ideal_ms": ideal,
         "overlap_efficiency": efficiency(base, shown.estimate, ideal),

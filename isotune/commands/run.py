@@ -211,7 +211,7 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
         "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
         "max_abs_diff": diff,
         "plan_bucket": cfg.plan_bucket,
-        "vs_baseline": [change.estimate, change.low, change.high] if change else None,
+        "vs_baseline": change.triple() if change else None,
     }
     if info.is_main:
         _show(spec, info, cfg, result)

@@ -26,12 +26,16 @@ MODEL_TIE = 0.005
 REFERENCE = "iso5050"  # the split peers use; the decision says how the kept one compares to it
 
 
+KEPT, NOISE, SLOWER, SMALL, NONE = "kept", "within noise", "slower", "too small", "no split fits"
+
+
 @dataclass(kw_only=True)
 class Verdict:
     keep: str | None  # the kept candidate's name, None: stay unsplit
     ms: float  # typical ms of what is kept
     sentence: str  # the decision in one plain line, with its numbers
     settled: bool  # the evidence decides it; False: more repeats could change it
+    outcome: str  # KEPT, NOISE, SLOWER, SMALL or NONE
     changes: dict[str, Interval] = field(default_factory=dict)  # candidate -> change vs baseline
 
 
@@ -60,11 +64,15 @@ def decide(baseline: list[float], candidates: dict[str, list[float]], bounds: di
     `bounds` names each one's split)."""
     base_ms = typical(baseline)
     if not candidates:
-        return Verdict(keep=None, ms=base_ms, sentence="kept no split: no split fits this length", settled=True)
+        text = "kept no split: no split fits this length"
+        return Verdict(keep=None, ms=base_ms, sentence=text, settled=True, outcome=NONE)
     if all(len(ts) == 1 for ts in [baseline, *candidates.values()]):
         return _decide_predicted(baseline[0], {c: ts[0] for c, ts in candidates.items()}, bounds)
     changes = {c: paired_change(baseline, ts) for c, ts in candidates.items()}
-    best = min(changes, key=lambda c: changes[c].estimate)
+    # the fastest among those clearly faster than the baseline, if any: a lower but noisier
+    # estimate must not hide a split that clearly wins
+    clear = [c for c, iv in changes.items() if iv.high < 0] or list(changes)
+    best = min(clear, key=lambda c: changes[c].estimate)
     top = changes[best]
     if top.high < 0:  # the fastest clearly beats the baseline
         contenders = [
@@ -86,14 +94,14 @@ def decide(baseline: list[float], candidates: dict[str, list[float]], bounds: di
                 f"; simpler than {split_text(bounds[best])}, which it trails by {pct(apart.estimate)} "
                 f"({ci_text(apart)}): within noise"
             )
-        return Verdict(keep=keep, ms=typical(ts), sentence=text, settled=True, changes=changes)
+        return Verdict(keep=keep, ms=typical(ts), sentence=text, settled=True, changes=changes, outcome=KEPT)
     label = split_text(bounds[best])
     if top.low > 0:
         text = f"kept no split: every split was slower; the best, {label}, by {pct(top.estimate)} ({ci_text(top)})"
-        return Verdict(keep=None, ms=base_ms, sentence=text, settled=True, changes=changes)
+        return Verdict(keep=None, ms=base_ms, sentence=text, settled=True, changes=changes, outcome=SLOWER)
     text = f"kept no split: the best candidate, {label}, changed the time by {pct(top.estimate)} ({ci_text(top)})"
     text += f" over {top.n} paired repeats: within noise"
-    return Verdict(keep=None, ms=base_ms, sentence=text, settled=False, changes=changes)
+    return Verdict(keep=None, ms=base_ms, sentence=text, settled=False, changes=changes, outcome=NOISE)
 
 
 def _decide_predicted(baseline: float, candidates: dict[str, float], bounds: dict[str, list[int]]) -> Verdict:
@@ -102,17 +110,21 @@ def _decide_predicted(baseline: float, candidates: dict[str, float], bounds: dic
         for c, ms in candidates.items()
     }
     best = min(candidates, key=candidates.get)
-    if changes[best].estimate > -MODEL_MIN_GAIN:
+    change = changes[best].estimate
+    if change > -MODEL_MIN_GAIN:
+        did = f"saves {-change:.1%}" if change < 0 else f"is {change:.1%} slower"
         text = (
-            f"kept no split: the cost model's best, {split_text(bounds[best])}, saves "
-            f"{pct(-changes[best].estimate)[1:]}, under the {MODEL_MIN_GAIN:.0%} a split must save"
+            f"kept no split: the cost model's best, {split_text(bounds[best])}, {did}; "
+            f"a split must save {MODEL_MIN_GAIN:.0%}"
         )
-        return Verdict(keep=None, ms=baseline, sentence=text, settled=True, changes=changes)
-    ties = [c for c, ms in candidates.items() if ms <= candidates[best] * (1 + MODEL_TIE)]
+        outcome = SMALL if change < 0 else SLOWER
+        return Verdict(keep=None, ms=baseline, sentence=text, settled=True, changes=changes, outcome=outcome)
+    enough = baseline * (1 - MODEL_MIN_GAIN)  # a tie must still save what a split must
+    ties = [c for c, ms in candidates.items() if ms <= min(candidates[best] * (1 + MODEL_TIE), enough)]
     keep = min(ties, key=lambda c: simplicity(bounds[c]))
     text = f"kept {split_text(bounds[keep])}: {pct(changes[keep].estimate)} vs baseline, predicted by the cost model"
     if REFERENCE in candidates and keep != REFERENCE:
         text += f", {pct(candidates[keep] / candidates[REFERENCE] - 1)} vs 50/50"
     if keep != best:
         text += f"; simpler than {split_text(bounds[best])}, within {MODEL_TIE:.1%} of it"
-    return Verdict(keep=keep, ms=candidates[keep], sentence=text, settled=True, changes=changes)
+    return Verdict(keep=keep, ms=candidates[keep], sentence=text, settled=True, changes=changes, outcome=KEPT)

@@ -35,6 +35,7 @@ class Bucket:
     trials: int | None = None  # measured trials of its study
     iso5050_ms: float | None = None  # ISO 50/50, measured beside plan and baseline
     decision: str | None = None  # why this split (or none) was kept, with its numbers
+    outcome: str | None = None  # the decision in a word: kept, within noise, slower, too small
     stopped: str | None = None  # why the study ended
     vs_baseline: list[float] | None = None  # kept split vs baseline: [change, 95% CI low, high]
     iso5050_vs_baseline: list[float] | None = None  # the same for ISO 50/50

@@ -1,7 +1,7 @@
 """The one statistic every timing in isotune is summarised by, its confidence interval, and the
 paired comparison that decisions rest on. Pure Python.
 
-`typical` is a trimmed mean: from four repeats on, the single fastest and the single slowest
+`typical` is a trimmed mean: from five repeats on, the single fastest and the single slowest
 are dropped and the rest averaged. Profile, search, bench and run all use it, so the
 cost model is fitted on the same statistic it is judged against.
 
@@ -23,7 +23,9 @@ def trimmed(samples: list[float]) -> list[float]:
     ts = sorted(samples)
     if not ts:
         raise ValueError("no samples to summarise")
-    cut = 1 if len(ts) >= 4 else 0  # one each end: more would cut into a bimodal slow mode
+    # one each end (more would cut into a bimodal slow mode), from five on: trimming four would
+    # leave two, and an interval with one degree of freedom
+    cut = 1 if len(ts) >= 5 else 0
     return ts[cut : len(ts) - cut]
 
 
@@ -65,8 +67,9 @@ class Interval:
     high: float
     n: int
 
-    def excludes(self, value: float) -> bool:
-        return self.low > value or self.high < value
+    def triple(self) -> list[float]:
+        """[estimate, low, high], as plans and bench records store an interval."""
+        return [self.estimate, self.low, self.high]
 
 
 def interval(samples: list[float]) -> Interval:

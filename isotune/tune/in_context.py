@@ -77,8 +77,8 @@ def whole_prefills(
     return {name: (b, times[name]) for name, b in variants.items()}
 
 
-SKEW_GRID = [i * 0.02 for i in range(16)]  # 0 .. 0.30
-SCALE_GRID = [0.5 + i * 0.05 for i in range(31)]  # 0.5 .. 2.0
+SKEW_GRID = [i * 0.02 for i in range(26)]  # 0 .. 0.50
+SCALE_GRID = [0.3 + i * 0.05 for i in range(55)]  # 0.3 .. 3.0: wider than any link seen (0.86 .. 1.2)
 
 
 def calibrate(

@@ -138,7 +138,8 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         slowdown = statistics.median(ratios)
     step("compute/comm interference")
 
-    # the lines are what older isotune read; the tables through the in-context samples predict
+    # the tables through the in-context samples predict; the lines stay in the file as a summary
+    # at a glance (and the schema's required fields)
     a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])
     b = _lstsq([[1.0, t] for t, _ in mlp], [ms for _, ms in mlp])
     c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]

@@ -125,7 +125,7 @@ def search_all(
 
     all_studies = open_studies(cfg)
     buckets = []
-    start = time.monotonic()
+    trials_s = 0.0  # time spent in the studies: the budget is theirs, validation comes on top
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=False) as bar:
         for i, ((lo, hi), s) in enumerate(zip(bucket_ranges(cfg.seq_lens), cfg.seq_lens, strict=True)):
@@ -137,11 +137,11 @@ def search_all(
                 total = finished + n[TrialState.WAITING] if cfg.sampler == GRID else cfg.trials
                 bar.update(task, completed=finished, total=total, description=f"{s} tokens{_best_text(st)}")
 
-            deadline = None
+            deadline, start = None, time.monotonic()
             if cfg.time_budget_s is not None:  # an even share of what is left; unused time passes on
-                left = cfg.time_budget_s - (time.monotonic() - start)
-                deadline = time.monotonic() + max(0.0, left) / (len(cfg.seq_lens) - i)
+                deadline = start + max(0.0, cfg.time_budget_s - trials_s) / (len(cfg.seq_lens) - i)
             stopped, early = run_study(cfg, study, s, evaluate_for(s), progress, deadline)
+            trials_s += time.monotonic() - start
             if early:  # the bar stops where the study did, and says so
                 done = studies.counts(study)["spent"]
                 bar.update(task, total=done, completed=done)

@@ -69,6 +69,11 @@ def open_study(storage, name: str, attrs: dict, sampler=None, pruner=None) -> op
     if made is None:  # one attribute, one write: a concurrent worker never sees half the settings
         study.set_user_attr(SETTINGS_ATTR, attrs)
         return study
+    if made.get("space") != attrs.get("space"):  # a setting no flag can match: say what to do instead
+        raise BadInput(
+            f"study {name} was drawn by an older isotune, whose split parameters mean other splits: "
+            "give a new --study-name or --storage to start afresh"
+        )
     diff = [f"{k} {made.get(k)!r} (now {v!r})" for k, v in attrs.items() if made.get(k) != v]
     if diff:
         raise BadInput(

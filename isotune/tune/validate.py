@@ -66,6 +66,7 @@ def validated_bucket(
         compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"])
     else:
         compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
+        comm_ms *= cfg.profile.fit.comm_scale  # as the simulation that predicted the baseline
     comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
     verdict.sentence += f"; all-reduces are {comm_ms / base_ms:.0%} of the unsplit prefill"
     if comm_cpu_ms is not None:
@@ -84,9 +85,10 @@ def validated_bucket(
         trials=studies.counts(study)["spent"],
         iso5050_ms=round(typical(times["iso5050"]), 3) if "iso5050" in times else None,
         decision=verdict.sentence,
+        outcome=verdict.outcome,
         stopped=stopped,
-        vs_baseline=_triple(verdict.changes[verdict.keep]) if verdict.keep else None,
-        iso5050_vs_baseline=_triple(half) if half else None,
+        vs_baseline=_rounded(verdict.changes[verdict.keep]) if verdict.keep else None,
+        iso5050_vs_baseline=_rounded(half) if half else None,
         compute_ms=round(compute_ms, 3),
         comm_ms=round(comm_ms, 3),
         comm_cpu_ms=round(comm_cpu_ms, 3) if comm_cpu_ms is not None else None,
@@ -95,6 +97,6 @@ def validated_bucket(
     return bucket, verdict
 
 
-def _triple(iv: Interval) -> list[float]:
+def _rounded(iv: Interval) -> list[float]:
     """[estimate, low, high] of a relative change, rounded for the plan file."""
-    return [round(iv.estimate, 5), round(iv.low, 5), round(iv.high, 5)]
+    return [round(x, 5) for x in iv.triple()]

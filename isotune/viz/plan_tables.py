@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.plan import Bucket, Plan
 from isotune.viz.tables import change_ci, console
 
@@ -47,8 +48,13 @@ def show_plan(plan: Plan, path: str = "") -> None:
     out.print(t)
     measured = plan.study.get("objective") != "model"
     out.print(
-        f"vs base, 50/50: change of the prefill time against the unsplit baseline, "
-        f"{'measured side by side (± half the 95% interval)' if measured else 'predicted by the cost model'}.",
+        "vs base, 50/50: change of the prefill time against the unsplit baseline, "
+        + (
+            "paired repeat by repeat (so not quite the ratio of the ms columns), ± half its 95% interval "
+            "(slightly asymmetric)."
+            if measured
+            else "predicted by the cost model."
+        ),
         highlight=False,
     )
     for b in plan.buckets:  # the why of every bucket, in the words the search printed
@@ -110,14 +116,16 @@ def _runs(buckets: list[Bucket]) -> list[tuple[bool, list[Bucket]]]:
     return out
 
 
+WHY_NOT = {
+    NOISE: "no split beat the baseline beyond the noise of this machine",
+    SLOWER: "splitting was slower",
+    SMALL: "the cost model's best split saves under 1%",
+    NONE: "no split fits",
+}
+
+
 def _why_not(group: list[Bucket]) -> str:
-    text = " ".join(b.decision or "" for b in group)
-    reasons = [
-        ("within noise", "no split beat the baseline beyond the noise of this machine"),
-        ("slower", "splitting was slower"),
-        ("a split must save", "the cost model's best split saves under 1%"),
-    ]
-    found = [words for needle, words in reasons if needle in text]
+    found = dict.fromkeys(WHY_NOT[b.outcome] for b in group if b.outcome in WHY_NOT)
     return "; ".join(found) or "no split was better"
 
 

@@ -51,17 +51,9 @@ def landscape_png(study: optuna.Study, seq_len: int, kept: list[float], measured
 
 def short_verdict(b) -> str:
     """A bucket's decision in a few words, for a bar label."""
-    text = b.decision or ""
     if b.chunks > 1:
         return f"kept {'/'.join(f'{r:.2f}' for r in b.ratios)}"
-    for needle, short in (
-        ("within noise", "no split: noise"),
-        ("slower", "no split: slower"),
-        ("under", "no split: <1%"),
-    ):
-        if needle in text:
-            return short
-    return "no split"
+    return f"no split: {b.outcome}" if b.outcome else "no split"
 
 
 def speedup_png(plan: Plan) -> bytes:

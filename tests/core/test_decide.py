@@ -53,6 +53,14 @@ def test_a_gain_within_noise_stays_unsplit_and_asks_for_more_repeats():
     assert lo < 0 < hi
 
 
+def test_a_clear_win_is_not_hidden_by_a_noisier_lower_estimate():
+    base, cands = _paired(10, {"iso5050": 0.92}, noise=0.005)
+    wild = [b * f for b, f in zip(base, [0.3, 1.6, 0.4, 1.5, 0.35, 1.7, 0.4, 1.4, 0.3, 1.5], strict=True)]
+    assert paired_change(base, wild).estimate < paired_change(base, cands["iso5050"]).estimate
+    v = decide(base, cands | {"c0": wild}, BOUNDS)
+    assert v.keep == "iso5050" and v.outcome == "kept"
+
+
 def test_a_clear_loss_stays_unsplit():
     base, cands = _paired(8, {"iso5050": 1.30, "c0": 1.20}, noise=0.01)
     v = decide(base, cands, BOUNDS)
@@ -64,7 +72,12 @@ def test_cost_model_predictions_need_a_margin_and_ties_go_to_the_simplest():
     v = decide([100.0], {"iso5050": [90.0], "c1": [89.8]}, BOUNDS)
     assert v.keep == "iso5050" and "predicted by the cost model" in v.sentence and "simpler than" in v.sentence
     v = decide([100.0], {"iso5050": [99.5], "c0": [99.4]}, BOUNDS)
-    assert v.keep is None and "under the 1% a split must save" in v.sentence
+    assert v.keep is None and v.outcome == "too small" and "saves 0.6%; a split must save 1%" in v.sentence
+    v = decide([100.0], {"iso5050": [103.0]}, BOUNDS)  # a predicted loss is said as one
+    assert v.keep is None and v.outcome == "slower" and "0.50/0.50, is 3.0% slower" in v.sentence
+    # a tie with the best must still save the 1% itself
+    v = decide([100.0], {"iso5050": [99.2], "c1": [98.8]}, BOUNDS)
+    assert v.keep == "c1"
     assert decide([100.0], {}, BOUNDS).keep is None
 
 
