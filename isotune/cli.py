@@ -28,7 +28,8 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Preset name (see profiles/models) or a Hugging Face checkpoint folder.")
+    str,
+    typer.Option("--model", "-m", help="Preset name (isotune models lists them) or a Hugging Face checkpoint folder."),
 ]
 TpOpt = Annotated[
     Optional[int],
@@ -44,8 +45,21 @@ ThreadsOpt = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from isotune import __version__
+
+        print(f"isotune {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, metavar=""),
+    ] = False,
+) -> None:
     """Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill."""
 
 
@@ -77,7 +91,7 @@ def run(
         typer.Option("--plan", help="A plan from isotune search: its bucket for the prompt picks the split."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).")
+        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).", metavar="")
     ] = False,
     seq_len: Annotated[
         Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (default 512).")
@@ -91,7 +105,11 @@ def run(
     dtype: DtypeOpt = "float32",
     compare: Annotated[
         bool,
-        typer.Option("--compare", help="Also run the unsplit baseline; report both times and the max abs difference."),
+        typer.Option(
+            "--compare",
+            help="Also run the unsplit baseline; report both times and the max abs difference.",
+            metavar="",  # a flag: typer would show <bool> as if it took a value
+        ),
     ] = False,
     json_out: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON here.")] = None,
     trace: Annotated[
@@ -154,7 +172,7 @@ def bench(
         typer.Option("--plan", help="A plan from isotune search: measure its split per length (repeat to compare)."),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).")
+        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).", metavar="")
     ] = False,
     profile_path: Annotated[
         Optional[str],
@@ -243,6 +261,12 @@ def search(
 
 
 @app.command()
+def models() -> None:
+    """List the built-in model presets with their shapes (any of them works as --model)."""
+    _forward("models", locals())
+
+
+@app.command()
 def show(
     path: Annotated[
         str, typer.Argument(help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).")
@@ -263,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as e:
+        if not e.format_message().strip():  # bare `isotune`: the help was shown, nothing went wrong
+            return 0
         cmd = e.ctx.command_path if e.ctx else "isotune"
         print(f"error: {e.format_message()} (see '{cmd} --help')", file=sys.stderr)
         return EXIT_BAD_INPUT

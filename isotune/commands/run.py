@@ -233,8 +233,9 @@ def _trace(model: TPModel, info: DistInfo, ids: torch.Tensor, runs: dict, spec: 
         events[name] = dist.gather_objects(mine, info)
     if not info.is_main:
         return
-    chunks = " + ".join(map(str, chunk_sizes(runs["plan"])))
-    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {ids.shape[0]} tokens, plan chunks {chunks}"
+    sizes = chunk_sizes(runs["plan"])
+    split = f"{len(sizes)} chunks ({' + '.join(map(str, sizes))} tokens)" if len(sizes) > 1 else "unsplit"
+    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {ids.shape[0]} tokens, plan {split}"
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 
@@ -258,12 +259,13 @@ def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
     if r["plan_bucket"]:
         t.add_row("plan bucket (tokens)", r["plan_bucket"])
     t.add_row("chunks (tokens)", " + ".join(map(str, r["chunk_tokens"])))
-    t.add_row("ISO prefill ms (typical)", f"{r['prefill_ms']:.2f}")
+    label = "ISO" if len(r["chunk_tokens"]) > 1 else "plan (unsplit)"
+    t.add_row(f"{label} prefill ms (typical)", f"{r['prefill_ms']:.2f}")
     if r["baseline_prefill_ms"] is not None:
         t.add_row("baseline prefill ms (typical)", f"{r['baseline_prefill_ms']:.2f}")
         est, low, high = r["vs_baseline"]
         verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
-        t.add_row("ISO vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
+        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
         t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
     gen = r["generated_ids"]
     t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))

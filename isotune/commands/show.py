@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState as S
@@ -24,6 +25,11 @@ def show(path: str, study: str | None = None) -> int:
     elif study is not None:
         raise BadInput(
             "--study needs a storage URL as the argument, e.g. isotune show journal:plan.study.log --study NAME"
+        )
+    elif not Path(path).is_file():
+        raise BadInput(
+            f"{path} does not exist: give a plan (isotune search -o), a profile (isotune profile -o) "
+            "or a storage URL (journal:FILE, sqlite:///FILE)"
         )
     elif is_plan_file(path):
         plan = load_plan(path)

@@ -1,6 +1,6 @@
 """ModelSpec: the shapes and constants of a Llama-family model, from a preset or an HF folder.
 
-Presets live in `profiles/models/NAME.yaml`; a Hugging Face checkpoint folder is read from its
+Presets live in `isotune/presets/NAME.yaml` (`isotune models` lists them); a Hugging Face checkpoint folder is read from its
 `config.json` (Llama, Mistral and Qwen2 architectures). Nothing here touches torch.
 """
 
@@ -17,7 +17,7 @@ import yaml
 
 from isotune.core.errors import BadInput, first_line
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "profiles" / "models"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # package data: pip installs carry it
 SUPPORTED_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
 DTYPES = {
     "float32": "float32",

@@ -158,3 +158,28 @@ def test_killed_rank_stops_the_others_fast(capsys):
     code = dist.launch(_suicidal_worker, 2, None, device="cpu")
     assert code == 1 and time.monotonic() - t0 < 30
     assert "rank 1 was killed by SIGKILL" in capsys.readouterr().err
+
+
+def test_version_models_bare_help_and_flags(capsys, tmp_path):
+    from isotune import __version__
+    from isotune.commands.models import params_b
+    from isotune.core.spec import load_spec
+
+    assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"isotune {__version__}"
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("tiny", "small", "llama3-70b", "qwen2.5-72b")) and "70.55 B" in out
+    assert round(params_b(load_spec("llama2-7b")), 2) == 6.74 and round(params_b(load_spec("llama3-8b")), 2) == 8.03
+    # bare isotune: the help, and no empty "error:"
+    assert main([]) == 0
+    shown = capsys.readouterr()
+    assert "Usage" in shown.out + shown.err and "error" not in shown.err
+    # flags take no value, and the help does not pretend they do
+    assert main(["run", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    flags = [line for line in help_text.splitlines() if line.startswith(("│ --compare", "│ --force"))]
+    assert len(flags) == 2 and not any("<bool>" in line for line in flags)  # (typer's own --help keeps it)
+    # a missing file is not called a profile
+    assert main(["show", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not exist: give a plan" in err and "profile" in err
