@@ -77,9 +77,10 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
 
 
 def predict_serial(profile: Profile, seq_len: int, layers: int | None = None) -> tuple[float, float]:
-    """(compute-only ms, comm-only ms) of the unsplit forward."""
+    """(compute-only ms, comm-only ms) of the unsplit forward, with the all-reduces costed as
+    `simulate` costs them inside a prefill."""
     fit = profile.fit
     layers = layers or int(profile.model["layers"])
     compute = layers * (fit.attn_ms(seq_len, 0) + fit.mlp_ms(seq_len))
-    comm = layers * 2 * fit.allreduce_ms(seq_len * profile.hidden * profile.dtype_bytes)
+    comm = layers * 2 * fit.allreduce_ms(seq_len * profile.hidden * profile.dtype_bytes) * fit.comm_scale
     return compute, comm

@@ -145,7 +145,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]
     latency, rate = max(0.0, c[0]), max(0.0, c[1])
     burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
-    attn_table, per_pair = fit_attention([(q, p, ms) for q, p, ms in attn])
+    attn_table, per_pair = fit_attention(attn)
     topology, software = describe(info, cfg.dtype, cfg.threads)
     prof = Profile(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
@@ -161,7 +161,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             burst_ms_per_mb=burst_rate,
             attn_table=attn_table,
             attn_ms_per_pair=per_pair,
-            mlp_table=table_of([(t, ms) for t, ms in mlp]),
+            mlp_table=table_of(mlp),
         ),
         attn_samples=attn,
         mlp_samples=mlp,

@@ -66,7 +66,6 @@ def validated_bucket(
         compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"])
     else:
         compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
-        comm_ms *= cfg.profile.fit.comm_scale  # as the simulation that predicted the baseline
     comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
     verdict.sentence += f"; all-reduces are {comm_ms / base_ms:.0%} of the unsplit prefill"
     if comm_cpu_ms is not None:

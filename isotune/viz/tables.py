@@ -73,7 +73,7 @@ def show_profile(p: Profile, path: str = "") -> None:
         ],
     }
     t = Table(title="measured vs fitted, per layer op (slowest rank)")
-    for col in ("op", "samples", "ms", "typical error", "worst error", "worst at"):
+    for col in ("op", "samples", "ms", "median |error|", "worst error", "worst at"):
         t.add_column(col, justify="left" if col in ("op", "worst at") else "right")
     for op, rows in groups.items():
         if not rows:
@@ -81,8 +81,8 @@ def show_profile(p: Profile, path: str = "") -> None:
         errs = sorted(((pred - ms) / ms, shape) for shape, ms, pred in rows if ms > 0)
         worst = max(errs, key=lambda e: abs(e[0]))
         span = f"{min(ms for _, ms, _ in rows):.2f}..{max(ms for _, ms, _ in rows):.2f}"
-        typical_err = sorted(abs(e) for e, _ in errs)[len(errs) // 2]
-        t.add_row(op, str(len(rows)), span, f"{typical_err:.1%}", f"{worst[0]:+.1%}", worst[1])
+        median_err = sorted(abs(e) for e, _ in errs)[len(errs) // 2]
+        t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+.1%}", worst[1])
     out.print(t)
     if p.check_samples:
         c = Table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")

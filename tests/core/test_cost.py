@@ -108,3 +108,10 @@ def test_token_bucket_link_sends_fast_after_idle_and_at_rate_back_to_back():
     for ratios in ([0.5, 0.5], [0.3, 0.3, 0.4]):
         bounds = chunk_bounds(1000, ratios, 10)
         assert simulate(bucket, bounds) <= simulate(plain, bounds) + 1e-9
+
+
+def test_serial_prediction_costs_all_reduces_as_the_simulation_does():
+    p = _profile(latency=0.2, ms_per_mb=3.0)
+    p.fit.comm_scale = 1.4
+    compute, comm = predict_serial(p, 1024)
+    assert simulate(p, [0, 1024]) == pytest.approx(compute + comm)
