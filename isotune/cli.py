@@ -38,7 +38,12 @@ TpOpt = Annotated[
 LayersOpt = Annotated[
     Optional[int], typer.Option("--layers", help="Keep only the first N layers (timing needs only a few).")
 ]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option(
+        "--dtype", help="auto (the checkpoint's; float32 checkpoints and presets run bfloat16), float32, bfloat16, float16."
+    ),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu or cuda.")]
 ThreadsOpt = Annotated[
     int, typer.Option("--threads", help="Compute threads per rank on CPU; 1 keeps ranks from fighting over cores.")
@@ -93,16 +98,33 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).", metavar="")
     ] = False,
+    prompt: Annotated[
+        Optional[str], typer.Option("--prompt", "-p", help="Prompt text (needs a checkpoint with tokenizer.json).")
+    ] = None,
+    prompt_file: Annotated[Optional[str], typer.Option("--prompt-file", help="Read the prompt text from a file.")] = None,
+    prompts: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prompts",
+            help='JSON Lines, one {"prompt": ...} or {"messages": [...]} per line: each with its plan bucket, '
+            "one JSON line out per prompt, a summary per bucket.",
+        ),
+    ] = None,
+    chat: Annotated[
+        bool,
+        typer.Option("--chat", help="Wrap the prompt in the checkpoint's chat template (a user message).", metavar=""),
+    ] = False,
     seq_len: Annotated[
-        Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (default 512).")
+        Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (the default: 512).")
     ] = None,
     prompt_ids: Annotated[
         Optional[str], typer.Option("--prompt-ids", help="Text file of whitespace-separated token ids.")
     ] = None,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Greedy tokens to decode after the prefill.")
-    ] = 8,
-    dtype: DtypeOpt = "float32",
+        Optional[int],
+        typer.Option("--max-new-tokens", help="Greedy tokens to decode, fewer at end of sequence (128 for text, else 8)."),
+    ] = None,
+    dtype: DtypeOpt = "auto",
     compare: Annotated[
         bool,
         typer.Option(
@@ -125,10 +147,16 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompt and synthetic weights.")] = 0,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before timing.")] = 1,
     repeats: Annotated[
-        int, typer.Option("--repeats", help="Timed prefills (typical: trimmed mean of the slowest rank).")
-    ] = 10,
+        Optional[int],
+        typer.Option(
+            "--repeats",
+            help="Timed prefills per variant (typical: trimmed mean of the slowest rank); default 10, "
+            "0 for text prompts without --compare (the request alone is timed).",
+        ),
+    ] = None,
 ) -> None:
-    """Prefill one prompt with an ISO split, optionally beside the baseline, then decode greedily."""
+    """Text in, text out: prefill each prompt with its ISO split (optionally beside the unsplit
+    baseline), then decode greedily from the KV cache, streaming the answer."""
     _forward("run", locals())
 
 
@@ -138,7 +166,7 @@ def profile(
     model: ModelOpt = "tiny",
     tp: TpOpt = None,
     layers: LayersOpt = None,
-    dtype: DtypeOpt = "float32",
+    dtype: DtypeOpt = "auto",
     seq_lens: Annotated[
         str, typer.Option("--seq-lens", help="Prompt lengths the profile must cover.")
     ] = "512,1024,2048",
@@ -159,7 +187,7 @@ def bench(
     model: ModelOpt = "tiny",
     tp: TpOpt = None,
     layers: LayersOpt = None,
-    dtype: DtypeOpt = "float32",
+    dtype: DtypeOpt = "auto",
     seq_lens: Annotated[str, typer.Option("--seq-lens", help="Prompt lengths to measure.")] = "512,1024,2048",
     chunks: Annotated[
         Optional[int], typer.Option("--chunks", "-k", help="Also measure this split (with --ratios) as the plan.")
@@ -203,7 +231,7 @@ def search(
     ] = None,
     tp: TpOpt = None,
     layers: LayersOpt = None,
-    dtype: DtypeOpt = "float32",
+    dtype: DtypeOpt = "auto",
     seq_lens: Annotated[
         str,
         typer.Option(

@@ -22,13 +22,13 @@ from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, check_writable
 from isotune.core.plan import plan_for
 from isotune.core.profile import Profile, check_profile_fits, load_profile
-from isotune.core.spec import check_seq_lens, load_spec, parse_dtype
+from isotune.core.spec import check_seq_lens, load_spec
 from isotune.core.stats import interval, paired_change
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
 from isotune.engine.model import build_model, random_prompt
-from isotune.engine.target import resolve_target
+from isotune.engine.target import fit_target, resolve_target
 from isotune.engine.timing import time_prefills
 from isotune.engine.topology import setting
 from isotune.viz.bench_tables import show_bench
@@ -130,10 +130,11 @@ def bench(
         check_writable(json_out, "--json")
     if repeats < 1 or warmup < 0:
         raise BadInput("--repeats must be at least 1 and --warmup at least 0")
+    dtype = fit_target(spec, tp, dev, dtype, max(lens))
     cfg = BenchConfig(
         model=model,
         layers=layers,
-        dtype=parse_dtype(dtype),
+        dtype=dtype,
         seq_lens=lens,
         align=align,
         plans=plans,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from isotune.core.chunking import parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
-from isotune.core.spec import check_seq_lens, parse_dtype
+from isotune.core.spec import check_seq_lens
 from isotune.engine import dist
-from isotune.engine.target import resolve_target
+from isotune.engine.target import fit_target, resolve_target
 from isotune.tune.measure import ProfileConfig, profile_worker
 
 
@@ -33,10 +33,11 @@ def profile(
     check_seq_lens(spec, lens, "--seq-lens")
     if repeats < 1:
         raise BadInput("--repeats must be at least 1")
+    dtype = fit_target(spec, tp, dev, dtype, max(lens))
     cfg = ProfileConfig(
         model=model,
         layers=layers,
-        dtype=parse_dtype(dtype),
+        dtype=dtype,
         seq_lens=lens,
         align=resolve_align(align, dev),
         repeats=repeats,

@@ -1,32 +1,40 @@
-"""`isotune run`, the runtime: load a model on every rank, prefill one prompt with an ISO split
-(and the unsplit baseline with --compare), then decode greedily from the KV cache.
+"""`isotune run`, the runtime: text (or token ids, or a seeded random prompt) in, text out.
 
-`prepare_run` validates everything in the launching process, before any rank starts, so bad
-input is one line and exit 2; `run_worker` is what each rank executes.
+`prepare_run` checks and tokenizes everything in the launching process, before any rank
+starts, so bad input is one line and exit 2; each prompt becomes a `Job` that carries its own
+split (the plan's bucket for its length). The ranks then load the model once and run the jobs
+in turn (`commands.run_worker`).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, chunk_sizes, parse_ratios, resolve_align
+from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, resolve_align
 from isotune.core.errors import BadInput
-from isotune.core.files import atomic_write_bytes, atomic_write_text, check_writable
+from isotune.core.files import check_writable
 from isotune.core.plan import lookup, plan_for
-from isotune.core.spec import ModelSpec, check_seq_lens, load_spec, parse_dtype
-from isotune.core.stats import paired_change
+from isotune.core.prompts import Prompt, text_prompts
+from isotune.core.spec import ModelSpec, check_seq_lens
+from isotune.core.text import has_tokenizer, load_text
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
-from isotune.engine.executor import greedy_decode, prefill
-from isotune.engine.model import TPModel, build_model, random_prompt
-from isotune.engine.target import resolve_target
-from isotune.engine.timing import time_prefills
-from isotune.engine.topology import setting
+from isotune.engine.model import random_prompt
+from isotune.engine.target import fit_target, resolve_target
+
+NEW_TOKENS = {"text": 128, "ids": 8}  # --max-new-tokens by default: an answer for text, a check for ids
+REPEATS = 10  # timed prefills per variant by default, where timing is what the run is for
+
+
+@dataclass(kw_only=True)
+class Job:
+    ids: list[int]
+    ratios: list[float]
+    bucket: str | None  # "min..max" of the plan bucket used, or None without a plan
+    text: str | None = None
+    where: str = "prompt"
+    note: str | None = None  # why the split differs from the one asked for
 
 
 @dataclass(kw_only=True)
@@ -34,12 +42,12 @@ class RunConfig:
     model: str
     layers: int | None
     tp: int
-    ratios: list[float]
+    jobs: list[Job]
     align: int
-    plan_bucket: str | None  # "min..max" of the plan bucket used, or None without a plan
+    text: bool  # decode the output with the checkpoint's tokenizer
+    jsonl: bool  # --prompts: one JSON line per prompt, a summary table per bucket
     trace_path: str | None
     timeline_path: str | None
-    prompt_ids: list[int]
     max_new_tokens: int
     dtype: str
     compare: bool
@@ -48,7 +56,141 @@ class RunConfig:
     threads: int
     seed: int
     warmup: int
-    repeats: int
+    repeats: int  # 0: time only the request itself (time to first token, decode speed)
+
+
+def run(*, json_out: str | None, plan: str | None, trace: str | None, timeline: str | None, **opts) -> int:
+    """The `run` command (its flags as keywords): validate, then launch the ranks; the exit code."""
+    cfg = prepare_run(json_path=json_out, plan_path=plan, trace_path=trace, timeline_path=timeline, **opts)
+    from isotune.commands.run_worker import run_worker
+
+    return dist.launch(run_worker, cfg.tp, cfg, device=cfg.device, threads=cfg.threads)
+
+
+def prepare_run(
+    *,
+    model: str,
+    layers: int | None,
+    tp: int | None,
+    chunks: int | None = None,
+    ratios: str | None = None,
+    align: int | None = None,
+    plan_path: str | None = None,
+    force: bool = False,
+    seq_len: int | None = None,
+    prompt_ids: str | None = None,
+    prompt: str | None = None,
+    prompt_file: str | None = None,
+    prompts: str | None = None,
+    chat: bool = False,
+    max_new_tokens: int | None = None,
+    dtype: str = "auto",
+    compare: bool = False,
+    json_path: str | None = None,
+    device: str = "auto",
+    threads: int = 1,
+    seed: int = 0,
+    warmup: int = 1,
+    repeats: int | None = None,
+    trace_path: str | None = None,
+    timeline_path: str | None = None,
+) -> RunConfig:
+    spec, tp, device = resolve_target(model, layers, tp, device)
+    if plan_path and (chunks is not None or ratios is not None):
+        raise BadInput(PLAN_OR_SPLIT)
+    sources = {"--seq-len": seq_len, "--prompt-ids": prompt_ids, "--prompt": prompt, "--prompt-file": prompt_file}
+    given = [flag for flag, v in (sources | {"--prompts": prompts}).items() if v is not None]
+    if len(given) > 1:
+        raise BadInput(f"give one prompt source, not {' and '.join(given)}")
+    text = bool(given) and given[0] in ("--prompt", "--prompt-file", "--prompts")
+    if chat and not text:
+        raise BadInput("--chat wraps a text prompt in the chat template: give --prompt, --prompt-file or --prompts")
+    if (trace_path or timeline_path) and prompts:
+        raise BadInput("--trace and --timeline draw one prompt: use --prompt or --prompt-file with them")
+    if text and not has_tokenizer(spec.checkpoint):
+        what = f"preset {spec.name}" if spec.checkpoint is None else spec.checkpoint
+        raise BadInput(
+            f"{given[0]} needs a tokenizer and {what} has no tokenizer.json: use --seq-len N or --prompt-ids FILE, "
+            "or a checkpoint folder with its tokenizer"
+        )
+    if text:
+        found = text_prompts(load_text(spec.checkpoint), prompt, prompt_file, prompts, chat)
+    elif prompt_ids:
+        found = [Prompt(ids=read_prompt_ids(prompt_ids, spec.vocab), where=f"--prompt-ids {prompt_ids}")]
+    else:
+        found = [Prompt(ids=random_prompt(512 if seq_len is None else seq_len, spec.vocab, seed), where="--seq-len")]
+    if max_new_tokens is None:
+        max_new_tokens = NEW_TOKENS["text" if text else "ids"]
+    if max_new_tokens < 0:
+        raise BadInput(f"--max-new-tokens {max_new_tokens} must be 0 or more")
+    if repeats is None:
+        repeats = REPEATS if compare or not text else 0
+    if repeats < (1 if compare else 0) or warmup < 0 or threads < 1:
+        raise BadInput("--repeats must be at least 1 with --compare (else 0 or more), --warmup 0 or more, --threads 1 or more")
+    longest = max(len(p.ids) for p in found)
+    check_seq_lens(spec, [longest + max_new_tokens], "prompt + new tokens =", "use a shorter prompt or fewer new tokens")
+    jobs, align = _jobs(found, spec, tp, device, chunks, ratios, align, plan_path, force)
+    for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):
+        if path:
+            check_writable(path, flag)
+    if timeline_path:
+        from isotune.viz.png import pyplot
+
+        pyplot()  # a missing matplotlib is a one-line hint now, not a failure after the run
+    return RunConfig(
+        model=model,
+        layers=layers,
+        tp=tp,
+        jobs=jobs,
+        align=align,
+        text=text,
+        jsonl=prompts is not None,
+        trace_path=trace_path,
+        timeline_path=timeline_path,
+        max_new_tokens=max_new_tokens,
+        dtype=fit_target(spec, tp, device, dtype, longest + max_new_tokens),
+        compare=compare,
+        json_path=json_path,
+        device=device,
+        threads=threads,
+        seed=seed,
+        warmup=warmup,
+        repeats=repeats,
+    )
+
+
+def _jobs(
+    found: list[Prompt], spec: ModelSpec, tp: int, device: str, chunks, ratios, align, plan_path, force
+) -> tuple[list[Job], int]:
+    """Each prompt with its split: the plan's bucket for its length, or --chunks/--ratios; a
+    prompt too short for that split runs unsplit, with a note, never an error."""
+    lens = sorted({len(p.ids) for p in found})
+    if plan_path:
+        plan, splits, notes = plan_for(plan_path, spec, tp, lens, force)
+        for note in dict.fromkeys(notes):  # the same warning once, not once per prompt
+            print(note, file=sys.stderr)
+        align = resolve_align(align, device, plan.align, plan_path)
+        jobs = []
+        for p in found:
+            b, _ = lookup(plan, len(p.ids))
+            jobs.append(Job(ids=p.ids, ratios=splits[len(p.ids)], bucket=f"{b.min_tokens}..{b.max_tokens}"))
+    else:
+        asked = parse_ratios(ratios, 2 if chunks is None else chunks)
+        align = resolve_align(align, device)
+        jobs = [Job(ids=p.ids, ratios=asked, bucket=None) for p in found]
+    for job, p in zip(jobs, found, strict=True):
+        job.text, job.where = p.text, p.where
+        if not plan_path:
+            try:
+                chunk_bounds(len(job.ids), job.ratios, align)
+            except BadInput:
+                job.note = (
+                    f"note: {p.where} has {len(job.ids)} tokens, too few for {len(job.ratios)} chunks of at least "
+                    f"{align}; running it unsplit"
+                )
+                job.ratios = [1.0]
+                print(job.note, file=sys.stderr)
+    return jobs, align
 
 
 def read_prompt_ids(path: str, vocab: int) -> list[int]:
@@ -67,206 +209,3 @@ def read_prompt_ids(path: str, vocab: int) -> list[int]:
     if bad:
         raise BadInput(f"--prompt-ids {path}: token id {bad[0]} is outside the vocabulary 0..{vocab - 1}")
     return ids
-
-
-def run(
-    *,
-    seq_len: int | None,
-    prompt_ids: str | None,
-    plan: str | None,
-    json_out: str | None,
-    trace: str | None,
-    timeline: str | None,
-    **opts,
-) -> int:
-    """The `run` command (its flags as keywords): validate, then launch the ranks; the exit code."""
-    if seq_len is None and prompt_ids is None:
-        seq_len = 512
-    cfg = prepare_run(
-        seq_len=seq_len,
-        prompt_ids=prompt_ids,
-        plan_path=plan,
-        json_path=json_out,
-        trace_path=trace,
-        timeline_path=timeline,
-        **opts,
-    )
-    return dist.launch(run_worker, cfg.tp, cfg, device=cfg.device, threads=cfg.threads)
-
-
-def prepare_run(
-    *,
-    model: str,
-    layers: int | None,
-    tp: int | None,
-    chunks: int | None,
-    ratios: str | None,
-    align: int | None,
-    plan_path: str | None,
-    force: bool,
-    seq_len: int | None,
-    prompt_ids: str | None,
-    max_new_tokens: int,
-    dtype: str,
-    compare: bool,
-    json_path: str | None,
-    device: str,
-    threads: int,
-    seed: int,
-    warmup: int,
-    repeats: int,
-    trace_path: str | None = None,
-    timeline_path: str | None = None,
-) -> RunConfig:
-    spec, tp, device = resolve_target(model, layers, tp, device)
-    if plan_path and (chunks is not None or ratios is not None):
-        raise BadInput(PLAN_OR_SPLIT)
-    if (seq_len is None) == (prompt_ids is None):
-        raise BadInput("give exactly one of --seq-len N or --prompt-ids FILE")
-    ids = read_prompt_ids(prompt_ids, spec.vocab) if prompt_ids else random_prompt(seq_len, spec.vocab, seed)
-    bucket = None
-    if plan_path:
-        plan, splits, notes = plan_for(plan_path, spec, tp, [len(ids)], force)
-        ratio_list = splits[len(ids)]
-        for note in notes:
-            print(note, file=sys.stderr)
-        align = resolve_align(align, device, plan.align, plan_path)
-        b, _ = lookup(plan, len(ids))
-        bucket = f"{b.min_tokens}..{b.max_tokens}"
-    else:
-        ratio_list = parse_ratios(ratios, 2 if chunks is None else chunks)
-        align = resolve_align(align, device)
-    chunk_bounds(len(ids), ratio_list, align)  # raises if the split does not fit the prompt
-    if max_new_tokens < 0:
-        raise BadInput(f"--max-new-tokens {max_new_tokens} must be 0 or more")
-    if repeats < 1 or warmup < 0 or threads < 1:
-        raise BadInput("--repeats and --threads must be at least 1, --warmup at least 0")
-    fix = "use a shorter prompt or fewer new tokens"
-    check_seq_lens(spec, [len(ids) + max_new_tokens], "prompt + new tokens =", fix)
-    if json_path:
-        check_writable(json_path, "--json")
-    if trace_path:
-        check_writable(trace_path, "--trace")
-    if timeline_path:
-        check_writable(timeline_path, "--timeline")
-        from isotune.viz.png import pyplot
-
-        pyplot()  # a missing matplotlib is a one-line hint now, not a failure after the run
-    return RunConfig(
-        model=model,
-        layers=layers,
-        tp=tp,
-        ratios=ratio_list,
-        align=align,
-        plan_bucket=bucket,
-        trace_path=trace_path,
-        timeline_path=timeline_path,
-        prompt_ids=ids,
-        max_new_tokens=max_new_tokens,
-        dtype=parse_dtype(dtype),
-        compare=compare,
-        json_path=json_path,
-        device=device,
-        threads=threads,
-        seed=seed,
-        warmup=warmup,
-        repeats=repeats,
-    )
-
-
-@torch.inference_mode()
-def run_worker(info: DistInfo, cfg: RunConfig) -> int:
-    spec = load_spec(cfg.model, cfg.layers)
-    dtype = getattr(torch, cfg.dtype)
-    ids = torch.tensor(cfg.prompt_ids, device=info.device)  # (S,)
-    s = ids.shape[0]
-    bounds = chunk_bounds(s, cfg.ratios, cfg.align)
-    model = build_model(spec, info, dtype, s + cfg.max_new_tokens, cfg.seed)
-
-    variants = {"plan": bounds} | ({"baseline": [0, s]} if cfg.compare else {})
-    samples: dict[str, list[float]] = {}
-    times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, samples=samples)
-    change = paired_change(samples["baseline"], samples["plan"]) if cfg.compare else None
-
-    if cfg.trace_path or cfg.timeline_path:
-        traced = ({"baseline": [0, s]} if cfg.compare else {}) | {"plan": bounds}
-        _trace(model, info, ids, traced, spec, cfg)
-
-    diff = None
-    if cfg.compare:
-        base = model.final_norm(prefill(model, ids, [0, s]))  # (S, hidden)
-    x = prefill(model, ids, bounds)  # (S, hidden), fills the cache
-    if cfg.compare:
-        plan = model.final_norm(x)
-        diff = max(
-            (plan - base).abs().max().item(), (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item()
-        )
-    generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens)
-
-    result = {
-        "prompt_tokens": s,
-        "chunk_tokens": chunk_sizes(bounds),
-        "generated_ids": generated,
-        "prefill_ms": round(times["plan"], 3),
-        "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
-        "max_abs_diff": diff,
-        "plan_bucket": cfg.plan_bucket,
-        "vs_baseline": change.triple() if change else None,
-    }
-    if info.is_main:
-        _show(spec, info, cfg, result)
-        if cfg.json_path:
-            atomic_write_text(cfg.json_path, json.dumps(result, indent=2) + "\n")
-    return 0
-
-
-def _trace(model: TPModel, info: DistInfo, ids: torch.Tensor, runs: dict, spec: ModelSpec, cfg: RunConfig) -> None:
-    """One traced prefill per run (after an untraced warm-up), every rank's events to rank 0,
-    which writes the Chrome trace and/or the timeline."""
-    events = {}
-    for name, bounds in runs.items():
-        prefill(model, ids, bounds)
-        dist.barrier(info)
-        dist.synchronize(info)
-        mine: list[dict] = []
-        prefill(model, ids, bounds, trace=mine)
-        events[name] = dist.gather_objects(mine, info)
-    if not info.is_main:
-        return
-    sizes = chunk_sizes(runs["plan"])
-    split = f"{len(sizes)} chunks ({' + '.join(map(str, sizes))} tokens)" if len(sizes) > 1 else "unsplit"
-    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {ids.shape[0]} tokens, plan {split}"
-    if cfg.trace_path:
-        from isotune.viz.trace import trace_json
-
-        meta = {"title": title, "bounds": {name: b for name, b in runs.items()}}
-        atomic_write_text(cfg.trace_path, trace_json(events, meta))
-    if cfg.timeline_path:
-        from isotune.viz.timeline import timeline_png
-
-        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, title))
-
-
-def _show(spec: ModelSpec, info: DistInfo, cfg: RunConfig, r: dict) -> None:
-    from rich.table import Table
-
-    from isotune.viz.tables import console
-
-    t = Table(title=f"isotune run: {setting(info, spec.name, spec.layers, cfg.dtype)}")
-    t.add_column("what")
-    t.add_column("value", justify="right")
-    t.add_row("prompt tokens", str(r["prompt_tokens"]))
-    if r["plan_bucket"]:
-        t.add_row("plan bucket (tokens)", r["plan_bucket"])
-    t.add_row("chunks (tokens)", " + ".join(map(str, r["chunk_tokens"])))
-    label = "ISO" if len(r["chunk_tokens"]) > 1 else "plan (unsplit)"
-    t.add_row(f"{label} prefill ms (typical)", f"{r['prefill_ms']:.2f}")
-    if r["baseline_prefill_ms"] is not None:
-        t.add_row("baseline prefill ms (typical)", f"{r['baseline_prefill_ms']:.2f}")
-        est, low, high = r["vs_baseline"]
-        verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
-        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
-        t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
-    gen = r["generated_ids"]
-    t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))
-    console().print(t)

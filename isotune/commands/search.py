@@ -9,9 +9,9 @@ from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.profile import Profile, check_profile_fits, load_profile
-from isotune.core.spec import check_seq_lens, load_spec, parse_dtype
+from isotune.core.spec import check_seq_lens, load_spec
 from isotune.engine import dist
-from isotune.engine.target import resolve_target
+from isotune.engine.target import fit_target, resolve_target
 from isotune.tune import ranks
 from isotune.tune.search import GRID, MEASURED, MODEL, TPE, SearchConfig, open_studies
 from isotune.tune.studies import default_storage
@@ -66,13 +66,13 @@ def search_config(
     prof = load_profile(profile_path) if profile_path else None
     lens = parse_seq_lens(seq_lens)
     check_writable(out, "--out")
-    dtype = parse_dtype(dtype)
     if objective == MODEL:
         name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, model, layers, lens)
     else:
         spec, tp, dev = resolve_target(model or "tiny", layers, tp, device)
         check_seq_lens(spec, lens, "--seq-lens")
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
+        dtype = fit_target(spec, tp, dev, dtype, max(lens))
         if prof is not None:
             check_profile_fits(prof, spec, tp)
     align = resolve_align(align, dev)

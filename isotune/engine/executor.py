@@ -96,16 +96,28 @@ def _compute(
 
 
 @torch.inference_mode()
-def greedy_decode(model: TPModel, last_hidden: torch.Tensor, start: int, steps: int) -> list[int]:
-    """Greedy tokens after a prefill whose last residual is `last_hidden` (1, hidden); each
-    step is a one-token, one-chunk forward over the KV cache."""
+def greedy_decode(
+    model: TPModel,
+    last_hidden: torch.Tensor,
+    start: int,
+    steps: int,
+    stop: frozenset[int] = frozenset(),
+    on_token: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Greedy tokens after a prefill whose last residual is `last_hidden` (1, hidden): at most
+    `steps`, ending early after a token in `stop` (it is returned too). Each step is a one-token,
+    one-chunk forward over the KV cache; `on_token` sees each token as soon as it is chosen.
+    Every rank computes the same replicated logits, so every rank stops at the same step."""
     ops = build_schedule(model.spec.layers, 1)
     out: list[int] = []
     h = last_hidden
     for step in range(steps):
         token = int(model.logits(model.final_norm(h)).argmax(-1)[-1])
         out.append(token)
-        if step + 1 < steps:
-            ids = torch.tensor([token], device=model.device)
-            h = prefill(model, ids, [0, 1], ops, start_pos=start + step)[-1:]  # (1, hidden)
+        if on_token is not None:
+            on_token(token)
+        if token in stop or step + 1 == steps:
+            break
+        ids = torch.tensor([token], device=model.device)
+        h = prefill(model, ids, [0, 1], ops, start_pos=start + step)[-1:]  # (1, hidden)
     return out

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
+from isotune.engine.memory import check_device_memory
 from isotune.engine.layers import apply_rope, chunk_attention, rms_norm, rope_inv_freq, rope_tables, swiglu
 from isotune.engine.weights import ModelWeights, load_weights
 
@@ -78,6 +79,7 @@ class TPModel:
 def build_model(spec: ModelSpec, info: DistInfo, dtype: torch.dtype, max_len: int, seed: int) -> TPModel:
     """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions."""
     shard = shard_for(spec, info.world, info.rank)
+    check_device_memory(spec, info.world, dtype, max_len, info.device)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
     return TPModel(spec, shard, weights, max_len, dtype, info.device)
 

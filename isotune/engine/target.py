@@ -1,11 +1,15 @@
 """The run target checked as a whole before any rank starts: model, checkpoint files, TP size,
-device and launcher must agree, so a mismatch is one line and exit 2, not a failed rank."""
+device, launcher, dtype and memory must agree, so a mismatch is one line and exit 2, not a
+failed rank."""
 
 from __future__ import annotations
 
+import sys
+
 from isotune.core.shard import check_tp
-from isotune.core.spec import ModelSpec, load_spec
+from isotune.core.spec import ModelSpec, load_spec, resolve_dtype
 from isotune.engine import dist
+from isotune.engine.memory import check_host_memory
 from isotune.engine.weights import check_checkpoint
 
 
@@ -18,3 +22,13 @@ def resolve_target(model: str, layers: int | None, tp: int | None, device: str) 
     device = dist.resolve_device(device)
     dist.check_world(tp, device)
     return spec, tp, device
+
+
+def fit_target(spec: ModelSpec, tp: int, device: str, dtype: str, max_len: int) -> str:
+    """--dtype resolved (auto: see core.spec.resolve_dtype, said on stderr) and the memory the
+    ranks will need checked against the host's: the dtype to run."""
+    dtype, note = resolve_dtype(dtype, spec)
+    if note and dist.launch_rank() == 0:
+        print(note, file=sys.stderr)
+    check_host_memory(spec, tp, dtype, max_len, device)
+    return dtype

@@ -9,11 +9,11 @@ from rich.table import Table
 from isotune.core.profile import Profile
 
 
-def console() -> Console:
-    """The terminal's console; 100 columns when output goes to a file or pipe (tables are made to
-    fit that)."""
-    c = Console()
-    return c if c.is_terminal else Console(width=100)
+def console(stderr: bool = False) -> Console:
+    """The terminal's console (stderr's when stdout carries the answer: generated text, JSON
+    lines); 100 columns when output goes to a file or pipe (tables are made to fit that)."""
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(width=100, stderr=stderr)
 
 
 def ms_ci(ms: float | None, ci: list[float] | None) -> str:

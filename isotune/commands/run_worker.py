@@ -1,0 +1,161 @@
+"""What each rank of `isotune run` executes: load the model once, then per prompt (a Job) the
+prefill with its split, greedy decoding from the KV cache, and on rank 0 the text as it grows.
+
+Per prompt: with --compare (or --repeats) the timing protocol first (plan and baseline
+interleaved); then the request itself, timed from a barrier: time to first token (the prefill
+and the first token's logits) and decode speed, the slowest rank's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+
+from isotune.commands.run import Job, RunConfig
+from isotune.core.chunking import chunk_bounds, chunk_sizes
+from isotune.core.files import atomic_write_bytes, atomic_write_text
+from isotune.core.spec import ModelSpec, load_spec
+from isotune.core.stats import paired_change
+from isotune.core.text import TextCodec, load_text
+from isotune.engine import dist
+from isotune.engine.dist import DistInfo
+from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.model import TPModel, build_model
+from isotune.engine.timing import time_prefills
+from isotune.engine.topology import setting
+
+
+@torch.inference_mode()
+def run_worker(info: DistInfo, cfg: RunConfig) -> int:
+    spec = load_spec(cfg.model, cfg.layers)
+    longest = max(len(j.ids) for j in cfg.jobs)
+    model = build_model(spec, info, getattr(torch, cfg.dtype), longest + cfg.max_new_tokens, cfg.seed)
+    codec = load_text(spec.checkpoint) if cfg.text and info.is_main else None
+    stop = codec.stop_ids if codec else frozenset()
+    stop = frozenset(dist.broadcast_object(sorted(stop), info))  # the same on every rank
+    results = []
+    for i, job in enumerate(cfg.jobs):
+        streaming = codec is not None and not cfg.jsonl
+        r = _run_job(model, info, cfg, job, codec, stop, first=i == 0, stream=streaming)
+        if i == 0 and (cfg.trace_path or cfg.timeline_path):
+            _trace(model, info, job, spec, cfg)
+        results.append(r)
+        if info.is_main and cfg.jsonl:
+            print(json.dumps({"index": i} | r, ensure_ascii=False), flush=True)
+    if info.is_main:
+        _report(spec, info, cfg, results)
+    return 0
+
+
+def _run_job(
+    model: TPModel, info: DistInfo, cfg: RunConfig, job: Job, codec: TextCodec | None, stop, first: bool, stream: bool
+) -> dict:
+    ids = torch.tensor(job.ids, device=info.device)  # (S,)
+    s = ids.shape[0]
+    bounds = chunk_bounds(s, job.ratios, cfg.align)
+    times, change = None, None
+    if cfg.repeats:
+        variants = {"plan": bounds} | ({"baseline": [0, s]} if cfg.compare else {})
+        samples: dict[str, list[float]] = {}
+        times = time_prefills(model, info, ids, variants, cfg.warmup, cfg.repeats, samples=samples)
+        change = paired_change(samples["baseline"], samples["plan"]) if cfg.compare else None
+    elif first:  # the process's first prefill pays for allocations; a warm one times the request
+        for _ in range(cfg.warmup):
+            prefill(model, ids, bounds)
+    base = model.final_norm(prefill(model, ids, [0, s])) if cfg.compare else None  # (S, hidden)
+
+    decoder = codec.stream() if codec else None
+    stamps: list[float] = []
+
+    def on_token(token: int) -> None:
+        stamps.append(time.perf_counter())
+        if stream:
+            sys.stdout.write(decoder.push(token))
+            sys.stdout.flush()
+
+    dist.barrier(info)
+    dist.synchronize(info)
+    t0 = time.perf_counter()
+    x = prefill(model, ids, bounds)  # (S, hidden), fills the cache
+    dist.synchronize(info)
+    t_prefill = time.perf_counter()
+    generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens, stop, on_token)
+    if stream:
+        print(decoder.flush(), flush=True)
+    first_at = stamps[0] if stamps else t_prefill
+    decode_s = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    prefill_ms, ttft_ms, decode_s = dist.max_across([(t_prefill - t0) * 1e3, (first_at - t0) * 1e3, decode_s], info)
+
+    diff = None
+    if base is not None:
+        plan = model.final_norm(x)  # (S, hidden)
+        last = (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item()
+        diff = max((plan - base).abs().max().item(), last)
+    r = {
+        "prompt_tokens": s,
+        "chunk_tokens": chunk_sizes(bounds),
+        "plan_bucket": job.bucket,
+        "generated_ids": generated,
+        "generated_tokens": len(generated),
+        "stopped": "eos" if generated and generated[-1] in stop else "max_new_tokens",
+        "prefill_ms": round(times["plan"] if times else prefill_ms, 3),
+        "prefill_timed": f"typical of {cfg.repeats}" if times else "the request",
+        "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
+        "vs_baseline": change.triple() if change else None,
+        "max_abs_diff": diff,
+        "ttft_ms": round(ttft_ms, 3),
+        "decode_tok_s": round((len(generated) - 1) / decode_s, 2) if decode_s > 0 else None,
+    }
+    if codec is not None:
+        r = {"prompt": job.text, "generated_text": codec.decode(generated)} | r
+    if job.note:
+        r["note"] = job.note
+    return r
+
+
+def _report(spec: ModelSpec, info: DistInfo, cfg: RunConfig, results: list[dict]) -> None:
+    """Rank 0: the table (stderr when stdout carries the answer) and the --json file."""
+    from isotune.viz.run_tables import show_prompts, show_run
+
+    title = f"isotune run: {setting(info, spec.name, spec.layers, cfg.dtype)}"
+    if cfg.jsonl:
+        show_prompts(results, title, cfg.compare)
+        text = "".join(json.dumps({"index": i} | r, ensure_ascii=False) + "\n" for i, r in enumerate(results))
+    else:
+        show_run(results[0], title, stderr=cfg.text)
+        text = json.dumps(results[0], indent=2, ensure_ascii=False) + "\n"
+    if cfg.json_path:
+        atomic_write_text(cfg.json_path, text)
+
+
+def _trace(model: TPModel, info: DistInfo, job: Job, spec: ModelSpec, cfg: RunConfig) -> None:
+    """One traced prefill per run (after an untraced warm-up), every rank's events to rank 0,
+    which writes the Chrome trace and/or the timeline."""
+    ids = torch.tensor(job.ids, device=info.device)  # (S,)
+    s = ids.shape[0]
+    runs = ({"baseline": [0, s]} if cfg.compare else {}) | {"plan": chunk_bounds(s, job.ratios, cfg.align)}
+    events = {}
+    for name, bounds in runs.items():
+        prefill(model, ids, bounds)
+        dist.barrier(info)
+        dist.synchronize(info)
+        mine: list[dict] = []
+        prefill(model, ids, bounds, trace=mine)
+        events[name] = dist.gather_objects(mine, info)
+    if not info.is_main:
+        return
+    sizes = chunk_sizes(runs["plan"])
+    split = f"{len(sizes)} chunks ({' + '.join(map(str, sizes))} tokens)" if len(sizes) > 1 else "unsplit"
+    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {s} tokens, plan {split}"
+    if cfg.trace_path:
+        from isotune.viz.trace import trace_json
+
+        meta = {"title": title, "bounds": {name: b for name, b in runs.items()}}
+        atomic_write_text(cfg.trace_path, trace_json(events, meta))
+    if cfg.timeline_path:
+        from isotune.viz.timeline import timeline_png
+
+        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, title))

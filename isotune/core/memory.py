@@ -1,0 +1,61 @@
+"""What one rank needs in memory to hold its shard and run a prefill, estimated from the spec
+alone (nothing is allocated), so a model too big for the machine is refused before launch with
+both numbers instead of dying to the out-of-memory killer a minute later. Pure Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from isotune.core.shard import shard_for
+from isotune.core.spec import ModelSpec
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+GIB = 1024**3
+# a torch process with a process group, before any weights (measured RSS on CPU ranks is
+# ~0.3-0.4 GiB; a CUDA context takes about as much on the device)
+RUNTIME_BYTES = int(0.4 * GIB)
+
+
+@dataclass(kw_only=True)
+class MemoryNeed:
+    weights: int  # this rank's shard plus the replicated embedding / LM head
+    kv_cache: int  # preallocated K and V for max_len positions
+    activations: int  # the largest live intermediates of one prefill
+    loading: int  # transient while loading: a full tensor read before it is sliced and cast
+    runtime: int = RUNTIME_BYTES
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.activations + self.loading + self.runtime
+
+    def summary(self) -> str:
+        return (
+            f"{gib(self.total)} (weights {gib(self.weights)}, KV cache {gib(self.kv_cache)}, "
+            f"activations and loading {gib(self.activations + self.loading)})"
+        )
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens: int) -> MemoryNeed:
+    """Bytes the most loaded rank (rank 0: shards are even) needs for `spec` at `tp`."""
+    b = DTYPE_BYTES[dtype]
+    s = shard_for(spec, tp, 0)
+    d, h = spec.head_dim, spec.hidden
+    qkv_rows = (s.q_heads + 2 * s.kv_heads) * d
+    per_layer = qkv_rows * h + h * s.q_heads * d + 3 * s.ffn * h + 2 * h + (qkv_rows if spec.qkv_bias else 0)
+    embeddings = spec.vocab * h * (1 if spec.tied_embeddings else 2)
+    weights = (spec.layers * per_layer + embeddings + h) * b
+    kv_cache = 2 * spec.layers * s.kv_heads * max_len * d * b
+    # one chunk of the prompt at a time is live per op; the MLP's gate/up output and its SwiGLU
+    # dominate, then qkv, the residual stream and the norm's output, and the fp32 logits
+    t = prefill_tokens
+    activations = t * (3 * s.ffn + qkv_rows + 4 * h) * b + spec.vocab * 4 * 2
+    # synthetic weights and checkpoint slices pass through float32 before the cast: the largest
+    # full tensor, twice (it and its slice)
+    largest = max(spec.vocab * h, spec.ffn * h, spec.heads * d * h)
+    loading = 2 * largest * 4
+    return MemoryNeed(weights=weights, kv_cache=kv_cache, activations=activations, loading=loading)

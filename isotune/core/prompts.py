@@ -1,0 +1,95 @@
+"""Where `run`'s prompts come from: text (--prompt, --prompt-file, --prompts FILE.jsonl, with the
+chat template under --chat), token ids (--prompt-ids) or a seeded random prompt (--seq-len).
+All are read and tokenized before any rank starts, so a bad line is one error, not a dead rank.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from isotune.core.chat import check_messages, render_chat
+from isotune.core.errors import BadInput, first_line
+from isotune.core.text import TextCodec
+
+TEXT_FLAGS = ("--prompt", "--prompt-file", "--prompts")
+
+
+@dataclass(kw_only=True)
+class Prompt:
+    ids: list[int]
+    text: str | None = None  # the prompt as the user wrote it (chat: the last user message)
+    where: str = "prompt"  # names it in messages: "--prompt", "line 3 of p.jsonl"
+
+
+def text_prompts(
+    codec: TextCodec, prompt: str | None, prompt_file: str | None, prompts_file: str | None, chat: bool
+) -> list[Prompt]:
+    """Tokenized prompts from whichever text flag was given (exactly one)."""
+    if prompts_file is not None:
+        return [_one(codec, entry, where, chat) for entry, where in read_jsonl(prompts_file)]
+    if prompt_file is not None:
+        p = Path(prompt_file)
+        if not p.is_file():
+            raise BadInput(f"--prompt-file {prompt_file} does not exist: give a text file")
+        try:
+            prompt = p.read_text()
+        except UnicodeDecodeError:
+            raise BadInput(f"--prompt-file {prompt_file} is not UTF-8 text: save it as UTF-8") from None
+        return [_one(codec, {"prompt": prompt}, f"--prompt-file {prompt_file}", chat)]
+    return [_one(codec, {"prompt": prompt}, "--prompt", chat)]
+
+
+def read_jsonl(path: str) -> list[tuple[dict, str]]:
+    """(entry, "line N of FILE") per non-blank line; each entry has "prompt" or "messages"."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f'--prompts {path} does not exist: give a JSON Lines file, one {{"prompt": "..."}} per line')
+    try:
+        lines = p.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise BadInput(f"--prompts {path} is not UTF-8 text: save it as UTF-8") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"line {n} of {path}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"{where} is not JSON ({first_line(e)}): write one JSON object per line") from None
+        if not isinstance(entry, dict) or ("prompt" in entry) == ("messages" in entry):
+            raise BadInput(f'{where}: give exactly one of {{"prompt": "text"}} or {{"messages": [...]}}')
+        out.append((entry, where))
+    if not out:
+        raise BadInput(f'--prompts {path} is empty: write one {{"prompt": "..."}} per line')
+    return out
+
+
+def _one(codec: TextCodec, entry: dict, where: str, chat: bool) -> Prompt:
+    if "messages" in entry or chat:
+        if "messages" in entry:
+            messages = check_messages(entry["messages"], where)
+        else:
+            messages = [{"role": "user", "content": _text(entry["prompt"], where)}]
+        if codec.chat_template is None:
+            raise BadInput(
+                f"{where}: {codec.folder} has no chat template (chat_template.jinja or tokenizer_config.json): "
+                "drop --chat and write the prompt as plain text"
+            )
+        rendered = render_chat(codec.chat_template, messages, codec.special, where)
+        ids = codec.encode(rendered, special_tokens=False)  # the template wrote the special tokens
+        text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+    else:
+        text = _text(entry["prompt"], where)
+        ids = codec.encode(text)
+    if not ids:
+        raise BadInput(f"{where} encodes to no tokens: give some text")
+    return Prompt(ids=ids, text=text, where=where)
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{where}: the prompt must be non-empty text")
+    return value

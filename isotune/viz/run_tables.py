@@ -1,0 +1,80 @@
+"""`isotune run`'s tables: one prompt's numbers, and for --prompts the time per plan bucket."""
+
+from __future__ import annotations
+
+from statistics import mean
+
+from rich.table import Table
+
+from isotune.viz.tables import change_ci, console
+
+
+def split_text(chunk_tokens: list[int]) -> str:
+    """'3 chunks (192 + 112 + 64 tokens)', or 'unsplit (40 tokens)'."""
+    if len(chunk_tokens) == 1:
+        return f"unsplit ({chunk_tokens[0]} tokens)"
+    return f"{len(chunk_tokens)} chunks ({' + '.join(map(str, chunk_tokens))} tokens)"
+
+
+def show_run(r: dict, title: str, stderr: bool = False) -> None:
+    t = Table(title=title)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("prompt tokens", str(r["prompt_tokens"]))
+    if r["plan_bucket"]:
+        t.add_row("plan bucket (tokens)", r["plan_bucket"])
+    t.add_row("split", split_text(r["chunk_tokens"]))
+    label = "ISO" if len(r["chunk_tokens"]) > 1 else "unsplit"
+    t.add_row(f"{label} prefill ms ({r['prefill_timed']})", f"{r['prefill_ms']:.2f}")
+    if r["baseline_prefill_ms"] is not None:
+        t.add_row(f"baseline prefill ms ({r['prefill_timed']})", f"{r['baseline_prefill_ms']:.2f}")
+        est, low, high = r["vs_baseline"]
+        verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
+        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
+        t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
+    t.add_row("time to first token ms", f"{r['ttft_ms']:.2f}")
+    if r["decode_tok_s"] is not None:
+        t.add_row("decode tokens/s", f"{r['decode_tok_s']:.1f}")
+    stopped = "end of sequence" if r["stopped"] == "eos" else "--max-new-tokens"
+    t.add_row("generated tokens", f"{r['generated_tokens']} (stopped by {stopped})")
+    if "generated_text" not in r:
+        gen = r["generated_ids"]
+        t.add_row("generated ids", " ".join(map(str, gen[:16])) + (" …" if len(gen) > 16 else ""))
+    t.caption = "measured here; times are the slowest rank's"
+    console(stderr).print(t)
+
+
+def show_prompts(results: list[dict], title: str, compare: bool) -> None:
+    """--prompts: one row per plan bucket (or per split without a plan), means over its prompts.
+    On stderr: stdout carries the JSON lines."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["plan_bucket"] or "-", len(r["chunk_tokens"])), []).append(r)
+    t = Table(title=f"{title}: {len(results)} prompts, means per bucket")
+    for name in ("bucket", "prompts", "chunks", "tokens", "TTFT ms", "prefill ms"):
+        t.add_column(name, justify="right")
+    if compare:
+        t.add_column("baseline ms", justify="right")
+        t.add_column("vs baseline", justify="right")
+    t.add_column("decode tok/s", justify="right")
+    for (bucket, chunks), rs in sorted(groups.items(), key=lambda kv: min(r["prompt_tokens"] for r in kv[1])):
+        row = [
+            bucket,
+            str(len(rs)),
+            str(chunks),
+            f"{mean(r['prompt_tokens'] for r in rs):.0f}",
+            f"{mean(r['ttft_ms'] for r in rs):.1f}",
+            f"{mean(r['prefill_ms'] for r in rs):.1f}",
+        ]
+        if compare:
+            row.append(f"{mean(r['baseline_prefill_ms'] for r in rs):.1f}")
+            row.append(change_ci([mean(r["vs_baseline"][i] for r in rs) for i in range(3)]))
+        speeds = [r["decode_tok_s"] for r in rs if r["decode_tok_s"] is not None]
+        row.append(f"{mean(speeds):.1f}" if speeds else "-")
+        t.add_row(*row)
+    timed = results[0]["prefill_timed"]
+    t.caption = (
+        f"measured here, slowest rank. TTFT: the request's prefill and first token; prefill: {timed}"
+        + ("; vs baseline: mean of the paired changes and of their 95% bounds" if compare else "")
+    )
+    console(stderr=True).print(t)

@@ -1,0 +1,143 @@
+"""Text in, text out on a real trained model (SmolLM2-135M-Instruct, tests/fixtures/smollm2.py):
+`isotune run --prompt` prints exactly what transformers' greedy `generate` writes, through a
+3-way ISO split at tp 3 (9 heads over 3 KV heads), plain and through the chat template; and
+`--prompts` runs many prompts on one model load, each in its plan bucket."""
+
+import json
+
+import pytest
+import torch
+
+from isotune.core.plan import Bucket, Plan, save_plan
+from isotune.core.spec import load_spec
+from fixtures.smollm2 import Unavailable, smollm2_folder
+
+transformers = pytest.importorskip("transformers")
+
+# a few hundred tokens of ordinary prose
+PROMPT = (
+    "The river town of Alder Creek was founded in 1852 by a group of families who had travelled west "
+    "in search of farmland. In the first years they built a mill, a school and a small church, and the "
+    "mill soon became the heart of the town: farmers brought their grain from miles around, and while "
+    "they waited for it to be ground they traded news, livestock and seed. By 1870 a railway line "
+    "reached the valley, and with it came a hotel, a bank and a newspaper, the Alder Creek Courier, "
+    "whose first editor wrote that the town would one day rival the great cities of the east. That did "
+    "not happen. A flood in 1889 destroyed the mill and half of the houses along the river, and many "
+    "families moved away to the new towns on the plains. Those who stayed rebuilt on higher ground, "
+    "planted orchards instead of wheat, and within twenty years the valley was known for its apples, "
+    "which were shipped by rail as far as Chicago. Today the old mill stone stands in the town square, "
+    "and every autumn the town holds a harvest fair. In the years after the flood, the people of Alder Creek"
+)
+QUESTION = " What happened to the town in 1889, and what did the people who stayed do?"
+NEW = 24
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    try:
+        return smollm2_folder()
+    except Unavailable as e:
+        pytest.skip(f"SmolLM2 fixture unavailable: {e}")
+
+
+@pytest.fixture(scope="module")
+def reference(smollm2):
+    """transformers' greedy continuation of PROMPT, plain and as a chat turn."""
+    tok = transformers.AutoTokenizer.from_pretrained(smollm2)
+    model = transformers.AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    plain = tok(PROMPT, return_tensors="pt").input_ids
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": PROMPT + QUESTION}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    out = {}
+    for name, ids in (("plain", plain), ("chat", chat)):
+        with torch.no_grad():
+            gen = model.generate(ids, max_new_tokens=NEW, do_sample=False)
+        out[name] = (ids.shape[1], tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["plain", "chat"])
+def test_run_prints_exactly_transformers_text(smollm2, reference, mode, cli, tmp_path):
+    n_prompt, text = reference[mode]
+    assert 200 <= n_prompt <= 400, n_prompt  # "a few hundred tokens"
+    assert len(text.split()) >= 8, text  # a real answer to compare, not an immediate end of sequence
+    out = tmp_path / "run.json"
+    args = ["run", "--model", str(smollm2), "--tp", "3", "--chunks", "3", "--ratios", "0.5,0.3,0.2"]
+    args += ["--prompt", PROMPT + (QUESTION if mode == "chat" else ""), "--dtype", "float32", "--max-new-tokens", str(NEW), "--json", str(out)]
+    r = cli(*args, *(["--chat"] if mode == "chat" else []))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == text + "\n"  # the streamed answer, nothing else on stdout
+    res = json.loads(out.read_text())
+    assert res["generated_text"] == text
+    assert res["prompt_tokens"] == n_prompt and len(res["chunk_tokens"]) == 3
+    assert "time to first token" in r.stderr and "decode tokens/s" in r.stderr
+
+
+def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
+    spec = load_spec(str(smollm2))
+    buckets = [  # 1..64 unsplit, 65..160 two chunks, 161..1024 three
+        Bucket(min_tokens=1, max_tokens=64, chunks=1, ratios=[1.0], plan_ms=1, baseline_ms=1),
+        Bucket(min_tokens=65, max_tokens=160, chunks=2, ratios=[0.5, 0.5], plan_ms=1, baseline_ms=1),
+        Bucket(min_tokens=161, max_tokens=1024, chunks=3, ratios=[0.4, 0.3, 0.3], plan_ms=1, baseline_ms=1),
+    ]
+    plan = Plan(
+        model={"name": spec.name, "fingerprint": spec.fingerprint(), "layers": spec.layers},
+        topology={"tp": 1, "backend": "none", "device": "cpu", "dtype": "float32"},
+        software={},
+        align=16,
+        buckets=buckets,
+    )
+    save_plan(plan, tmp_path / "plan.yaml")
+    sentences = PROMPT.split(". ")
+    lines = [
+        {"prompt": "Name three colours."},
+        {"prompt": ". ".join(sentences[:4])},
+        {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}]},
+        {"prompt": "What is the capital of France?"},
+    ]
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out.jsonl"
+    args = ["run", "--model", str(smollm2), "--plan", str(tmp_path / "plan.yaml"), "--prompts", str(prompts)]
+    r = cli(*args, "--dtype", "float32", "--max-new-tokens", "4", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert rows == [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["index"] for x in rows] == [0, 1, 2, 3]
+    for row in rows:
+        n = row["prompt_tokens"]
+        b = next(b for b in buckets if b.min_tokens <= n <= b.max_tokens)
+        assert row["plan_bucket"] == f"{b.min_tokens}..{b.max_tokens}", row
+        assert len(row["chunk_tokens"]) == b.chunks and sum(row["chunk_tokens"]) == n
+        assert row["generated_tokens"] >= 1 and isinstance(row["generated_text"], str)
+    assert {x["plan_bucket"] for x in rows} == {"1..64", "65..160", "161..1024"}
+    assert "means per bucket" in r.stderr and "161..1024" in r.stderr
+
+
+def test_short_prompt_runs_unsplit_with_a_note(smollm2, cli):
+    r = cli("run", "--model", str(smollm2), "--chunks", "4", "--prompt", "Hi there", "--max-new-tokens", "2")
+    assert r.returncode == 0, r.stderr
+    assert "too few for 4 chunks" in r.stderr and "running it unsplit" in r.stderr
+    assert "unsplit" in r.stderr
+
+
+def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(smollm2, cli, tmp_path):
+    out = tmp_path / "r.json"
+    r = cli("run", "--model", str(smollm2), "--prompt", "Hello", "--max-new-tokens", "2", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "stored in float32; running it in bfloat16" in r.stderr
+    assert "bfloat16" in r.stderr  # the table's title names the dtype it ran
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "tiny", "--prompt", "hi"], "has no tokenizer.json"),
+        (["--chat", "--seq-len", "64"], "--chat wraps a text prompt"),
+        (["--prompt", "a", "--seq-len", "64"], "one prompt source"),
+    ],
+)
+def test_text_flags_bad_input(args, message, cli):
+    r = cli("run", *args)
+    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
