@@ -41,7 +41,8 @@ LayersOpt = Annotated[
 DtypeOpt = Annotated[
     str,
     typer.Option(
-        "--dtype", help="auto (the checkpoint's; float32 checkpoints and presets run bfloat16), float32, bfloat16, float16."
+        "--dtype",
+        help="auto (the checkpoint's; float32 checkpoints and presets run bfloat16), float32, bfloat16, float16.",
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu or cuda.")]
@@ -101,7 +102,9 @@ def run(
     prompt: Annotated[
         Optional[str], typer.Option("--prompt", "-p", help="Prompt text (needs a checkpoint with tokenizer.json).")
     ] = None,
-    prompt_file: Annotated[Optional[str], typer.Option("--prompt-file", help="Read the prompt text from a file.")] = None,
+    prompt_file: Annotated[
+        Optional[str], typer.Option("--prompt-file", help="Read the prompt text from a file.")
+    ] = None,
     prompts: Annotated[
         Optional[str],
         typer.Option(
@@ -122,7 +125,9 @@ def run(
     ] = None,
     max_new_tokens: Annotated[
         Optional[int],
-        typer.Option("--max-new-tokens", help="Greedy tokens to decode, fewer at end of sequence (128 for text, else 8)."),
+        typer.Option(
+            "--max-new-tokens", help="Greedy tokens to decode, fewer at end of sequence (128 for text, else 8)."
+        ),
     ] = None,
     dtype: DtypeOpt = "auto",
     compare: Annotated[

@@ -126,9 +126,13 @@ def prepare_run(
     if repeats is None:
         repeats = REPEATS if compare or not text else 0
     if repeats < (1 if compare else 0) or warmup < 0 or threads < 1:
-        raise BadInput("--repeats must be at least 1 with --compare (else 0 or more), --warmup 0 or more, --threads 1 or more")
+        raise BadInput(
+            "--repeats must be at least 1 with --compare (else 0 or more), --warmup 0 or more, --threads 1 or more"
+        )
     longest = max(len(p.ids) for p in found)
-    check_seq_lens(spec, [longest + max_new_tokens], "prompt + new tokens =", "use a shorter prompt or fewer new tokens")
+    check_seq_lens(
+        spec, [longest + max_new_tokens], "prompt + new tokens =", "use a shorter prompt or fewer new tokens"
+    )
     jobs, align = _jobs(found, spec, tp, device, chunks, ratios, align, plan_path, force)
     for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):
         if path:

@@ -147,9 +147,11 @@ def _trace(model: TPModel, info: DistInfo, job: Job, spec: ModelSpec, cfg: RunCo
         events[name] = dist.gather_objects(mine, info)
     if not info.is_main:
         return
-    sizes = chunk_sizes(runs["plan"])
-    split = f"{len(sizes)} chunks ({' + '.join(map(str, sizes))} tokens)" if len(sizes) > 1 else "unsplit"
-    title = f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {s} tokens, plan {split}"
+    from isotune.viz.run_tables import split_text
+
+    title = (
+        f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {s} tokens, plan {split_text(chunk_sizes(runs['plan']))}"
+    )
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 

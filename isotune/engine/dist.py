@@ -27,6 +27,8 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
+from isotune.engine.memory import FIX as MEMORY_FIX
+from isotune.engine.memory import oom_kills
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
@@ -128,6 +130,7 @@ def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, int
         "127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S), wait_for_workers=False
     )
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # all ranks are on this host
+    ooms_before = oom_kills()
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     procs = []
@@ -155,10 +158,15 @@ def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, int
     bad_input = [m for r, m in messages if codes[r] == EXIT_BAD_INPUT]
     if killed:  # a rank that died by a signal is the cause; its peers' socket errors are not
         rank, code = killed[0]
-        print(
-            f"error: rank {rank} was killed by {signal.Signals(-code).name}; the other ranks were stopped",
-            file=sys.stderr,
-        )
+        name = signal.Signals(-code).name
+        if name == "SIGKILL" and oom_kills() > ooms_before:
+            print(
+                f"error: rank {rank} was killed by the kernel's out-of-memory killer (SIGKILL) and the other ranks "
+                f"were stopped; the ranks need more memory than this machine gives them: {MEMORY_FIX}",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+        print(f"error: rank {rank} was killed by {name}; the other ranks were stopped", file=sys.stderr)
         return EXIT_FAILURE
     if bad_input:
         print(f"error: {bad_input[0]}", file=sys.stderr)
@@ -234,8 +242,9 @@ def _run_rank(
         return worker(info, payload)
     except BadInput as e:
         return _report(errors, rank, str(e), EXIT_BAD_INPUT)
-    except Exception as e:  # a crash on any rank: say which, let the watcher stop the others
-        traceback.print_exc()
+    except Exception as e:  # a crash on any rank: say which in one line, let the watcher stop the others
+        if os.environ.get("ISOTUNE_DEBUG") == "1":
+            traceback.print_exc()
         return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
     finally:
         if tdist.is_initialized():

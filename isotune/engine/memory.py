@@ -119,4 +119,3 @@ def _read_int(path: Path) -> int | None:
     except (OSError, ValueError):  # "max" (no limit), or not mounted here
         return None
     return value if value < (1 << 60) else None  # v1's "no limit" is a huge number
-

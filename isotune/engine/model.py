@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
-from isotune.engine.memory import check_device_memory
 from isotune.engine.layers import apply_rope, chunk_attention, rms_norm, rope_inv_freq, rope_tables, swiglu
+from isotune.engine.memory import check_device_memory
 from isotune.engine.weights import ModelWeights, load_weights
 
 if TYPE_CHECKING:  # only its rank, world size and device are read: no process-group code here

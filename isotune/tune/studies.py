@@ -49,12 +49,30 @@ def open_storage(url: str):
             raise BadInput(f"--storage {url} cannot be read ({first_line(e)}): pick another file") from None
     if "://" in url:
         try:
-            return optuna.storages.RDBStorage(url)
+            return optuna.storages.RDBStorage(rdb_url(url))
         except Exception as e:
+            if "Failed to import DB access module" in str(e) or isinstance(e, ImportError):
+                raise BadInput(
+                    f"--storage {url} needs a database driver that is not installed ({first_line(e)}): "
+                    "for PostgreSQL pip install 'isotune[postgres]' (psycopg 3)"
+                ) from None
             raise BadInput(
                 f"--storage {url} cannot be opened ({first_line(e)}): check the URL and the server"
             ) from None
     raise BadInput(f"--storage {url!r} is not a storage URL: use journal:FILE, sqlite:///FILE or another Optuna DB URL")
+
+
+def rdb_url(url: str) -> str:
+    """A plain postgresql:// URL means psycopg2 to SQLAlchemy; isotune[postgres] installs psycopg 3,
+    so such a URL is pointed at it when it is there (an explicit +driver is left alone)."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            try:
+                import psycopg  # noqa: F401 - only whether it imports
+            except ImportError:
+                return url  # maybe psycopg2 is installed; if not, the error names the extra
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
 
 
 def open_study(storage, name: str, attrs: dict, sampler=None, pruner=None) -> optuna.Study:

@@ -73,8 +73,7 @@ def show_prompts(results: list[dict], title: str, compare: bool) -> None:
         row.append(f"{mean(speeds):.1f}" if speeds else "-")
         t.add_row(*row)
     timed = results[0]["prefill_timed"]
-    t.caption = (
-        f"measured here, slowest rank. TTFT: the request's prefill and first token; prefill: {timed}"
-        + ("; vs baseline: mean of the paired changes and of their 95% bounds" if compare else "")
+    t.caption = f"measured here, slowest rank. TTFT: the request's prefill and first token; prefill: {timed}" + (
+        "; vs baseline: mean of the paired changes and of their 95% bounds" if compare else ""
     )
     console(stderr=True).print(t)

@@ -23,7 +23,9 @@ from isotune.engine import dist
         (["--ratios", "0.5,abc"], "does not parse"),
         (["--ratios", "0.5,0.6"], "sum to 1.1"),
         (["--chunks", "2", "--ratios", "0.2,0.3,0.5"], "one ratio per chunk"),
-        (["--seq-len", "40", "--chunks", "4"], "at most 2 chunks"),
+        (["--compare", "--repeats", "0"], "at least 1 with --compare"),
+        # refused before launch, from the spec alone: nothing of its 140 GB is allocated
+        (["--model", "llama3-70b", "--tp", "2", "--dtype", "float32"], "per rank; 2 ranks here need"),
         (["--chunks", "9"], "out of range"),
         (["--seq-len", "0"], "at least 1"),
         (["--dtype", "int8"], "unknown dtype"),
@@ -39,6 +41,14 @@ def test_bad_flags_give_one_line_and_exit_2(args, needle, capsys):
     assert main(["run", "--model", "tiny", *args] if args[0] != "--model" else ["run", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
+
+
+def test_prompt_too_short_for_the_split_runs_unsplit_with_a_note(tmp_path, cli):
+    out = tmp_path / "r.json"
+    r = cli("run", "--model", "tiny", "--seq-len", "40", "--chunks", "4", "--repeats", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == "note: --seq-len has 40 tokens, too few for 4 chunks of at least 16; running it unsplit"
+    assert json.loads(out.read_text())["chunk_tokens"] == [40]
 
 
 def test_bad_prompt_files(tmp_path, capsys):
@@ -82,6 +92,8 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
         str(out),
         "--max-new-tokens",
         "5",
+        "--dtype",
+        "float32",
     )
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
@@ -94,6 +106,11 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
         "max_abs_diff",
         "plan_bucket",
         "vs_baseline",  # the paired change and its 95% interval, beside the times
+        "prefill_timed",  # "typical of 10": what prefill_ms is
+        "ttft_ms",  # the request itself: time to first token
+        "decode_tok_s",
+        "generated_tokens",
+        "stopped",  # eos or max_new_tokens
     }
     assert res["plan_bucket"] is None  # no --plan
     change, low, high = res["vs_baseline"]
@@ -124,6 +141,8 @@ def test_torchrun_launch(tmp_path):
             "--chunks",
             "2",
             "--compare",
+            "--dtype",
+            "float32",
             "--json",
             str(out),
             "--repeats",

@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
+from fixtures.smollm2 import Unavailable, smollm2_folder
 
 from isotune.core.plan import Bucket, Plan, save_plan
 from isotune.core.spec import load_spec
-from fixtures.smollm2 import Unavailable, smollm2_folder
 
 transformers = pytest.importorskip("transformers")
 
@@ -47,7 +47,10 @@ def reference(smollm2):
     model = transformers.AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
     plain = tok(PROMPT, return_tensors="pt").input_ids
     chat = tok.apply_chat_template(
-        [{"role": "user", "content": PROMPT + QUESTION}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": PROMPT + QUESTION}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )["input_ids"]
     out = {}
     for name, ids in (("plain", plain), ("chat", chat)):
@@ -64,7 +67,16 @@ def test_run_prints_exactly_transformers_text(smollm2, reference, mode, cli, tmp
     assert len(text.split()) >= 8, text  # a real answer to compare, not an immediate end of sequence
     out = tmp_path / "run.json"
     args = ["run", "--model", str(smollm2), "--tp", "3", "--chunks", "3", "--ratios", "0.5,0.3,0.2"]
-    args += ["--prompt", PROMPT + (QUESTION if mode == "chat" else ""), "--dtype", "float32", "--max-new-tokens", str(NEW), "--json", str(out)]
+    args += [
+        "--prompt",
+        PROMPT + (QUESTION if mode == "chat" else ""),
+        "--dtype",
+        "float32",
+        "--max-new-tokens",
+        str(NEW),
+        "--json",
+        str(out),
+    ]
     r = cli(*args, *(["--chat"] if mode == "chat" else []))
     assert r.returncode == 0, r.stderr
     assert r.stdout == text + "\n"  # the streamed answer, nothing else on stdout
@@ -141,3 +153,51 @@ def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(smollm2, cli
 def test_text_flags_bad_input(args, message, cli):
     r = cli("run", *args)
     assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def _variant(smollm2, tmp_path, template: str | None):
+    """The SmolLM2 folder (linked, not copied) with another chat template, or none."""
+    d = tmp_path / "variant"
+    d.mkdir()
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        (d / f).symlink_to(smollm2 / f)
+    if template is not None:
+        (d / "chat_template.jinja").write_text(template)
+    return str(d)
+
+
+def _lines(tmp_path, *lines: str) -> str:
+    (tmp_path / "p.jsonl").write_text("".join(line + "\n" for line in lines))
+    return str(tmp_path / "p.jsonl")
+
+
+TEXT_CASES = [
+    ("prompts missing", lambda m, t: ["--prompts", str(t / "none.jsonl")], "does not exist"),
+    ("prompts empty", lambda m, t: ["--prompts", _lines(t, "", "  ")], "is empty"),
+    ("prompts not json", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}', "{oops")], "line 2 of"),
+    ("prompts both keys", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a", "messages": []}')],
+     "exactly one of"),
+    ("prompts bad role", lambda m, t: ["--prompts", _lines(t, '{"messages": [{"role": "boss", "content": "x"}]}')],
+     "message 0 must be"),
+    ("prompts empty text", lambda m, t: ["--prompts", _lines(t, '{"prompt": "  "}')], "non-empty text"),
+    ("prompt file missing", lambda m, t: ["--prompt-file", str(t / "none.txt")], "does not exist"),
+    ("trace with many prompts", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}'), "--trace",
+     str(t / "t.json")], "draw one prompt"),
+    ("chat without a template", lambda m, t: ["--model", _variant(m, t, None), "--chat", "--prompt", "hi"],
+     "has no chat template"),
+    ("template escapes the sandbox", lambda m, t: ["--model", _variant(m, t, "{{ ''.__class__.__mro__[1]"
+     ".__subclasses__() }}"), "--chat", "--prompt", "hi"], "tried something unsafe"),
+    ("template refuses", lambda m, t: ["--model", _variant(m, t, "{{ raise_exception('no system role') }}"),
+     "--chat", "--prompt", "hi"], "refuses these messages: no system role"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("setup,needle", [c[1:] for c in TEXT_CASES], ids=[c[0] for c in TEXT_CASES])
+def test_bad_text_input_is_one_line_and_exit_2(smollm2, tmp_path, capsys, setup, needle):
+    from isotune.cli import main
+
+    args = setup(smollm2, tmp_path)
+    model = [] if "--model" in args else ["--model", str(smollm2)]
+    assert main(["run", *model, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err

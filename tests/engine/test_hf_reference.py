@@ -120,6 +120,8 @@ def test_iso_run_generates_transformers_greedy_tokens(checkpoint, tmp_path, cli)
         "1",
         "--warmup",
         "0",
+        "--dtype",
+        "float32",
     )
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())

@@ -12,6 +12,7 @@ from collections import Counter
 import optuna
 import pytest
 from conftest import CLI, ROOT
+from fixtures.postgres import server_bin, throwaway_cluster
 from optuna.trial import TrialState
 
 from isotune.cli import main
@@ -92,7 +93,7 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     out = tmp_path / "plan.yaml"
     r = cli(
         "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6", "--repeats", "2",
-        "--max-chunks", "3", "-o", str(out),
+        "--max-chunks", "3", "--dtype", "float32", "-o", str(out),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     plan = load_plan(out)
@@ -115,7 +116,7 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     plan.buckets[1].chunks, plan.buckets[1].ratios = 3, [0.5, 0.25, 0.25]
     save_plan(plan, out)
     j_plan, j_base = tmp_path / "plan.json", tmp_path / "base.json"
-    common = ("--model", "tiny", "--tp", "2", "--seq-len", "200", "--max-new-tokens", "6")
+    common = ("--model", "tiny", "--tp", "2", "--seq-len", "200", "--max-new-tokens", "6", "--dtype", "float32")
     assert cli("run", *common, "--plan", str(out), "--json", str(j_plan)).returncode == 0
     assert cli("run", *common, "--chunks", "1", "--json", str(j_base)).returncode == 0
     with_plan, base = json.loads(j_plan.read_text()), json.loads(j_base.read_text())
@@ -166,8 +167,21 @@ def _wait_for(pred, timeout=120.0, proc=None):
     raise AssertionError("timed out")
 
 
-def test_two_workers_on_one_storage_share_the_study(tmp_path):
-    storage = f"journal:{tmp_path / 'shared.log'}"
+@pytest.fixture(params=["journal", "postgresql"])
+def shared_storage(request, tmp_path):
+    """A storage two workers share: a journal file, or a real PostgreSQL server (a throwaway
+    cluster; the URL is the plain postgresql:// a user would write)."""
+    if request.param == "journal":
+        yield f"journal:{tmp_path / 'shared.log'}"
+        return
+    if server_bin() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    with throwaway_cluster() as url:
+        yield url
+
+
+def test_two_workers_on_one_storage_share_the_study(tmp_path, shared_storage):
+    storage = shared_storage
     args = ("--tp", "1", "--trials", "16", "--storage", storage, "--study-name", "shared")
     first = subprocess.Popen(_search_cmd(tmp_path / "a.yaml", *args), stderr=subprocess.PIPE, text=True)
     # the second worker joins once the first has finished a trial, so both surely take part
@@ -188,7 +202,7 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
     out = tmp_path / "plan.yaml"
     out.write_text("old plan\n")  # an interrupted search must leave this file alone
     cmd = _search_cmd(out, "--tp", "2", "--trials", "10")
-    storage, name = f"journal:{tmp_path / 'plan.study.log'}", "isotune-small-L1-tp2-float32-cpu-measured-s1024"
+    storage, name = f"journal:{tmp_path / 'plan.study.log'}", "isotune-small-L1-tp2-bfloat16-cpu-measured-s1024"
 
     def complete() -> int:
         return _states(_study(storage, name))[TrialState.COMPLETE]
@@ -231,6 +245,7 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
         (["--storage", "nonsense"], "not a storage URL"),
         (["--storage", "journal:/no/such/dir/s.log"], "does not exist"),
         (["--storage", "sqlite:////no/such/dir/s.db"], "cannot be opened"),
+        (["--storage", "postgresql+pg8000://u@127.0.0.1:9/db"], "pip install 'isotune[postgres]'"),
         (["--seq-lens", "8"], "shorter than the 16-token alignment"),
         (["--seq-lens", "99999"], "exceeds"),
         (["--profile", PROFILE], "measured on 'small'"),
