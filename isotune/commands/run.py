@@ -172,7 +172,7 @@ def _jobs(
     if plan_path:
         plan, splits, notes = plan_for(plan_path, spec, tp, lens, force)
         for note in dict.fromkeys(notes):  # the same warning once, not once per prompt
-            print(note, file=sys.stderr)
+            _say(note)
         align = resolve_align(align, device, plan.align, plan_path)
         jobs = []
         for p in found:
@@ -193,8 +193,14 @@ def _jobs(
                     f"{align}; running it unsplit"
                 )
                 job.ratios = [1.0]
-                print(job.note, file=sys.stderr)
+                _say(job.note)
     return jobs, align
+
+
+def _say(line: str) -> None:
+    """A note on stderr, once: under a launcher every rank runs this, rank 0 speaks."""
+    if dist.launch_rank() == 0:
+        print(line, file=sys.stderr)
 
 
 def read_prompt_ids(path: str, vocab: int) -> list[int]:
