@@ -54,8 +54,11 @@ def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens
     # dominate, then qkv, the residual stream and the norm's output, and the fp32 logits
     t = prefill_tokens
     activations = t * (3 * s.ffn + qkv_rows + 4 * h) * b + spec.vocab * 4 * 2
-    # synthetic weights and checkpoint slices pass through float32 before the cast: the largest
-    # full tensor, twice (it and its slice)
-    largest = max(spec.vocab * h, spec.ffn * h, spec.heads * d * h)
-    loading = 2 * largest * 4
+    # a checkpoint's slice is read in its own dtype (up to float32) and then cast: the largest
+    # slice, twice; synthetic weights are drawn per shard in the target dtype: only the
+    # row-parallel shards' transposed copy
+    if spec.checkpoint is None:
+        loading = max(s.ffn, s.q_heads * d) * h * b
+    else:
+        loading = 2 * max(spec.vocab * h, s.ffn * h, qkv_rows * h) * 4
     return MemoryNeed(weights=weights, kv_cache=kv_cache, activations=activations, loading=loading)

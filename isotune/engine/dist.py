@@ -27,11 +27,15 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
-from isotune.engine.memory import FIX as MEMORY_FIX
+from isotune.engine.exits import why_ranks_ended
 from isotune.engine.memory import oom_kills
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
+# Spawned ranks meet at their first collective, each after loading its weights: a big model
+# loads at different speeds per rank, so the meeting waits longer than a collective may. (A
+# dead rank still ends it at once: the parent watches its ranks.)
+JOIN_TIMEOUT_S = float(os.environ.get("ISOTUNE_JOIN_TIMEOUT", "900"))
 
 
 @dataclass(kw_only=True)
@@ -42,6 +46,7 @@ class DistInfo:
     device: torch.device
     backend: str | None  # None when world == 1 and no group was made
     launched: bool  # joined an external launcher (torchrun, netlab)
+    store_port: int | None = None  # spawned ranks: the parent's rendezvous store
 
     @property
     def is_main(self) -> bool:
@@ -154,30 +159,9 @@ def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, int
     messages = []
     while not errors.empty():
         messages.append(errors.get())
-    killed = [(r, c) for r, c in enumerate(codes) if c is not None and c < 0]
-    bad_input = [m for r, m in messages if codes[r] == EXIT_BAD_INPUT]
-    if killed:  # a rank that died by a signal is the cause; its peers' socket errors are not
-        rank, code = killed[0]
-        name = signal.Signals(-code).name
-        if name == "SIGKILL" and oom_kills() > ooms_before:
-            print(
-                f"error: rank {rank} was killed by the kernel's out-of-memory killer (SIGKILL) and the other ranks "
-                f"were stopped; the ranks need more memory than this machine gives them: {MEMORY_FIX}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILURE
-        print(f"error: rank {rank} was killed by {name}; the other ranks were stopped", file=sys.stderr)
-        return EXIT_FAILURE
-    if bad_input:
-        print(f"error: {bad_input[0]}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    rank, code = next((r, c) for r, c in enumerate(codes) if c)
-    if messages:
-        rank, message = messages[0]
-        print(f"error: rank {rank} failed: {message}", file=sys.stderr)
-    else:
-        print(f"error: rank {rank} exited with code {code}; the other ranks were stopped", file=sys.stderr)
-    return EXIT_FAILURE
+    line, code = why_ranks_ended(codes, messages, oom_kills() > ooms_before)
+    print(line, file=sys.stderr)
+    return code
 
 
 def _watch(procs: list, settle_s: float = 1.0) -> list[int | None]:
@@ -235,10 +219,12 @@ def _run_rank(
         backend=None,
         launched=store_port is None and not single,
     )
+    global _joining
     try:
-        if world > 1:
+        if world > 1:  # joined at the first collective, after the worker has loaded its weights
             info.backend = "nccl" if device == "cuda" else "gloo"
-            _init_group(info, store_port)
+            info.store_port = store_port
+            _joining = info
         return worker(info, payload)
     except BadInput as e:
         return _report(errors, rank, str(e), EXIT_BAD_INPUT)
@@ -247,6 +233,7 @@ def _run_rank(
             traceback.print_exc()
         return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
     finally:
+        _joining = None
         if tdist.is_initialized():
             tdist.destroy_process_group()
 
@@ -269,23 +256,50 @@ def _init_group(info: DistInfo, store_port: int | None) -> None:
         tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
     else:
         store = tdist.TCPStore("127.0.0.1", store_port, None, False, timeout=timeout)
+        _meet(store, info.world)
         tdist.init_process_group(
             info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
         )
 
 
+def _meet(store, world: int) -> None:
+    """Wait (up to JOIN_TIMEOUT_S) until every rank has checked in: the process group's own
+    connect then finds them all there, well within the collective timeout it uses."""
+    store.add("isotune/joined", 1)
+    deadline = time.monotonic() + max(TIMEOUT_S, JOIN_TIMEOUT_S)
+    while store.add("isotune/joined", 0) < world:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the other ranks did not get ready within {JOIN_TIMEOUT_S:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
+            )
+        time.sleep(0.02)
+
+
 # Collectives the executor and the runtime use; all are no-ops on a single rank.
+
+# A rank joins its process group at its first collective, not before its worker starts: loading
+# a big model takes each rank its own time, and that skew must not eat the rendezvous timeout.
+_joining: DistInfo | None = None
+
+
+def _grouped() -> bool:
+    """Whether there is a group to talk to, joining it now if this rank has not yet."""
+    global _joining
+    if _joining is not None:
+        info, _joining = _joining, None
+        _init_group(info, info.store_port)
+    return tdist.is_initialized()
 
 
 def all_reduce_async(t: torch.Tensor):
     """Sum `t` across ranks in place; returns a handle with .wait(), or None on one rank."""
-    if not tdist.is_initialized():
+    if not _grouped():
         return None
     return tdist.all_reduce(t, async_op=True)
 
 
 def barrier(info: DistInfo) -> None:
-    if tdist.is_initialized():
+    if _grouped():
         if info.device.type == "cuda":
             tdist.barrier(device_ids=[info.device.index])
         else:
@@ -295,14 +309,14 @@ def barrier(info: DistInfo) -> None:
 def max_across(values: list[float], info: DistInfo) -> list[float]:
     """Element-wise max over ranks (e.g. each rank's time per repeat -> the slowest rank's)."""
     t = torch.tensor(values, dtype=torch.float64, device=info.device)
-    if tdist.is_initialized():
+    if _grouped():
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
     return t.tolist()
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
     """Rank 0's `obj` on every rank."""
-    if not tdist.is_initialized():
+    if not _grouped():
         return obj
     box = [obj]
     tdist.broadcast_object_list(box, src=0, device=info.device if info.device.type == "cuda" else None)
@@ -316,7 +330,7 @@ def synchronize(info: DistInfo) -> None:
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's `obj`, on every rank."""
-    if not tdist.is_initialized():
+    if not _grouped():
         return [obj]
     out: list[Any] = [None] * info.world
     tdist.all_gather_object(out, obj)

@@ -16,7 +16,13 @@ from isotune.core.errors import BadInput
 from isotune.core.memory import gib, rank_need
 from isotune.core.spec import ModelSpec
 
-FIX = "use --layers N (a few suffice for timing), --dtype bfloat16, or more machines"
+FIX = "use --layers N (a few suffice for timing), a 2-byte --dtype, or more machines"
+
+
+def fix_for(dtype: str) -> str:
+    if dtype == "float32":
+        return "use --layers N (a few suffice for timing), --dtype bfloat16, or more machines"
+    return "use --layers N (a few suffice for timing), or more machines"
 
 
 def checking() -> bool:
@@ -35,7 +41,7 @@ def check_host_memory(spec: ModelSpec, tp: int, dtype: str, max_len: int, device
         many = f"{ranks} ranks here need {gib(need.total * ranks)}" if ranks > 1 else "it needs that"
         raise BadInput(
             f"{spec.name} ({spec.layers} layers) at tp {tp} in {dtype} needs about {need.summary()} per rank; "
-            f"{many}, and {gib(avail)} is available: {FIX}"
+            f"{many}, and {gib(avail)} is available: {fix_for(dtype)}"
         )
 
 
@@ -48,7 +54,7 @@ def check_device_memory(spec: ModelSpec, tp: int, dtype: torch.dtype, max_len: i
     if need.total > free:
         raise BadInput(
             f"{spec.name} ({spec.layers} layers) at tp {tp} needs about {need.summary()} per GPU; "
-            f"cuda:{device.index} has {gib(free)} free: {FIX}"
+            f"cuda:{device.index} has {gib(free)} free: {fix_for(str(dtype).removeprefix('torch.'))}"
         )
 
 

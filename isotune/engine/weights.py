@@ -120,22 +120,67 @@ class SafetensorsSource(_Source):
             raise BadInput(f"{self.folder}: tensor {name} cannot be read ({str(e)[:80]}): re-download it") from None
 
 
-class SyntheticSource(_Source):
-    """Seeded random weights, scaled so activations stay O(1) through the layers."""
+ROW_PARALLEL = ("o_proj.weight", "down_proj.weight")  # the weights TP shards by columns
 
-    def __init__(self, seed: int):
-        self.seed = seed
+
+class SyntheticSource(_Source):
+    """Seeded random weights, scaled so activations stay O(1) through the layers, drawn for the
+    requested slice only: a rank never makes the full tensor, so big presets load in seconds.
+
+    Each tensor is cut along the dimension its shards slice (rows, or columns for the
+    row-parallel O and down projections) into blocks of about BASE values. Block b is a window,
+    at an offset seeded by (seed, name, b), of a per-tensor random base vector: the values of a
+    block depend only on (seed, name, its place in the full tensor), so every TP size sees the
+    same model, and making one costs a memory copy instead of a random draw per value."""
+
+    BASE = 1 << 20  # values in a tensor's random base vector; also the most in one block
+
+    def __init__(self, seed: int, dtype: torch.dtype = torch.float32):
+        self.seed, self.dtype = seed, dtype  # blocks are cast as they are copied: no float32 copy of a shard
+
+    def _seed(self, *parts) -> int:
+        return zlib.crc32(repr((self.seed, *parts)).encode())
+
+    def _base(self, name: str, std: float) -> torch.Tensor:
+        """(2 * BASE,): the base vector twice over, so any window of up to BASE values is a slice."""
+        gen = torch.Generator().manual_seed(self._seed(name))
+        base = torch.randn(self.BASE, generator=gen) * std
+        return torch.cat([base, base])
 
     def get(self, name, shape, rows=None, cols=None):
         if name.endswith("norm.weight"):
-            full = torch.ones(shape)
-        else:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()))
-            std = 1.0 if "embed" in name else 0.5 / shape[-1] ** 0.5
-            full = torch.randn(shape, generator=gen) * std
-        if cols is not None:
-            return full[:, cols]
-        return full[rows] if rows is not None else full
+            full = torch.ones(shape, dtype=self.dtype)
+            return full[rows] if rows is not None else full
+        std = 1.0 if "embed" in name else 0.5 / shape[-1] ** 0.5
+        base = self._base(name, std)
+        if len(shape) == 1:  # a bias: one value per row
+            return self._rows(base, name, (shape[0], 1), rows).view(-1)
+        if name.endswith(ROW_PARALLEL):  # sliced by columns: blocks of columns, filled as the transpose's rows
+            out = self._rows(base, name, (shape[1], shape[0]), cols).t()  # (shape[0], cols)
+            return out[rows] if rows is not None else out
+        out = self._rows(base, name, shape, rows)
+        return out[:, cols] if cols is not None else out
+
+    def _rows(self, base: torch.Tensor, name: str, shape: tuple[int, int], rows: slice | None) -> torch.Tensor:
+        """Rows `rows` of the (r, c) tensor whose blocks of rows are windows of `base`."""
+        r, c = shape
+        lo, hi, _ = (rows or slice(0, r)).indices(r)
+        out = torch.empty(hi - lo, c, dtype=self.dtype)  # (rows of the slice, c)
+        height = max(1, self.BASE // c)  # rows per block
+        for b in range(lo // height, (hi - 1) // height + 1):
+            b_lo, b_hi = b * height, min(r, (b + 1) * height)  # the block's rows in the full tensor
+            block = self._window(base, name, b, (b_hi - b_lo) * c).view(b_hi - b_lo, c)
+            s_lo, s_hi = max(lo, b_lo), min(hi, b_hi)
+            out[s_lo - lo : s_hi - lo].copy_(block[s_lo - b_lo : s_hi - b_lo])  # and casts to the target dtype
+        return out
+
+    def _window(self, base: torch.Tensor, name: str, block: int, n: int) -> torch.Tensor:
+        start = self._seed(name, block) % self.BASE
+        return base[start : start + n]
+
+
+def _blocks(n: int, size: int) -> range:
+    return range((n + size - 1) // size)
 
 
 def check_checkpoint(spec: ModelSpec) -> None:
@@ -145,7 +190,7 @@ def check_checkpoint(spec: ModelSpec) -> None:
 
 
 def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed: int = 0) -> ModelWeights:
-    src: _Source = SafetensorsSource(Path(spec.checkpoint)) if spec.checkpoint else SyntheticSource(seed)
+    src: _Source = SafetensorsSource(Path(spec.checkpoint)) if spec.checkpoint else SyntheticSource(seed, dtype)
     d, h = spec.head_dim, spec.hidden
     q_rows = slice(shard.q_head_start * d, (shard.q_head_start + shard.q_heads) * d)
     kv_rows = slice(shard.kv_head_start * d, (shard.kv_head_start + shard.kv_heads) * d)
