@@ -30,7 +30,7 @@ from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
 from isotune.engine.model import build_model, random_prompt
 from isotune.engine.target import fit_target, resolve_target
 from isotune.engine.timing import time_prefills
-from isotune.engine.topology import setting
+from isotune.engine.topology import run_setting, setting
 from isotune.viz.bench_tables import show_bench
 
 # the record's keys: the first ones are read by scripts and keep their meaning; intervals
@@ -108,9 +108,12 @@ def bench(
     check_seq_lens(spec, lens, "--seq-lens")
     if plan_paths and (chunks is not None or ratios is not None):
         raise BadInput(PLAN_OR_SPLIT)
+    if repeats < 1 or warmup < 0:
+        raise BadInput("--repeats must be at least 1 and --warmup at least 0")
+    dtype = fit_target(spec, tp, dev, dtype, max(lens))
     plans: list[dict[int, list[float]]] = []  # per plan: seq_len -> ratios
     for path in plan_paths or []:
-        plan, splits, notes = plan_for(path, spec, tp, lens, force)
+        plan, splits, notes = plan_for(path, spec, tp, lens, force, run_setting(tp, dev, dtype))
         for note in notes:
             print(f"{path}: {note}", file=sys.stderr)
         align = resolve_align(align, dev, plan.align, path)
@@ -128,9 +131,6 @@ def bench(
         check_profile_fits(prof, spec, tp)
     if json_out:
         check_writable(json_out, "--json")
-    if repeats < 1 or warmup < 0:
-        raise BadInput("--repeats must be at least 1 and --warmup at least 0")
-    dtype = fit_target(spec, tp, dev, dtype, max(lens))
     cfg = BenchConfig(
         model=model,
         layers=layers,

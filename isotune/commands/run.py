@@ -22,6 +22,7 @@ from isotune.core.text import has_tokenizer, load_text
 from isotune.engine import dist
 from isotune.engine.model import random_prompt
 from isotune.engine.target import fit_target, resolve_target
+from isotune.engine.topology import run_setting
 
 NEW_TOKENS = {"text": 128, "ids": 8}  # --max-new-tokens by default: an answer for text, a check for ids
 REPEATS = 10  # timed prefills per variant by default, where timing is what the run is for
@@ -133,7 +134,9 @@ def prepare_run(
     check_seq_lens(
         spec, [longest + max_new_tokens], "prompt + new tokens =", "use a shorter prompt or fewer new tokens"
     )
-    jobs, align = _jobs(found, spec, tp, device, chunks, ratios, align, plan_path, force)
+    dtype = fit_target(spec, tp, device, dtype, longest + max_new_tokens)
+    setting = run_setting(tp, device, dtype) if plan_path else None
+    jobs, align = _jobs(found, spec, tp, device, chunks, ratios, align, plan_path, force, setting)
     for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):
         if path:
             check_writable(path, flag)
@@ -152,7 +155,7 @@ def prepare_run(
         trace_path=trace_path,
         timeline_path=timeline_path,
         max_new_tokens=max_new_tokens,
-        dtype=fit_target(spec, tp, device, dtype, longest + max_new_tokens),
+        dtype=dtype,
         compare=compare,
         json_path=json_path,
         device=device,
@@ -164,13 +167,13 @@ def prepare_run(
 
 
 def _jobs(
-    found: list[Prompt], spec: ModelSpec, tp: int, device: str, chunks, ratios, align, plan_path, force
+    found: list[Prompt], spec: ModelSpec, tp: int, device: str, chunks, ratios, align, plan_path, force, setting
 ) -> tuple[list[Job], int]:
     """Each prompt with its split: the plan's bucket for its length, or --chunks/--ratios; a
     prompt too short for that split runs unsplit, with a note, never an error."""
     lens = sorted({len(p.ids) for p in found})
     if plan_path:
-        plan, splits, notes = plan_for(plan_path, spec, tp, lens, force)
+        plan, splits, notes = plan_for(plan_path, spec, tp, lens, force, setting)
         for note in dict.fromkeys(notes):  # the same warning once, not once per prompt
             _say(note)
         align = resolve_align(align, device, plan.align, plan_path)

@@ -125,9 +125,15 @@ def split_for(plan: Plan, seq_len: int) -> tuple[list[float], list[str]]:
     return bucket.ratios, notes
 
 
-def check_fits(plan: Plan, fingerprint: str, model: str, tp: int, force: bool) -> list[str]:
-    """Refuse a plan made for another model or TP size (BadInput) unless `force`; returns warnings.
-    `model` describes this run's model, e.g. "tiny (2 layers)"."""
+SETTING_KEYS = ("dtype", "backend", "device", "interconnect")  # what a split's timing depends on
+
+
+def check_fits(
+    plan: Plan, fingerprint: str, model: str, tp: int, force: bool, setting: dict | None = None
+) -> list[str]:
+    """Refuse a plan made for another model, TP size, dtype, backend, device or interconnect
+    (BadInput) unless `force`; returns warnings. `model` describes this run's model, e.g. "tiny
+    (2 layers)"; `setting` this run's values of SETTING_KEYS (a key it lacks is not checked)."""
     problems = []
     if plan.model.get("fingerprint") != fingerprint:
         made = f"{plan.model.get('name')} ({plan.model.get('layers', '?')} layers)"
@@ -136,18 +142,22 @@ def check_fits(plan: Plan, fingerprint: str, model: str, tp: int, force: bool) -
         )
     if plan.topology.get("tp") != tp:
         problems.append(f"the plan was made for tp {plan.topology.get('tp')}, not tp {tp}")
+    for key in SETTING_KEYS:
+        made, now = plan.topology.get(key), (setting or {}).get(key)
+        if made is not None and now is not None and made != now:
+            problems.append(f"the plan was made for {key} {made}, not {now}")
     if problems and not force:
         raise BadInput(f"{'; '.join(problems)}: search a plan for this setup, or pass --force to use it anyway")
     return [f"warning: {p} (--force)" for p in problems]
 
 
 def plan_for(
-    path: str | Path, spec: ModelSpec, tp: int, seq_lens: list[int], force: bool
+    path: str | Path, spec: ModelSpec, tp: int, seq_lens: list[int], force: bool, setting: dict | None = None
 ) -> tuple[Plan, dict[int, list[float]], list[str]]:
     """Load the plan at `path` for this model and TP size (refused unless `force`, see
     check_fits) and look up its split for each length: (plan, seq_len -> ratios, warnings)."""
     plan = load_plan(path)
-    notes = check_fits(plan, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force)
+    notes = check_fits(plan, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force, setting)
     splits = {}
     for s in seq_lens:
         splits[s], more = split_for(plan, s)

@@ -28,6 +28,21 @@ def describe(info: DistInfo, dtype: str, threads: int) -> tuple[dict, dict]:
     return topology, software()
 
 
+def run_setting(tp: int, device: str, dtype: str) -> dict:
+    """What a plan must have been made for (core.plan.SETTING_KEYS), known before any rank
+    starts: a split tuned for gloo on CPUs in float32 says nothing about NCCL in bfloat16."""
+    info = DistInfo(
+        rank=0,
+        world=tp,
+        local_rank=0,
+        device=torch.device(device, 0) if device == "cuda" else torch.device("cpu"),
+        backend=None,
+        launched=dist.launched_externally(),
+    )
+    backend = "none" if tp == 1 else "nccl" if device == "cuda" else "gloo"
+    return {"dtype": dtype, "backend": backend, "device": device_name(info), "interconnect": interconnect(info)}
+
+
 def setting(info: DistInfo, model: str, layers: int, dtype: str) -> str:
     """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16'."""
     return f"{model} ({layers} layers), tp {info.world} {info.backend or 'single'} on {info.device.type}, {dtype}"

@@ -11,6 +11,7 @@ from fixtures.smollm2 import Unavailable, smollm2_folder
 
 from isotune.core.plan import Bucket, Plan, save_plan
 from isotune.core.spec import load_spec
+from isotune.engine.topology import run_setting
 
 transformers = pytest.importorskip("transformers")
 
@@ -95,7 +96,7 @@ def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
     ]
     plan = Plan(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "layers": spec.layers},
-        topology={"tp": 1, "backend": "none", "device": "cpu", "dtype": "float32"},
+        topology={"tp": 1, **run_setting(1, "cpu", "float32")},
         software={},
         align=16,
         buckets=buckets,
@@ -125,6 +126,9 @@ def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
         assert row["generated_tokens"] >= 1 and isinstance(row["generated_text"], str)
     assert {x["plan_bucket"] for x in rows} == {"1..64", "65..160", "161..1024"}
     assert "means per bucket" in r.stderr and "161..1024" in r.stderr
+    # the same plan in bfloat16 (the default for this float32 checkpoint) was not measured for it
+    r = cli(*args, "--max-new-tokens", "1")
+    assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr and "--force" in r.stderr
 
 
 def test_short_prompt_runs_unsplit_with_a_note(smollm2, cli):

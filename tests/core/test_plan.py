@@ -130,3 +130,21 @@ def test_committed_plans_and_profiles_still_load():
     for path in plans:
         plan = load_plan(path)
         assert plan.buckets and lookup(plan, plan.buckets[-1].max_tokens)[0] is plan.buckets[-1]
+
+
+def test_a_plan_for_another_dtype_backend_or_device_is_refused():
+    p = Plan(
+        model={"name": "tiny", "fingerprint": "abc", "layers": 2},
+        topology={"tp": 2, "backend": "gloo", "device": "cpu (x86_64)", "interconnect": "loopback", "dtype": "float32"},
+        software={},
+        align=16,
+        buckets=[Bucket(min_tokens=1, max_tokens=512, chunks=1, ratios=[1.0], plan_ms=1, baseline_ms=1)],
+    )
+    same = {"backend": "gloo", "device": "cpu (x86_64)", "interconnect": "loopback", "dtype": "float32"}
+    assert check_fits(p, "abc", "tiny (2 layers)", 2, force=False, setting=same) == []
+    gpu = {"backend": "nccl", "device": "NVIDIA H100 80GB HBM3", "interconnect": "nvlink", "dtype": "bfloat16"}
+    with pytest.raises(BadInput) as e:
+        check_fits(p, "abc", "tiny (2 layers)", 2, force=False, setting=gpu)
+    for words in ("dtype float32, not bfloat16", "backend gloo, not nccl", "interconnect loopback, not nvlink"):
+        assert words in str(e.value)
+    assert len(check_fits(p, "abc", "tiny (2 layers)", 2, force=True, setting=gpu)) == 4  # warned, not refused

@@ -130,7 +130,7 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     save_plan(plan, other)
     r = cli(
         "bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--plan", str(out),
-        "--plan", str(other), "--json", str(j_bench),
+        "--plan", str(other), "--json", str(j_bench), "--dtype", "float32",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     recs = json.loads(j_bench.read_text())
@@ -146,8 +146,11 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
     r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
     assert r.returncode == 0 and "warning: the plan was made for tp 2" in r.stderr
-    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out))
+    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out), "--dtype", "float32")
     assert r.returncode == 0 and "above the plan's last bucket" in r.stderr
+    # and in another dtype than it was searched in (bfloat16, the default for presets)
+    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
+    assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr
 
 
 def _search_cmd(out, *extra) -> list[str]:
