@@ -89,6 +89,12 @@ def check_world(tp: int, device: str) -> None:
         world = int(os.environ["WORLD_SIZE"])
         if world != tp:
             raise BadInput(f"--tp {tp} but the launcher started {world} ranks: make them equal")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "cuda" and local >= torch.cuda.device_count():
+            raise BadInput(
+                f"LOCAL_RANK {local} but this host shows {torch.cuda.device_count()} GPUs: start at most that many "
+                "ranks per host (torchrun --nproc-per-node) or check CUDA_VISIBLE_DEVICES"
+            )
         if world > 1 and launch_rank() == 0:
             check_master_port()
     elif device == "cuda" and tp > torch.cuda.device_count():

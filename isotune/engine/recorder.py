@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from isotune.core.schedule import Op
+from isotune.core.schedule import COMM, Op
 
 
 class Recorder:
@@ -84,7 +84,20 @@ class Recorder:
                 {"name": op.name, "kind": op.kind, "stage": op.stage, "layer": op.layer, "chunk": op.chunk}
                 | {"start_ms": s, "end_ms": e}
             )
-        return out
+        return queued_comms(out)
+
+
+def queued_comms(events: list[dict]) -> list[dict]:
+    """All-reduces run one after another on the comm lane (NCCL's stream, gloo's thread), so one
+    issued while its predecessor still runs waits in the queue: it starts at max(issue, the
+    previous one's end), not at its issue, or the lane would show two at once. In place; returns
+    `events`."""
+    lane_free = -math.inf
+    for ev in events:  # in issue order
+        if ev["kind"] == COMM:
+            ev["start_ms"] = min(max(ev["start_ms"], lane_free), ev["end_ms"])
+            lane_free = max(lane_free, ev["end_ms"])
+    return events
 
 
 class _NoRecorder:

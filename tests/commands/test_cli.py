@@ -202,3 +202,18 @@ def test_version_models_bare_help_and_flags(capsys, tmp_path):
     assert main(["show", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not exist: give a plan" in err and "profile" in err
+
+
+def test_a_launcher_rank_without_its_gpu_is_refused(monkeypatch):
+    """torchrun --nproc-per-node 4 on a 2-GPU host: local rank 3 has no GPU of its own."""
+    import torch
+
+    from isotune.core.errors import BadInput
+
+    env = {"RANK": "3", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555", "LOCAL_RANK": "3"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(BadInput, match="LOCAL_RANK 3 but this host shows 2 GPUs"):
+        dist.check_world(4, "cuda")
+    dist.check_world(4, "cpu")  # CPU ranks need no GPU each

@@ -73,3 +73,18 @@ def test_a_late_peer_shows_an_all_reduce_in_flight_under_the_next_chunks_compute
     # rank 1 joined late, so its own all-reduces did not wait: its trace shows them short
     late = _by_name(runs["plan"][1])
     assert late["allreduce attn L0 c0"]["end_ms"] - late["allreduce attn L0 c0"]["start_ms"] < 0.5 * LATE_S * 1e3
+
+
+def test_a_queued_all_reduce_starts_when_its_predecessor_ends():
+    """Issued at 1 ms while the one before runs until 5 ms: on the comm lane it starts at 5 ms,
+    so the lane never shows two at once; compute events are left as they were."""
+    from isotune.engine.recorder import queued_comms
+
+    events = [
+        {"kind": "comm", "start_ms": 0.0, "end_ms": 5.0},
+        {"kind": "compute", "start_ms": 0.5, "end_ms": 3.0},
+        {"kind": "comm", "start_ms": 1.0, "end_ms": 7.0},  # queued behind the first
+        {"kind": "comm", "start_ms": 9.0, "end_ms": 10.0},  # the lane was free: unchanged
+    ]
+    out = queued_comms([dict(e) for e in events])
+    assert [(e["start_ms"], e["end_ms"]) for e in out] == [(0.0, 5.0), (0.5, 3.0), (5.0, 7.0), (9.0, 10.0)]
