@@ -36,7 +36,7 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
     codec = load_text(spec.checkpoint) if cfg.text and info.is_main else None
     stop = codec.stop_ids if codec else frozenset()
     stop = frozenset(dist.broadcast_object(sorted(stop), info))  # the same on every rank
-    results = []
+    results, lines = [], []
     for i, job in enumerate(cfg.jobs):
         streaming = codec is not None and not cfg.jsonl
         r = _run_job(model, info, cfg, job, codec, stop, first=i == 0, stream=streaming)
@@ -44,9 +44,10 @@ def run_worker(info: DistInfo, cfg: RunConfig) -> int:
             _trace(model, info, job, spec, cfg)
         results.append(r)
         if info.is_main and cfg.jsonl:
-            print(json.dumps({"index": i} | r, ensure_ascii=False), flush=True)
+            lines.append(json.dumps({"index": i} | r, ensure_ascii=False) + "\n")
+            print(lines[-1], end="", flush=True)
     if info.is_main:
-        _report(spec, info, cfg, results)
+        _report(spec, info, cfg, results, lines)
     return 0
 
 
@@ -116,14 +117,15 @@ def _run_job(
     return r
 
 
-def _report(spec: ModelSpec, info: DistInfo, cfg: RunConfig, results: list[dict]) -> None:
-    """Rank 0: the table (stderr when stdout carries the answer) and the --json file."""
+def _report(spec: ModelSpec, info: DistInfo, cfg: RunConfig, results: list[dict], lines: list[str]) -> None:
+    """Rank 0: the table (stderr when stdout carries the answer) and the --json file (with
+    --prompts: the JSON lines already printed)."""
     from isotune.viz.run_tables import show_prompts, show_run
 
     title = f"isotune run: {setting(info, spec.name, spec.layers, cfg.dtype)}"
     if cfg.jsonl:
         show_prompts(results, title, cfg.compare)
-        text = "".join(json.dumps({"index": i} | r, ensure_ascii=False) + "\n" for i, r in enumerate(results))
+        text = "".join(lines)
     else:
         show_run(results[0], title, stderr=cfg.text)
         text = json.dumps(results[0], indent=2, ensure_ascii=False) + "\n"

@@ -72,6 +72,13 @@ def default_tp(tp: int | None) -> int:
     return int(os.environ["WORLD_SIZE"]) if launched_externally() else 1
 
 
+def backend_for(world: int, device: str) -> str | None:
+    """The process-group backend ranks on `device` use; None for a single rank (no group)."""
+    if world == 1:
+        return None
+    return "nccl" if device == "cuda" else "gloo"
+
+
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'."""
     if device not in ("auto", "cpu", "cuda"):
@@ -228,7 +235,7 @@ def _run_rank(
     global _joining
     try:
         if world > 1:  # joined at the first collective, after the worker has loaded its weights
-            info.backend = "nccl" if device == "cuda" else "gloo"
+            info.backend = backend_for(world, device)
             info.store_port = store_port
             _joining = info
         return worker(info, payload)
@@ -253,15 +260,15 @@ def _report(errors, rank: int, message: str, code: int) -> int:
     return code
 
 
-def _init_group(info: DistInfo, store_port: int | None) -> None:
+def _init_group(info: DistInfo) -> None:
     timeout = datetime.timedelta(seconds=TIMEOUT_S)
     kwargs: dict = {}
     if info.device.type == "cuda":
         kwargs["device_id"] = info.device
-    if store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
+    if info.store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
         tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
     else:
-        store = tdist.TCPStore("127.0.0.1", store_port, None, False, timeout=timeout)
+        store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
         _meet(store, info.world)
         tdist.init_process_group(
             info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
@@ -293,7 +300,7 @@ def _grouped() -> bool:
     global _joining
     if _joining is not None:
         info, _joining = _joining, None
-        _init_group(info, info.store_port)
+        _init_group(info)
     return tdist.is_initialized()
 
 

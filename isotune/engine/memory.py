@@ -49,12 +49,13 @@ def check_device_memory(spec: ModelSpec, tp: int, dtype: torch.dtype, max_len: i
     """On a rank, before its weights are allocated: the same refusal against the GPU's free memory."""
     if device.type != "cuda" or not checking():
         return
-    need = rank_need(spec, tp, str(dtype).removeprefix("torch."), max_len, max_len)
+    name = str(dtype).removeprefix("torch.")
+    need = rank_need(spec, tp, name, max_len, max_len)
     free, _ = torch.cuda.mem_get_info(device)
     if need.total > free:
         raise BadInput(
             f"{spec.name} ({spec.layers} layers) at tp {tp} needs about {need.summary()} per GPU; "
-            f"cuda:{device.index} has {gib(free)} free: {fix_for(str(dtype).removeprefix('torch.'))}"
+            f"cuda:{device.index} has {gib(free)} free: {fix_for(name)}"
         )
 
 

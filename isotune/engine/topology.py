@@ -39,7 +39,7 @@ def run_setting(tp: int, device: str, dtype: str) -> dict:
         backend=None,
         launched=dist.launched_externally(),
     )
-    backend = "none" if tp == 1 else "nccl" if device == "cuda" else "gloo"
+    backend = dist.backend_for(tp, device) or "none"  # as describe() writes a single rank's
     return {"dtype": dtype, "backend": backend, "device": device_name(info), "interconnect": interconnect(info)}
 
 

@@ -179,10 +179,6 @@ class SyntheticSource(_Source):
         return base[start : start + n]
 
 
-def _blocks(n: int, size: int) -> range:
-    return range((n + size - 1) // size)
-
-
 def check_checkpoint(spec: ModelSpec) -> None:
     """Fail fast, in the launching process, on a checkpoint folder whose files cannot be read."""
     if spec.checkpoint:

@@ -37,9 +37,7 @@ def landscape_png(study: optuna.Study, seq_len: int, kept: list[float], measured
         if k == 1:  # the unsplit baseline: a line, it has no first-chunk share
             ax.axhline(min(v for _, v in pts), color="#666", linestyle="--", linewidth=1, label="baseline (1 chunk)")
             continue
-        ax.scatter(
-            [x for x, _ in pts], [y for _, y in pts], s=18, alpha=0.75, label="unsplit" if k == 1 else f"{k} chunks"
-        )
+        ax.scatter([x for x, _ in pts], [y for _, y in pts], s=18, alpha=0.75, label=f"{k} chunks")
     if len(kept) > 1:
         best = [t.value for t in done if t.user_attrs["bounds"][1] == round(kept[0] * seq_len)]
         if best:
