@@ -1,5 +1,6 @@
-"""The typer app: flags and help text only; each command forwards to isotune.commands. The only
-module that imports typer.
+"""The prefill commands' flags and help text (run, profile, bench, search), and the console
+entry; each command forwards to isotune.commands. With cli_app.py and cli_tools.py, the only
+modules that import typer.
 
 Every command validates its input in this process first (bad input: one line on stderr, exit
 2), then hands a plain config to the ranks.
@@ -7,7 +8,6 @@ Every command validates its input in this process first (bad input: one line on 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Annotated, Optional
 
@@ -18,62 +18,19 @@ try:  # typer >= 0.20 vendors its own click
 except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, UsageError
 
-from isotune.core.errors import EXIT_BAD_INPUT, BadInput
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill.",
+from isotune.cli_app import (
+    CompileOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ForceOpt,
+    LayersOpt,
+    ModelOpt,
+    ThreadsOpt,
+    TpOpt,
+    _forward,
+    app,
 )
-
-ModelOpt = Annotated[
-    str,
-    typer.Option("--model", "-m", help="Preset name (isotune models lists them) or a Hugging Face checkpoint folder."),
-]
-TpOpt = Annotated[
-    Optional[int],
-    typer.Option("--tp", help="Tensor-parallel ranks to spawn locally (default 1; under torchrun/netlab: WORLD_SIZE)."),
-]
-LayersOpt = Annotated[
-    Optional[int], typer.Option("--layers", help="Keep only the first N layers (timing needs only a few).")
-]
-DtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        help="auto (the checkpoint's; float32 checkpoints and presets run bfloat16), float32, bfloat16, float16.",
-    ),
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when visible), cpu or cuda.")]
-ThreadsOpt = Annotated[
-    int, typer.Option("--threads", help="Compute threads per rank on CPU; 1 keeps ranks from fighting over cores.")
-]
-
-
-def _version(value: bool) -> None:
-    if value:
-        from isotune import __version__
-
-        print(f"isotune {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True, metavar=""),
-    ] = False,
-) -> None:
-    """Autotuned intra-sequence overlap (ISO) for tensor-parallel LLM prefill."""
-
-
-def _forward(command: str, flags: dict) -> None:
-    """Hand a command's flags (its parameters, as keywords) to isotune.commands.<command>.<command>,
-    imported only now so that --help stays fast, and exit with what it returns."""
-    module = importlib.import_module(f"isotune.commands.{command}")
-    raise typer.Exit(getattr(module, command)(**flags))
+from isotune.core.errors import EXIT_BAD_INPUT, BadInput
 
 
 @app.command()
@@ -96,9 +53,7 @@ def run(
         Optional[str],
         typer.Option("--plan", help="A plan from isotune search: its bucket for the prompt picks the split."),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).", metavar="")
-    ] = False,
+    force: ForceOpt = False,
     prompt: Annotated[
         Optional[str], typer.Option("--prompt", "-p", help="Prompt text (needs a checkpoint with tokenizer.json).")
     ] = None,
@@ -150,6 +105,7 @@ def run(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompt and synthetic weights.")] = 0,
+    compile: CompileOpt = False,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before timing.")] = 1,
     repeats: Annotated[
         Optional[int],
@@ -182,6 +138,7 @@ def profile(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
+    compile: CompileOpt = False,
 ) -> None:
     """Measure a model's TP layer compute and the topology's all-reduce; write a Profile YAML."""
     _forward("profile", locals())
@@ -204,9 +161,7 @@ def bench(
         Optional[list[str]],
         typer.Option("--plan", help="A plan from isotune search: measure its split per length (repeat to compare)."),
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Use a plan made for another model or TP size (with a warning).", metavar="")
-    ] = False,
+    force: ForceOpt = False,
     profile_path: Annotated[
         Optional[str],
         typer.Option("--profile", help="A profile: print the cost model's predictions beside the measurements."),
@@ -220,6 +175,7 @@ def bench(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and synthetic weights.")] = 0,
+    compile: CompileOpt = False,
 ) -> None:
     """Baseline vs ISO 50/50 (vs a plan) vs compute-only, comm-only and ideal, side by side."""
     _forward("bench", locals())
@@ -288,28 +244,14 @@ def search(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts, synthetic weights and the sampler.")] = 0,
+    compile: CompileOpt = False,
+    force: ForceOpt = False,
 ) -> None:
     """Search chunk counts and split ratios per prompt length with Optuna; write an overlap plan."""
     _forward("search", locals())
 
 
-@app.command()
-def models() -> None:
-    """List the built-in model presets with their shapes (any of them works as --model)."""
-    _forward("models", locals())
-
-
-@app.command()
-def show(
-    path: Annotated[
-        str, typer.Argument(help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).")
-    ],
-    study: Annotated[
-        Optional[str], typer.Option("--study", help="With a storage: list this study's trials one by one.")
-    ] = None,
-) -> None:
-    """Render a plan, a profile, or the studies in a storage as tables."""
-    _forward("show", locals())
+from isotune import cli_tools  # noqa: E402, F401 - registers doctor, models and show after the above
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from isotune.core.stats import interval, paired_change
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
+from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
 from isotune.engine.target import fit_target, resolve_target
 from isotune.engine.timing import time_prefills
@@ -79,6 +80,7 @@ class BenchConfig:
     device: str
     threads: int
     seed: int
+    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
     json_path: str | None
 
 
@@ -101,6 +103,7 @@ def bench(
     device: str,
     threads: int,
     seed: int,
+    compile: bool = False,
 ) -> int:
     """The `bench` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     spec, tp, dev = resolve_target(model, layers, tp, device)
@@ -113,7 +116,7 @@ def bench(
     dtype = fit_target(spec, tp, dev, dtype, max(lens))
     plans: list[dict[int, list[float]]] = []  # per plan: seq_len -> ratios
     for path in plan_paths or []:
-        plan, splits, notes = plan_for(path, spec, tp, lens, force, run_setting(tp, dev, dtype))
+        plan, splits, notes = plan_for(path, spec, tp, lens, force, run_setting(tp, dev, dtype, compile))
         for note in notes:
             print(f"{path}: {note}", file=sys.stderr)
         align = resolve_align(align, dev, plan.align, path)
@@ -128,7 +131,8 @@ def bench(
             chunk_bounds(s, splits[s], align)
     prof = load_profile(profile_path) if profile_path else None
     if prof is not None:
-        check_profile_fits(prof, spec, tp)
+        for note in check_profile_fits(prof, spec, tp, setting=run_setting(tp, dev, dtype, compile), force=force):
+            print(f"{profile_path}: {note}", file=sys.stderr)
     if json_out:
         check_writable(json_out, "--json")
     cfg = BenchConfig(
@@ -144,6 +148,7 @@ def bench(
         device=dev,
         threads=threads,
         seed=seed,
+        compile=compile,
         json_path=json_out,
     )
     return dist.launch(bench_worker, tp, cfg, device=dev, threads=threads)
@@ -158,7 +163,8 @@ def efficiency(baseline: float, t: float, ideal: float) -> float | None:
 @torch.inference_mode()
 def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
     spec = load_spec(cfg.model, cfg.layers)
-    model = build_model(spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed)
+    model = build_model(spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed, compiled=cfg.compile)
+    say_compiled(model, info.is_main)
     records = []
     for s in cfg.seq_lens:
         ids = torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device)

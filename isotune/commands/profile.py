@@ -25,6 +25,7 @@ def profile(
     device: str,
     threads: int,
     seed: int,
+    compile: bool = False,
 ) -> int:
     """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     spec, tp, dev = resolve_target(model, layers, tp, device)
@@ -44,6 +45,7 @@ def profile(
         device=dev,
         threads=threads,
         seed=seed,
+        compile=compile,
         out=out,
     )
     return dist.launch(profile_worker, tp, cfg, device=dev, threads=threads)

@@ -56,6 +56,7 @@ class RunConfig:
     device: str
     threads: int
     seed: int
+    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
     warmup: int
     repeats: int  # 0: time only the request itself (time to first token, decode speed)
 
@@ -91,6 +92,7 @@ def prepare_run(
     device: str = "auto",
     threads: int = 1,
     seed: int = 0,
+    compile: bool = False,
     warmup: int = 1,
     repeats: int | None = None,
     trace_path: str | None = None,
@@ -135,7 +137,7 @@ def prepare_run(
         spec, [longest + max_new_tokens], "prompt + new tokens =", "use a shorter prompt or fewer new tokens"
     )
     dtype = fit_target(spec, tp, device, dtype, longest + max_new_tokens)
-    setting = run_setting(tp, device, dtype) if plan_path else None
+    setting = run_setting(tp, device, dtype, compile) if plan_path else None
     jobs, align = _jobs(found, spec, tp, device, chunks, ratios, align, plan_path, force, setting)
     for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):
         if path:
@@ -161,6 +163,7 @@ def prepare_run(
         device=device,
         threads=threads,
         seed=seed,
+        compile=compile,
         warmup=warmup,
         repeats=repeats,
     )

@@ -23,6 +23,7 @@ from isotune.core.text import TextCodec, load_text
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.fused import say_compiled
 from isotune.engine.model import TPModel, build_model
 from isotune.engine.timing import time_prefills
 from isotune.engine.topology import setting
@@ -32,7 +33,16 @@ from isotune.engine.topology import setting
 def run_worker(info: DistInfo, cfg: RunConfig) -> int:
     spec = load_spec(cfg.model, cfg.layers)
     longest = max(len(j.ids) for j in cfg.jobs)
-    model = build_model(spec, info, getattr(torch, cfg.dtype), longest + cfg.max_new_tokens, cfg.seed)
+    model = build_model(
+        spec,
+        info,
+        getattr(torch, cfg.dtype),
+        longest + cfg.max_new_tokens,
+        cfg.seed,
+        compiled=cfg.compile,
+        decode=cfg.max_new_tokens > 0,
+    )
+    say_compiled(model, info.is_main)
     codec = load_text(spec.checkpoint) if cfg.text and info.is_main else None
     stop = codec.stop_ids if codec else frozenset()
     stop = frozenset(dist.broadcast_object(sorted(stop), info))  # the same on every rank

@@ -3,6 +3,7 @@ on the ranks (measured objective) or on the cost model in this process (model ob
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
@@ -12,6 +13,7 @@ from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec
 from isotune.engine import dist
 from isotune.engine.target import fit_target, resolve_target
+from isotune.engine.topology import run_setting
 from isotune.tune import ranks
 from isotune.tune.search import GRID, MEASURED, MODEL, TPE, SearchConfig, open_studies
 from isotune.tune.studies import default_storage
@@ -51,6 +53,8 @@ def search_config(
     threads: int,
     seed: int,
     time_budget: float | None,
+    compile: bool = False,
+    force: bool = False,
 ) -> SearchConfig:
     """The checked SearchConfig of the command's flags (BadInput names the first bad one)."""
     if objective not in (MEASURED, MODEL):
@@ -74,7 +78,9 @@ def search_config(
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
         dtype = fit_target(spec, tp, dev, dtype, max(lens))
         if prof is not None:
-            check_profile_fits(prof, spec, tp)
+            here = run_setting(tp, dev, dtype, compile)
+            for note in check_profile_fits(prof, spec, tp, setting=here, force=force):
+                print(f"{profile_path}: {note}", file=sys.stderr)
     align = resolve_align(align, dev)
     if lens[0] < align:
         raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
@@ -93,7 +99,8 @@ def search_config(
         profile=prof,
         sim_layers=sim_layers,
         storage=storage or default_storage(out),
-        study_prefix=study_name or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}",
+        study_prefix=study_name
+        or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}" + ("-compiled" if compile else ""),
         out=out,
         model_name=name,
         fingerprint=fingerprint,
@@ -103,6 +110,7 @@ def search_config(
         device=dev,
         threads=threads,
         seed=seed,
+        compile=compile,
         plots_dir=plots,
         time_budget_s=time_budget,
     )

@@ -5,6 +5,12 @@ in order; collectives run in issue order on one stream/thread). An op starts whe
 free and its deps have ended. A compute op slows by the profile's compute_slowdown for the part
 of it that overlaps an all-reduce in flight. The comm lane keeps the link's token bucket: idle
 time refills it (at the link rate, up to burst_mb) and each all-reduce spends from it.
+
+On GPUs a third lane, the host, issues the compute ops in list order, each taking the profile's
+host ms (its kernel launches); an op cannot start before the host starts issuing it nor end
+before the host has issued all of it. The host never waits for an all-reduce (NCCL's wait only
+orders streams), so it runs ahead while the GPU is busy, and sets the pace where it is slower:
+short chunks, many of them (launch-bound). Profiles from CPU ranks have no host lane.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from functools import lru_cache
 from itertools import pairwise
 
 from isotune.core.profile import Profile
-from isotune.core.schedule import ATTN, COMM, Op, build_schedule
+from isotune.core.schedule import ATTN, COMM, MLP, Op, build_schedule
 
 
 def _overlap(s: float, e: float, intervals: list[tuple[float, float]]) -> float:
@@ -50,6 +56,8 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
     compute_free = comm_free = 0.0
     comms: list[tuple[float, float]] = []
     skew = fit.sync_skew
+    host_ms = {ATTN: fit.host_attn_ms, MLP: fit.host_mlp_ms}
+    host_free = 0.0  # when the host has issued every compute op so far
     for i, op in enumerate(ops):
         ready = max((end[d] for d in op.deps), default=0.0)
         if op.kind == COMM:  # the slower rank reaches it later by a share of its producer's time
@@ -66,13 +74,14 @@ def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops
             comms.append((start, comm_free))
             continue
         dur = attn_ms[op.chunk] if op.stage == ATTN else mlp_ms[op.chunk]
-        start = max(compute_free, ready)
+        issued_from, host_free = host_free, host_free + host_ms[op.stage]
+        start = max(compute_free, ready, issued_from)
         stretch = 0.0
         if slow:  # the slowdown applies to the overlapped part; a second pass catches most of the stretch
             stretch = slow * _overlap(start, start + dur, comms)
             stretch = slow * _overlap(start, start + dur + stretch, comms)
         begin[i] = start
-        end[i] = compute_free = start + dur + stretch
+        end[i] = compute_free = max(start + dur + stretch, host_free)
     return max(end)
 
 
@@ -81,6 +90,24 @@ def predict_serial(profile: Profile, seq_len: int, layers: int | None = None) ->
     `simulate` costs them inside a prefill."""
     fit = profile.fit
     layers = layers or int(profile.model["layers"])
-    compute = layers * (fit.attn_ms(seq_len, 0) + fit.mlp_ms(seq_len))
+    compute = layers * (max(fit.attn_ms(seq_len, 0), fit.host_attn_ms) + max(fit.mlp_ms(seq_len), fit.host_mlp_ms))
     comm = layers * 2 * fit.allreduce_ms(seq_len * profile.hidden * profile.dtype_bytes) * fit.comm_scale
     return compute, comm
+
+
+def host_lane_text(profile: Profile) -> str:
+    """One line on the host lane: how long the host takes to issue a layer, and below what chunk
+    size the GPU outruns it (chunks that short wait on launches, so a split that makes them
+    pays twice)."""
+    fit = profile.fit
+    host = fit.host_attn_ms + fit.host_mlp_ms
+    if host <= 0:
+        return "none: on CPU ranks the host's time is the compute itself"
+    sizes = sorted({int(t) for t, _ in fit.mlp_table or []} | {int(q) for q, *_ in fit.attn_table or []})
+    gpu_bound = next((t for t in sizes if fit.attn_ms(t, 0) + fit.mlp_ms(t) >= host), None)
+    head = f"{fit.host_attn_ms:.3g} + {fit.host_mlp_ms:.3g} ms to issue a layer (attention + MLP)"
+    if gpu_bound is None:
+        return f"{head}: launch-bound at every measured size (try --compile)"
+    if gpu_bound == sizes[0]:
+        return f"{head}: the GPU takes longer at every measured size, so launches stay hidden"
+    return f"{head}: chunks under {gpu_bound} tokens wait on the host (launch-bound; try --compile)"

@@ -18,6 +18,7 @@ import yaml
 from isotune.core.chunking import MAX_CHUNKS, RATIO_SUM_TOL, chunk_bounds
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, read_yaml
+from isotune.core.setting import setting_problems
 from isotune.core.spec import ModelSpec
 
 PLAN_VERSION = 1
@@ -125,15 +126,12 @@ def split_for(plan: Plan, seq_len: int) -> tuple[list[float], list[str]]:
     return bucket.ratios, notes
 
 
-SETTING_KEYS = ("dtype", "backend", "device", "interconnect")  # what a split's timing depends on
-
-
 def check_fits(
     plan: Plan, fingerprint: str, model: str, tp: int, force: bool, setting: dict | None = None
 ) -> list[str]:
     """Refuse a plan made for another model, TP size, dtype, backend, device or interconnect
     (BadInput) unless `force`; returns warnings. `model` describes this run's model, e.g. "tiny
-    (2 layers)"; `setting` this run's values of SETTING_KEYS (a key it lacks is not checked)."""
+    (2 layers)"; `setting` this run's values of core.setting.SETTING_KEYS (a key it lacks is not checked)."""
     problems = []
     if plan.model.get("fingerprint") != fingerprint:
         made = f"{plan.model.get('name')} ({plan.model.get('layers', '?')} layers)"
@@ -142,10 +140,7 @@ def check_fits(
         )
     if plan.topology.get("tp") != tp:
         problems.append(f"the plan was made for tp {plan.topology.get('tp')}, not tp {tp}")
-    for key in SETTING_KEYS:
-        made, now = plan.topology.get(key), (setting or {}).get(key)
-        if made is not None and now is not None and made != now:
-            problems.append(f"the plan was made for {key} {made}, not {now}")
+    problems += setting_problems(plan.topology, setting, "the plan was made")
     if problems and not force:
         raise BadInput(f"{'; '.join(problems)}: search a plan for this setup, or pass --force to use it anyway")
     return [f"warning: {p} (--force)" for p in problems]

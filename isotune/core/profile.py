@@ -30,6 +30,7 @@ import yaml
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, read_yaml
 from isotune.core.fit import interp
+from isotune.core.setting import setting_problems
 from isotune.core.spec import ModelSpec
 
 PROFILE_VERSION = 1
@@ -54,6 +55,11 @@ class CostFit:
     # isolated time (contention with compute, a link never quite idle)
     sync_skew: float = 0.0
     comm_scale: float = 1.0
+    # GPUs: the host's ms to issue one attention / MLP op (its kernel launches). The GPU cannot
+    # run an op before the host has issued it, so where these exceed the GPU's times the host
+    # sets the pace (launch-bound). 0 on CPU ranks, where the host's time is the compute.
+    host_attn_ms: float = 0.0
+    host_mlp_ms: float = 0.0
 
     def attn_ms(self, q: int, p: int) -> float:
         if self.attn_table:
@@ -119,12 +125,25 @@ def load_profile(path: str | Path) -> Profile:
     return prof
 
 
-def check_profile_fits(prof: Profile, spec: ModelSpec, tp: int | None, what: str = "--profile") -> None:
+def check_profile_fits(
+    prof: Profile,
+    spec: ModelSpec,
+    tp: int | None,
+    what: str = "--profile",
+    setting: dict | None = None,
+    force: bool = False,
+) -> list[str]:
     """A profile measured on another model (any layer count) or TP size predicts nothing here
-    (tp None: the TP size is the profile's own)."""
+    (tp None: the TP size is the profile's own). One measured in another setting (dtype,
+    backend, device, interconnect, compile, comm knobs: core.setting) is refused unless `force`;
+    returns the warnings that --force leaves."""
     # the same model at the profile's layer count (which may be more or fewer than this run's)
     measured_on = dataclasses.replace(spec, layers=int(prof.model["layers"])).fingerprint()
     if prof.model["fingerprint"] != measured_on:
         raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
     if tp is not None and int(prof.topology["tp"]) != tp:
         raise BadInput(f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first")
+    problems = setting_problems(prof.topology, setting, f"{what} was measured")
+    if problems and not force:
+        raise BadInput(f"{'; '.join(problems)}: profile this setup, or pass --force to use it anyway")
+    return [f"warning: {p} (--force)" for p in problems]

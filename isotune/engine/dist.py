@@ -28,14 +28,10 @@ import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
 from isotune.engine.exits import why_ranks_ended
+from isotune.engine.group import TIMEOUT_S, init_group
 from isotune.engine.memory import oom_kills
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
-# Spawned ranks meet at their first collective, each after loading its weights: a big model
-# loads at different speeds per rank, so the meeting waits longer than a collective may. (A
-# dead rank still ends it at once: the parent watches its ranks.)
-JOIN_TIMEOUT_S = float(os.environ.get("ISOTUNE_JOIN_TIMEOUT", "900"))
 
 
 @dataclass(kw_only=True)
@@ -260,34 +256,6 @@ def _report(errors, rank: int, message: str, code: int) -> int:
     return code
 
 
-def _init_group(info: DistInfo) -> None:
-    timeout = datetime.timedelta(seconds=TIMEOUT_S)
-    kwargs: dict = {}
-    if info.device.type == "cuda":
-        kwargs["device_id"] = info.device
-    if info.store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
-        tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
-    else:
-        store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
-        _meet(store, info.world)
-        tdist.init_process_group(
-            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
-        )
-
-
-def _meet(store, world: int) -> None:
-    """Wait (up to JOIN_TIMEOUT_S) until every rank has checked in: the process group's own
-    connect then finds them all there, well within the collective timeout it uses."""
-    store.add("isotune/joined", 1)
-    deadline = time.monotonic() + max(TIMEOUT_S, JOIN_TIMEOUT_S)
-    while store.add("isotune/joined", 0) < world:
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"the other ranks did not get ready within {JOIN_TIMEOUT_S:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
-            )
-        time.sleep(0.02)
-
-
 # Collectives the executor and the runtime use; all are no-ops on a single rank.
 
 # A rank joins its process group at its first collective, not before its worker starts: loading
@@ -300,7 +268,7 @@ def _grouped() -> bool:
     global _joining
     if _joining is not None:
         info, _joining = _joining, None
-        _init_group(info)
+        init_group(info)
     return tdist.is_initialized()
 
 

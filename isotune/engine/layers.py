@@ -55,6 +55,14 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos[:, None, :] + rotated * sin[:, None, :]
 
 
+def rope_qk(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE on a chunk's queries (T, Hq, D) and keys (T, Hkv, D) in one call, so a compiled
+    version fuses both into one kernel."""
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(out (1,Hq,T,D), logsumexp (1,Hq,T) fp32) from the CPU flash kernel; GQA handled natively."""
     return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)
@@ -89,19 +97,39 @@ def chunk_attention(
     return _merge_lse(pre_out, pre_lse, own_out, own_lse)
 
 
-def _chunk_attention_cuda(q, k_cache, v_cache, start: int, end: int) -> torch.Tensor:
+def _chunk_attention_cuda(q, k_cache, v_cache, start: int, end: int, native_gqa: bool | None = None) -> torch.Tensor:
     """On GPUs SDPA's lower-right causal bias runs in the fused kernels without materialising a
-    mask (memory-efficient attention skips the masked blocks)."""
+    mask. Grouped K/V heads go to the kernel as they are (`enable_gqa`) where it reads them
+    natively, flash attention in fp16/bf16: repeating them would copy the whole prefix x the
+    group count for every chunk, a cost that grows with the chunk count and biases the search
+    against splitting. Only where no such kernel applies (fp32's memory-efficient kernel) are
+    they repeated. `native_gqa` forces the choice (tests)."""
     from torch.nn.attention.bias import causal_lower_right
 
-    groups = q.shape[1] // k_cache.shape[1]
     k, v = k_cache[:, :, :end], v_cache[:, :, :end]  # (1, Hkv, end, D)
-    if groups > 1:
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    groups = q.shape[1] // k.shape[1]
+    if native_gqa is None:
+        native_gqa = groups > 1 and _flash_reads_gqa(q, k)
+    if groups > 1 and not native_gqa:
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (1, Hq, end, D)
     t = end - start
-    if start == 0:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(t, end))
+    if start == 0 or t == 1:  # the whole causal square, or one query that sees every key
+        return F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=native_gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(t, end), enable_gqa=native_gqa)
+
+
+_FLASH_GQA: dict[tuple, bool] = {}  # (device, dtype, Hq, Hkv, D) -> can flash attention take them
+
+
+def _flash_reads_gqa(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether SDPA's flash kernel takes q (1, Hq, T, D) with k (1, Hkv, S, D) as grouped heads;
+    asked once per shape family, not per call (every launch's host time counts, item 3)."""
+    key = (q.device, q.dtype, q.shape[1], k.shape[1], q.shape[-1])
+    if key not in _FLASH_GQA:
+        from torch.backends.cuda import SDPAParams, can_use_flash_attention
+
+        _FLASH_GQA[key] = bool(can_use_flash_attention(SDPAParams(q, k, k, None, 0.0, True, True)))
+    return _FLASH_GQA[key]
 
 
 def swiglu(gate_up: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
-from isotune.engine.layers import apply_rope, chunk_attention, rms_norm, rope_inv_freq, rope_tables, swiglu
+from isotune.engine.fused import EAGER, compile_model
+from isotune.engine.layers import chunk_attention, rms_norm, rope_inv_freq, rope_tables
 from isotune.engine.memory import check_device_memory
 from isotune.engine.weights import ModelWeights, load_weights
 
@@ -37,6 +38,8 @@ class TPModel:
         self.v_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
         self.q_dim = shard.q_heads * spec.head_dim
         self.kv_dim = shard.kv_heads * spec.head_dim
+        self.ops = EAGER  # the elementwise steps: eager, or compiled by engine.fused.compile_model
+        self.compile_s: float | None = None  # what compiling them took, when they were
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
@@ -45,12 +48,11 @@ class TPModel:
         """Partial attention output for tokens at positions start..start+T-1; x (T, hidden)."""
         w, d = self.w.layers[layer], self.spec.head_dim
         t, end = x.shape[0], start + x.shape[0]
-        h = rms_norm(x, w.attn_norm, self.spec.norm_eps)
+        h = self.ops.norm(x, w.attn_norm, self.spec.norm_eps)
         qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
         q, k, v = qkv.split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
         cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
-        q = apply_rope(q.view(t, -1, d), cos, sin)  # (T, Hq, D)
-        k = apply_rope(k.view(t, -1, d), cos, sin)  # (T, Hkv, D)
+        q, k = self.ops.rope_qk(q.view(t, -1, d), k.view(t, -1, d), cos, sin)  # (T, Hq, D), (T, Hkv, D)
         self.k_cache[layer, 0, :, start:end] = k.transpose(0, 1)  # (Hkv, T, D) in place
         self.v_cache[layer, 0, :, start:end] = v.view(t, -1, d).transpose(0, 1)
         out = chunk_attention(
@@ -66,8 +68,8 @@ class TPModel:
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Partial MLP output; x (T, hidden) is the residual after attention."""
         w = self.w.layers[layer]
-        h = rms_norm(x, w.mlp_norm, self.spec.norm_eps)
-        return F.linear(swiglu(F.linear(h, w.w_gate_up)), w.w_down)  # (T, hidden) partial sum
+        h = self.ops.norm(x, w.mlp_norm, self.spec.norm_eps)
+        return F.linear(self.ops.swiglu(F.linear(h, w.w_gate_up)), w.w_down)  # (T, hidden) partial sum
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.w.norm, self.spec.norm_eps)  # (T, hidden)
@@ -76,12 +78,25 @@ class TPModel:
         return F.linear(h, self.w.lm_head).float()  # (T, vocab)
 
 
-def build_model(spec: ModelSpec, info: DistInfo, dtype: torch.dtype, max_len: int, seed: int) -> TPModel:
-    """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions."""
+def build_model(
+    spec: ModelSpec,
+    info: DistInfo,
+    dtype: torch.dtype,
+    max_len: int,
+    seed: int,
+    compiled: bool = False,
+    decode: bool = False,
+) -> TPModel:
+    """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions; its
+    elementwise steps compiled when asked (for one-token steps too when it will `decode`), the
+    seconds that took in `compile_s`."""
     shard = shard_for(spec, info.world, info.rank)
     check_device_memory(spec, info.world, dtype, max_len, info.device)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
-    return TPModel(spec, shard, weights, max_len, dtype, info.device)
+    model = TPModel(spec, shard, weights, max_len, dtype, info.device)
+    if compiled:
+        model.compile_s = compile_model(model, 64, decode)
+    return model
 
 
 def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:

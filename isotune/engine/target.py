@@ -28,6 +28,11 @@ def fit_target(spec: ModelSpec, tp: int, device: str, dtype: str, max_len: int) 
     """--dtype resolved (auto: see core.spec.resolve_dtype, said on stderr) and the memory the
     ranks will need checked against the host's: the dtype to run."""
     dtype, note = resolve_dtype(dtype, spec)
+    if dtype == "float32" and device == "cuda":  # only an explicit --dtype float32 gets here
+        note = (
+            "warning: float32 on GPUs runs without flash attention, far below the tensor cores' bf16 "
+            "peak and with twice the all-reduce bytes: splits tuned so fit no deployment (--dtype auto)"
+        )
     if note and dist.launch_rank() == 0:
         print(note, file=sys.stderr)
     check_host_memory(spec, tp, dtype, max_len, device)

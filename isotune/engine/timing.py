@@ -18,6 +18,26 @@ from isotune.engine.executor import FULL, prefill
 from isotune.engine.model import TPModel
 
 
+def device_ms(fn, device: torch.device, calls: int = 1) -> float:
+    """ms per call of `fn`, called `calls` times back to back (the caller synchronised before).
+    On CUDA the interval is between CUDA events on the current stream, so the host's sync and
+    the first launch's latency stay out of it (they would dominate small shapes); an NCCL
+    all-reduce that fn waits for is inside it, since its wait makes this stream wait. On CPU the
+    work is synchronous and perf_counter is the truth."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / calls
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) * 1e3 / calls
+
+
 def _background_cpu() -> float:
     """CPU seconds this process has burned outside the calling thread (gloo's threads on CPU)."""
     return time.process_time() - time.thread_time()

@@ -21,7 +21,9 @@ from isotune.core.spec import load_spec
 from isotune.core.stats import typical
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
+from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
+from isotune.engine.timing import device_ms
 from isotune.engine.topology import describe
 from isotune.tune import in_context
 
@@ -39,20 +41,19 @@ class ProfileConfig:
     device: str
     threads: int
     seed: int
+    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
     out: str
 
 
 def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> float:
-    """This rank's ms for one call of fn (after a barrier and an idle gap when asked)."""
+    """This rank's ms for one call of fn (after a barrier and an idle gap when asked), from CUDA
+    events on GPUs (engine.timing.device_ms)."""
     if barrier:
         dist.barrier(info)
     dist.synchronize(info)
     if idle_s:
         time.sleep(idle_s)
-    t0 = time.perf_counter()
-    fn()
-    dist.synchronize(info)
-    return (time.perf_counter() - t0) * 1e3
+    return device_ms(fn, info.device)
 
 
 def _typical_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s: float = 0.0) -> float:
@@ -78,16 +79,17 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     spec = load_spec(cfg.model, cfg.layers)
     dtype = getattr(torch, cfg.dtype)
     s_max = max(cfg.seq_lens)
-    model = build_model(spec, info, dtype, s_max, cfg.seed)  # the whole model: ops are timed in context
+    model = build_model(spec, info, dtype, s_max, cfg.seed, compiled=cfg.compile)  # ops are timed in context
+    say_compiled(model, info.is_main)
     x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, dtype)
     tpts = token_points(cfg.seq_lens, cfg.align)
     step = progress or (lambda *_: None)
     ids = {s: torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device) for s in cfg.seq_lens}
 
-    attn, mlp = [], []
+    attn, mlp, host = [], [], {}
     for s in cfg.seq_lens:
-        a, m = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
-        attn, mlp = attn + a, mlp + m
+        a, m, host = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
+        attn, mlp = attn + a, mlp + m  # (host ms per op hardly depends on the length: the last is kept)
         step(f"compute inside prefills, {s} tokens")
     ar = []
     for t in tpts:
@@ -146,7 +148,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     latency, rate = max(0.0, c[0]), max(0.0, c[1])
     burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
     attn_table, per_pair = fit_attention(attn)
-    topology, software = describe(info, cfg.dtype, cfg.threads)
+    topology, software = describe(info, cfg.dtype, cfg.threads, cfg.compile)
     prof = Profile(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
         topology=topology,
@@ -162,6 +164,8 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             attn_table=attn_table,
             attn_ms_per_pair=per_pair,
             mlp_table=table_of(mlp),
+            host_attn_ms=host.get("attn", 0.0),
+            host_mlp_ms=host.get("mlp", 0.0),
         ),
         attn_samples=attn,
         mlp_samples=mlp,

@@ -21,6 +21,7 @@ from isotune.core.spec import load_spec
 from isotune.core.stats import typical
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
+from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
 from isotune.engine.timing import time_prefills
 from isotune.engine.topology import describe, software
@@ -32,7 +33,9 @@ class Measurer:
     def __init__(self, info: DistInfo, cfg: SearchConfig):
         self.info, self.cfg = info, cfg
         self.spec = load_spec(cfg.model, cfg.layers)
-        self.model = build_model(self.spec, info, getattr(torch, cfg.dtype), max(cfg.seq_lens), cfg.seed)
+        dtype = getattr(torch, cfg.dtype)
+        self.model = build_model(self.spec, info, dtype, max(cfg.seq_lens), cfg.seed, compiled=cfg.compile)
+        say_compiled(self.model, info.is_main)
         self._ids: dict[int, torch.Tensor] = {}
 
     def ids(self, s: int) -> torch.Tensor:
@@ -87,7 +90,7 @@ def search_worker(info: DistInfo, cfg: SearchConfig) -> int:
     install_sigterm()
     try:
         m = Measurer(info, cfg)
-        topology, soft = describe(info, cfg.dtype, cfg.threads)
+        topology, soft = describe(info, cfg.dtype, cfg.threads, cfg.compile)
         if not info.is_main:
             m.serve()
             return 0

@@ -60,6 +60,7 @@ class SearchConfig:
     device: str
     threads: int
     seed: int
+    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
     plots_dir: str | None = None
     time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top
 
@@ -77,7 +78,7 @@ def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
         "sampler": cfg.sampler,
         "seq_len": seq_len,
         "space": SPACE_VERSION,
-    }
+    } | ({"compile": True} if cfg.compile else {})  # (only when on: studies made before it stay valid)
 
 
 def study_name(cfg: SearchConfig, seq_len: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from isotune.core.cost import host_lane_text
 from isotune.core.profile import Profile
 
 
@@ -62,6 +63,7 @@ def show_profile(p: Profile, path: str = "") -> None:
     if fit.burst_mb:
         head.add_row("link token bucket", f"first {fit.burst_mb:.3g} MB after idle at {fit.burst_ms_per_mb:.3g} ms/MB")
     head.add_row("compute slowdown under comm", f"{fit.compute_slowdown:.1%}")
+    head.add_row("host (launch) lane", host_lane_text(p))
     out.print(head)
 
     groups = {

@@ -61,6 +61,19 @@ def test_profile_show_bench(tmp_path, cli):
     r = cli("show", str(prof))
     assert r.returncode == 0 and "measured vs fitted" in r.stdout and "all-reduce" in r.stdout
     assert "whole prefills: measured vs the cost model" in r.stdout
+    assert "host (launch) lane" in r.stdout and "none: on CPU ranks" in r.stdout
+    assert p.topology["compile"] is False and p.topology["comm"] == {}  # eager; gloo has no NCCL knobs
+
+    # measured in bfloat16 (the default): a float32 or compiled bench refuses it, --force warns
+    for flags, words in (
+        (["--dtype", "float32"], "dtype bfloat16, not float32"),
+        (["--compile"], "compiled steps off, not on"),
+    ):
+        r = cli("bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128", "--profile", str(prof), *flags)
+        assert r.returncode == 2 and f"--profile was measured for {words}: profile this setup" in r.stderr
+    r = cli("bench", "--model", "tiny", "--tp", "2", "--seq-lens", "128", "--profile", str(prof), "--dtype", "float32",
+            "--repeats", "1", "--force")  # fmt: skip
+    assert r.returncode == 0 and "warning: --profile was measured for dtype bfloat16, not float32 (--force)" in r.stderr
 
     out = tmp_path / "bench.json"
     r = cli(

@@ -5,7 +5,7 @@ from itertools import pairwise
 import pytest
 
 from isotune.core.chunking import chunk_bounds
-from isotune.core.cost import predict_serial, simulate
+from isotune.core.cost import host_lane_text, predict_serial, simulate
 from isotune.core.errors import BadInput
 from isotune.core.profile import CostFit, Profile, load_profile, save_profile
 
@@ -115,3 +115,21 @@ def test_serial_prediction_costs_all_reduces_as_the_simulation_does():
     p.fit.comm_scale = 1.4
     compute, comm = predict_serial(p, 1024)
     assert simulate(p, [0, 1024]) == pytest.approx(compute + comm)
+
+
+def test_host_lane_sets_the_pace_where_launches_outlast_the_gpu():
+    """GPU ops of 0.01 ms/token: at 1 ms of launches per op the host hides behind a 1024-token
+    op (10.24 ms) but not behind 64-token chunks (0.64 ms), so 16 chunks take the host's 64 ms,
+    and the line says below what size launches show."""
+    p = _profile(attn=(0.0, 0.01, 0.0), mlp=(0.0, 0.01), layers=2)
+    gpu = simulate(p, [0, 1024])
+    p.fit.host_attn_ms = p.fit.host_mlp_ms = 1.0
+    assert simulate(p, [0, 1024]) == pytest.approx(gpu)  # each 10 ms op hides its launches
+    sixteen = chunk_bounds(1024, [1 / 16] * 16, 64)
+    assert simulate(p, sixteen) == pytest.approx(2 * 16 * 2 * 1.0)  # the host: 64 ops of 1 ms
+    assert predict_serial(p, 32)[0] == pytest.approx(2 * 2 * 1.0)
+    p.fit.mlp_table = [[t, 0.01 * t] for t in (16, 32, 64, 128, 256)]
+    p.fit.attn_table = [[t, 0.01 * t] for t in (16, 32, 64, 128, 256)]
+    assert host_lane_text(p).endswith("chunks under 128 tokens wait on the host (launch-bound; try --compile)")
+    p.fit.host_attn_ms = p.fit.host_mlp_ms = 0.0
+    assert host_lane_text(p).startswith("none")

@@ -148,3 +148,12 @@ def test_a_plan_for_another_dtype_backend_or_device_is_refused():
     for words in ("dtype float32, not bfloat16", "backend gloo, not nccl", "interconnect loopback, not nvlink"):
         assert words in str(e.value)
     assert len(check_fits(p, "abc", "tiny (2 layers)", 2, force=True, setting=gpu)) == 4  # warned, not refused
+    # compiled steps and NCCL's knobs change what a split can hide: a plan records and checks them
+    p.topology |= {"compile": False, "comm": {"high_priority_stream": True, "env": {"NCCL_MAX_NCHANNELS": "8"}}}
+    now = gpu | {"backend": "gloo", "dtype": "float32", "device": "cpu (x86_64)", "interconnect": "loopback"}
+    now |= {"compile": True, "comm": {"high_priority_stream": True, "env": {}}}
+    with pytest.raises(BadInput) as e:
+        check_fits(p, "abc", "tiny (2 layers)", 2, force=False, setting=now)
+    assert "compiled steps off, not on" in str(e.value) and "comm NCCL_MAX_NCHANNELS=8, not NCCL defaults" in str(
+        e.value
+    )

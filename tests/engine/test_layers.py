@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isotune.engine.layers import chunk_attention, rope_inv_freq
+from isotune.engine.layers import _chunk_attention_cuda, chunk_attention, rope_inv_freq
 
 
 def _dense_reference(q, k, v, start, end):
@@ -25,6 +25,20 @@ def test_chunk_attention_matches_masked_dense_attention(dtype, tol, start, end):
     out = chunk_attention(q, k, v, start, end)
     assert out.shape == q.shape and out.dtype == dtype
     assert (out.float() - _dense_reference(q, k, v, start, end)).abs().max() < tol
+
+
+@pytest.mark.parametrize("native_gqa", [True, False])
+@pytest.mark.parametrize("start,end", [(0, 96), (32, 96), (95, 96), (16, 160)])
+def test_gpu_attention_path_reads_grouped_heads_natively_or_repeated(native_gqa, start, end):
+    """The SDPA path GPUs take (run here on CPU tensors): grouped K/V heads handed to the kernel
+    as they are (enable_gqa, flash in bf16) or repeated (fp32's kernel) give the same attention."""
+    torch.manual_seed(0)
+    hq, hkv, d, max_len = 8, 2, 32, 160
+    q = torch.randn(1, hq, end - start, d)
+    k, v = torch.randn(1, hkv, max_len, d), torch.randn(1, hkv, max_len, d)
+    out = _chunk_attention_cuda(q, k, v, start, end, native_gqa=native_gqa)
+    assert out.shape == q.shape
+    assert (out - _dense_reference(q, k, v, start, end)).abs().max() < 1e-5
 
 
 def test_rope_scaling_variants():

@@ -1,0 +1,58 @@
+"""The commands around the prefill ones: doctor (validate a machine), models and show."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from isotune.cli_app import DeviceOpt, _forward, app
+
+
+@app.command()
+def doctor(
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for report.md, report.json and figures.")] = (
+        "isotune-doctor"
+    ),
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Preset to check (default llama3-8b on GPU, small on CPU).")
+    ] = None,
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Layers of it to build (default 2).")] = None,
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option("--checkpoint", help="A Hugging Face checkpoint folder to check ISO == baseline on."),
+    ] = None,
+    seq_lens: Annotated[
+        Optional[str],
+        typer.Option("--seq-lens", help="Prompt lengths (default 1024,2048,4096,8192 on GPU; 256,512,1024 on CPU)."),
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed prefills per variant.")] = 5,
+    device: DeviceOpt = "auto",
+    tp: Annotated[
+        Optional[int], typer.Option("--tp", help="Ranks for profile/search/bench (default: every GPU; 2 on CPU).")
+    ] = None,
+    skip_tests: Annotated[
+        bool, typer.Option("--skip-tests", help="Do not run the CUDA test suite.", metavar="")
+    ] = False,
+) -> None:
+    """Validate this machine end to end (GPU first; on CPU what it can) and write a readable report."""
+    _forward("doctor", locals())
+
+
+@app.command()
+def models() -> None:
+    """List the built-in model presets with their shapes (any of them works as --model)."""
+    _forward("models", locals())
+
+
+@app.command()
+def show(
+    path: Annotated[
+        str, typer.Argument(help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).")
+    ],
+    study: Annotated[
+        Optional[str], typer.Option("--study", help="With a storage: list this study's trials one by one.")
+    ] = None,
+) -> None:
+    """Render a plan, a profile, or the studies in a storage as tables."""
+    _forward("show", locals())

@@ -1,0 +1,202 @@
+"""`isotune doctor`: validate this machine end to end and write a report a person can read.
+
+On a GPU box: the environment, the CUDA test suite, ISO == the unsplit prefill on a preset (and
+a checkpoint), what chunking costs at tp 1, whether launches bound the GPU, and with two or more
+GPUs a profile -> search -> bench. On CPU it runs what it can the same way (CPU ranks over
+gloo for the pipeline) and says, per check, what it skipped and why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from isotune.core.errors import BadInput
+from isotune.core.files import atomic_write_bytes, atomic_write_text
+from isotune.engine.dist import resolve_device
+from isotune.tune import checks
+from isotune.viz.doctor_report import FAIL, OK, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
+
+# defaults per device: a GPU gets the issue's 1k-8k tokens on an 8B-shaped model; a CPU, sizes
+# that finish in a minute or two on a small machine
+DEFAULTS = {
+    "cuda": {"model": "llama3-8b", "layers": 2, "seq_lens": [1024, 2048, 4096, 8192], "align": 64},
+    "cpu": {"model": "small", "layers": 2, "seq_lens": [256, 512, 1024], "align": 16},
+}
+
+
+def doctor(
+    *,
+    out: str,
+    model: str | None,
+    layers: int | None,
+    checkpoint: str | None,
+    seq_lens: str | None,
+    repeats: int,
+    device: str,
+    tp: int | None,
+    skip_tests: bool,
+) -> int:
+    dev = resolve_device(device)
+    d = DEFAULTS[dev]
+    model, layers = model or d["model"], layers if layers is not None else d["layers"]
+    lens = [int(x) for x in seq_lens.split(",")] if seq_lens else d["seq_lens"]
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"--out {out} is a file: give a folder for the report")
+    if not folder.parent.is_dir():
+        raise BadInput(f"--out {out}: its parent folder does not exist: create it or pick another folder")
+    if repeats < 2:
+        raise BadInput(f"--repeats {repeats}: intervals need at least 2")
+    checks.build(model, layers, "float32", 16, "cpu")  # a bad --model or --layers fails now, not midway
+    folder.mkdir(exist_ok=True)
+    from rich.progress import Progress
+
+    from isotune.viz.tables import console
+
+    results: list[Check] = []
+    with Progress(transient=True, console=console(stderr=True)) as bar:
+        task = bar.add_task("doctor", total=6)
+
+        def step(what: str, fn, *args) -> None:
+            bar.update(task, description=what)
+            try:
+                c = fn(*args)
+            except Exception as e:  # a check that breaks is a finding, not the end of the report
+                c = Check(
+                    name=what, status=FAIL, summary=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
+            results.append(c)
+            bar.console.print(f"{c.name}: {c.status}: {c.summary}")
+            bar.advance(task)
+
+        env = checks.environment()
+        step("CUDA tests", _cuda_tests, dev, folder, skip_tests)
+        step("ISO == baseline", _iso, model, layers, checkpoint, dev, d["align"], lens)
+        step("chunking overhead", _overhead, model, layers, dev, d["align"], lens, repeats, folder)
+        step("launch-bound", _launches, model, layers, dev, d["align"], lens)
+        step("profile, search, bench", _pipeline, model, layers, dev, tp, lens, folder)
+    title = f"isotune doctor, {datetime.date.today().isoformat()}, {env.get('gpus') if dev == 'cuda' else 'CPU only'}"
+    atomic_write_text(folder / "report.md", markdown(title, env, results))
+    atomic_write_text(folder / "report.json", as_json(env, results))
+    show_summary(title, results, str(folder / "report.md"))
+    return 1 if any(c.status == FAIL for c in results) else 0
+
+
+def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
+    name = "CUDA tests"
+    if skip:
+        return Check(name=name, status=SKIPPED, summary="--skip-tests")
+    if dev != "cuda":
+        return Check(name=name, status=SKIPPED, summary="no CUDA GPU visible: the cuda-marked tests need one")
+    tests = Path(__file__).resolve().parents[2] / "tests"
+    if not tests.is_dir():
+        return Check(name=name, status=SKIPPED, summary=f"no test folder at {tests}: run doctor from a source checkout")
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)],
+        capture_output=True, text=True, cwd=tests.parent,
+    )  # fmt: skip
+    atomic_write_text(folder / "cuda-tests.txt", r.stdout + r.stderr)
+    last = (r.stdout.strip().splitlines() or ["no output"])[-1]
+    return Check(name=name, status=OK if r.returncode == 0 else FAIL, summary=last, detail=r.stdout[-3000:])
+
+
+def _iso(model: str, layers: int, checkpoint: str | None, dev: str, align: int, lens: list[int]) -> Check:
+    s = min(lens[-1], 1024)
+    rows = []
+    targets = [(model, layers)] + ([(checkpoint, layers)] if checkpoint else [])
+    for name, n in targets:
+        m = checks.build(name, n, "bfloat16", s, dev)
+        rows += [{"model": m.spec.name, "tokens": s} | r for r in checks.iso_equals_baseline(m, s, align)]
+        del m
+    bad = [r for r in rows if not r["ok"]]
+    worst = max(rows, key=lambda r: r["max_diff"] / r["tol"])
+    where = "" if checkpoint else " (no --checkpoint given: a real checkpoint was not checked)"
+    summary = (
+        f"{len(rows) - len(bad)} of {len(rows)} splits within bfloat16 tolerance; worst {worst['max_diff']:.3g} "
+        f"(limit {worst['tol']:g}) at {worst['split']}{where}"
+    )
+    return Check(name="ISO == baseline", status=FAIL if bad else OK, summary=summary, rows=rows)
+
+
+def _overhead(model, layers, dev, align, lens, repeats, folder: Path) -> Check:
+    m = checks.build(model, layers, "bfloat16", max(lens), dev)
+    rows = checks.chunking_overhead(m, checks.single(dev), lens, align, repeats)
+    where = f"{m.spec.name} ({layers} layers), tp 1 on {dev}, bfloat16, measured"
+    atomic_write_bytes(folder / "chunking.png", chunking_png(rows, where))
+    worst = max(rows, key=lambda r: r["change"])
+    two = ", ".join("{:+.1%} at {}".format(r["change"], r["seq_len"]) for r in rows if r["chunks"] == 2)
+    summary = (
+        f"measured at tp 1 on {dev}: 2 chunks cost {two}; the worst, "
+        f"{worst['chunks']} chunks at {worst['seq_len']} tokens, {worst['change']:+.1%} "
+        f"(95% CI {worst['low']:+.1%}..{worst['high']:+.1%}); figure chunking.png"
+    )
+    return Check(name="chunking overhead", status=OK, summary=summary, rows=rows)
+
+
+def _launches(model, layers, dev, align, lens) -> Check:
+    name = "launch-bound"
+    if dev != "cuda":
+        return Check(name=name, status=SKIPPED, summary="CPU ranks: the host is the compute, no launches to wait on")
+    s = min(lens)
+    rows = []
+    for compiled in (False, True):
+        m = checks.build(model, layers, "bfloat16", s, dev, compiled=compiled)
+        rows += [{"compile": compiled, "tokens": s} | r for r in checks.launch_bound(m, s, align)]
+        del m
+        torch.cuda.empty_cache()
+    eager_host = [r for r in rows if not r["compile"] and r["bound"] == "host"]
+    fused_host = [r for r in rows if r["compile"] and r["bound"] == "host"]
+    if not eager_host:
+        summary = f"the GPU sets the pace at {s} tokens up to {rows[-1]['chunks']} chunks: eager launches stay hidden"
+    else:
+        k = min(r["chunks"] for r in eager_host)
+        fix = "--compile fixes it" if not fused_host else "still host-bound compiled"
+        summary = f"at {s} tokens, from {k} chunks the host issues a layer slower than the GPU runs it; {fix}"
+    return Check(name=name, status=OK, summary=summary, rows=rows)
+
+
+def _pipeline(model, layers, dev, tp, lens, folder: Path) -> Check:
+    name = "profile, search, bench"
+    n = tp or (torch.cuda.device_count() if dev == "cuda" else 2)
+    if dev == "cuda" and n < 2:
+        return Check(name=name, status=SKIPPED, summary="one GPU: a tp profile, search and bench need 2 or more")
+    use = ",".join(map(str, lens[:2]))
+    common = ["--model", model, "--layers", str(layers), "--tp", str(n), "--device", dev]
+    steps = [
+        ["profile", *common, "--seq-lens", use, "--repeats", "3", "-o", str(folder / "profile.yaml")],
+        ["search", *common, "--seq-lens", use, "--trials", "12", "--repeats", "3", "-o", str(folder / "plan.yaml")],
+        ["bench", *common, "--seq-lens", use, "--plan", str(folder / "plan.yaml"), "--profile", str(folder / "profile.yaml"),
+         "--json", str(folder / "bench.json")],
+    ]  # fmt: skip
+    log = []
+    for args in steps:
+        r = subprocess.run([sys.executable, "-m", "isotune", *args], capture_output=True, text=True)
+        log.append(f"$ isotune {' '.join(args)}\n{r.stdout}{r.stderr}")
+        atomic_write_text(folder / "pipeline.txt", "\n".join(log))
+        if r.returncode != 0:
+            why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+            return Check(name=name, status=FAIL, summary=f"isotune {args[0]} failed: {why}", detail=log[-1][-3000:])
+    import json
+
+    recs = json.loads((folder / "bench.json").read_text())
+    rows = [
+        {"tokens": r["seq_len"], "baseline_ms": r["baseline_ms"], "iso5050_ms": r["iso5050_ms"], "plan_ms": r["plan_ms"]}
+        | {"plan_chunks": r["plan_chunks"], "change": r["plan_vs_baseline"][0], "low": r["plan_vs_baseline"][1],
+           "high": r["plan_vs_baseline"][2]}
+        for r in recs
+    ]  # fmt: skip
+    link = "NCCL" if dev == "cuda" else "gloo over loopback"
+    said = "; ".join(
+        "{}: {}".format(
+            r["tokens"],
+            "unsplit kept" if r["plan_chunks"] == 1 else "{} chunks {:+.1%}".format(r["plan_chunks"], r["change"]),
+        )
+        for r in rows
+    )
+    summary = f"tp {n} ({link}), measured, the plan vs baseline: {said}; files profile.yaml, plan.yaml, bench.json"
+    return Check(name=name, status=OK, summary=summary, rows=rows, detail=log[-1][-4000:])

@@ -1,0 +1,31 @@
+"""The setting a measurement was made in, beyond model and TP size: what a plan or profile
+must match to say anything about this run."""
+
+from __future__ import annotations
+
+# what a split's timing depends on: compile (fused elementwise steps change the compute time)
+# and comm (NCCL's stream priority and channel knobs change what an all-reduce takes from it)
+SETTING_KEYS = ("dtype", "backend", "device", "interconnect", "compile", "comm")
+
+
+def said(value) -> str:
+    """A setting as a user would type it: {'env': {'NCCL_MAX_NCHANNELS': '8'}} -> NCCL_MAX_NCHANNELS=8."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        env = value.get("env", {})
+        return " ".join(f"{k}={v}" for k, v in env.items()) or "NCCL defaults"
+    return str(value)
+
+
+def setting_problems(made_in: dict, now: dict | None, what: str) -> list[str]:
+    """'the plan was made for dtype float32, not bfloat16', one per SETTING_KEYS value that
+    differs; a key either side lacks (files from older versions, a check made before launch
+    that cannot know it) is not checked."""
+    problems = []
+    for key in SETTING_KEYS:
+        made, run = made_in.get(key), (now or {}).get(key)
+        if made is not None and run is not None and made != run:
+            label = "compiled steps" if key == "compile" else key
+            problems.append(f"{what} for {label} {said(made)}, not {said(run)}")
+    return problems

@@ -1,0 +1,79 @@
+"""How ranks make their process group: the rendezvous, the timeouts, and the NCCL options that
+decide how an all-reduce shares the GPU with the compute it should hide behind."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from typing import TYPE_CHECKING
+
+import torch.distributed as tdist
+
+if TYPE_CHECKING:
+    from isotune.engine.dist import DistInfo
+
+TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
+# Spawned ranks meet at their first collective, each after loading its weights: a big model
+# loads at different speeds per rank, so the meeting waits longer than a collective may. (A
+# dead rank still ends it at once: the parent watches its ranks.)
+JOIN_TIMEOUT_S = float(os.environ.get("ISOTUNE_JOIN_TIMEOUT", "900"))
+
+# The environment knobs that set how many SMs (channels, CTAs) an NCCL all-reduce takes from the
+# compute, and how many hardware queues the host feeds: they change what a split can hide, so
+# profiles and plans record the values they were measured under (unset ones are left out).
+COMM_KNOBS = (
+    "NCCL_MAX_NCHANNELS",
+    "NCCL_MIN_NCHANNELS",
+    "NCCL_MAX_CTAS",
+    "NCCL_MIN_CTAS",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
+    "CUDA_DEVICE_MAX_CONNECTIONS",
+)
+
+
+def comm_setting(backend: str | None) -> dict:
+    """What shapes the all-reduce's share of the GPU, as recorded in profiles and plans: NCCL's
+    stream priority (always high, see nccl_options) and the knobs set in this environment."""
+    if backend != "nccl":
+        return {}
+    return {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}
+
+
+def nccl_options():
+    """NCCL runs its kernels on a high-priority stream: when compute and an all-reduce are both
+    ready, the GPU's scheduler starts the all-reduce's blocks first, so the comm that ISO means
+    to hide is not itself queued behind the next chunk's GEMMs (vLLM and TokenWeave do the same)."""
+    return tdist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
+
+
+def init_group(info: DistInfo) -> None:
+    """Join the group `info` names: a launcher's (env://) or the spawning parent's store."""
+    timeout = datetime.timedelta(seconds=TIMEOUT_S)
+    kwargs: dict = {}
+    if info.device.type == "cuda":
+        kwargs["device_id"] = info.device
+    if info.backend == "nccl":
+        kwargs["pg_options"] = nccl_options()
+    if info.store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
+        tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
+    else:
+        store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
+        meet(store, info.world)
+        tdist.init_process_group(
+            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
+        )
+
+
+def meet(store, world: int) -> None:
+    """Wait (up to JOIN_TIMEOUT_S) until every rank has checked in: the process group's own
+    connect then finds them all there, well within the collective timeout it uses."""
+    store.add("isotune/joined", 1)
+    deadline = time.monotonic() + max(TIMEOUT_S, JOIN_TIMEOUT_S)
+    while store.add("isotune/joined", 0) < world:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the other ranks did not get ready within {JOIN_TIMEOUT_S:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
+            )
+        time.sleep(0.02)

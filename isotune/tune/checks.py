@@ -1,0 +1,124 @@
+"""The measurements `isotune doctor` makes on one device, in this process: what the machine is,
+whether ISO equals the unsplit prefill, what chunking costs with no communication to hide, and
+whether the host or the GPU sets the pace. Each returns plain rows for the report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections import defaultdict
+
+import torch
+
+from isotune.core.chunking import chunk_bounds
+from isotune.core.spec import load_spec
+from isotune.core.stats import interval, paired_change
+from isotune.engine.dist import DistInfo
+from isotune.engine.executor import COMPUTE_ONLY, prefill
+from isotune.engine.model import TPModel, build_model, random_prompt
+from isotune.engine.timing import time_prefills
+from isotune.engine.topology import gpu_indices, group_link, smi
+
+# max |logit difference| ISO may show against the unsplit prefill: summation order differs
+TOLERANCE = {"float32": 1e-3, "bfloat16": 0.25, "float16": 0.05}
+
+
+def environment() -> dict:
+    """Versions, devices and links: what every number in the report was measured on."""
+    env = {
+        "python": sys.version.split()[0],
+        "torch": str(torch.__version__),
+        "cuda build": torch.version.cuda or "none (CPU build)",
+        "host": f"{platform.node()}, {os.cpu_count()} CPU cores, {platform.machine()}",
+    }
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        props = [torch.cuda.get_device_properties(i) for i in range(n)]
+        env["gpus"] = ", ".join(
+            f"{p.name} ({p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs)" for p in props
+        )
+        env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        env["link among all GPUs"] = group_link("cuda", True, gpu_indices(list(range(n))))
+        env["topology"] = smi("topo", "-m") or "nvidia-smi topo -m: unavailable"
+    else:
+        env["gpus"] = "none visible"
+    return env
+
+
+def single(device: str) -> DistInfo:
+    dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
+    return DistInfo(rank=0, world=1, local_rank=0, device=dev, backend=None, launched=False)
+
+
+@torch.inference_mode()
+def iso_equals_baseline(model: TPModel, seq_len: int, align: int, seed: int = 0) -> list[dict]:
+    """Per split: the largest logit difference from the unsplit prefill, and whether it is
+    within the dtype's tolerance."""
+    ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)
+    base = model.logits(model.final_norm(prefill(model, ids, [0, seq_len])))  # (S, vocab) fp32
+    dtype = str(model.dtype).removeprefix("torch.")
+    rows = []
+    for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4, [0.125] * 8):
+        bounds = chunk_bounds(seq_len, ratios, align)
+        diff = (model.logits(model.final_norm(prefill(model, ids, bounds))) - base).abs().max().item()
+        ok = diff < TOLERANCE[dtype]
+        rows.append({"split": "/".join(f"{r:g}" for r in ratios), "max_diff": diff, "tol": TOLERANCE[dtype], "ok": ok})
+    return rows
+
+
+@torch.inference_mode()
+def chunking_overhead(
+    model: TPModel, info: DistInfo, seq_lens: list[int], align: int, repeats: int, seed: int = 0
+) -> list[dict]:
+    """Compute-only prefills split evenly into 2, 4 and 8 chunks against the unsplit one, timed
+    interleaved: with nothing to hide, this is what a split costs (smaller GEMMs, more launches,
+    attention in pieces), the price any overlap must win back."""
+    rows = []
+    for s in seq_lens:
+        ids = torch.tensor(random_prompt(s, model.spec.vocab, seed), device=info.device)
+        variants = {"1": ([0, s], COMPUTE_ONLY)}
+        for k in (2, 4, 8):
+            if s // k >= align:
+                variants[str(k)] = (chunk_bounds(s, [1 / k] * k, align), COMPUTE_ONLY)
+        samples: dict[str, list[float]] = {}
+        time_prefills(model, info, ids, variants, warmup=1, repeats=repeats, samples=samples)
+        base = interval(samples["1"])
+        for k, ts in samples.items():
+            if k != "1":
+                change = paired_change(samples["1"], ts)
+                rows.append(
+                    {"seq_len": s, "chunks": int(k), "unsplit_ms": base.estimate, "split_ms": interval(ts).estimate}
+                    | {"change": change.estimate, "low": change.low, "high": change.high}
+                )
+    return rows
+
+
+@torch.inference_mode()
+def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> list[dict]:
+    """Per chunk count: the host's ms to issue one layer's compute against the GPU's ms to run
+    it, from a traced prefill (CUDA events for the GPU, perf_counter for the host). Where the
+    host's is larger the GPU waits on launches (see --compile)."""
+    ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)
+    rows = []
+    for k in (1, 2, 4, 8):
+        if seq_len // k < align:
+            continue
+        bounds = chunk_bounds(seq_len, [1 / k] * k, align)
+        prefill(model, ids, bounds, mode=COMPUTE_ONLY)  # warm-up
+        events: list[dict] = []
+        prefill(model, ids, bounds, mode=COMPUTE_ONLY, trace=events)
+        host, gpu = defaultdict(float), defaultdict(float)
+        for e in events:
+            if e["kind"] == "compute":
+                host[e["layer"]] += e["host_ms"]
+                gpu[e["layer"]] += e["end_ms"] - e["start_ms"]
+        layers = len(host)
+        h, g = sum(host.values()) / layers, sum(gpu.values()) / layers
+        rows.append({"chunks": k, "host_ms": h, "gpu_ms": g, "bound": "host" if h > g else "GPU"})
+    return rows
+
+
+def build(model: str, layers: int | None, dtype: str, max_len: int, device: str, compiled: bool = False) -> TPModel:
+    spec = load_spec(model, layers)
+    return build_model(spec, single(device), getattr(torch, dtype), max_len, seed=0, compiled=compiled)

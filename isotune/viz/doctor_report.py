@@ -1,0 +1,85 @@
+"""`isotune doctor`'s report: a Markdown file a person reads (each check's status, its one-line
+verdict, its table), the same as JSON, a summary table on the terminal, and the chunking-overhead
+figure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from rich.table import Table
+
+from isotune.viz.png import png_bytes, pyplot
+from isotune.viz.tables import console
+
+OK, FAIL, SKIPPED = "ok", "FAIL", "skipped"
+
+
+@dataclass(kw_only=True)
+class Check:
+    name: str
+    status: str  # OK, FAIL or SKIPPED
+    summary: str  # one line: the verdict with its numbers, or why it was skipped
+    rows: list[dict] = field(default_factory=list)  # a table, when the check has one
+    detail: str = ""  # raw output worth keeping (test summary, nvidia-smi topo, bench table)
+
+
+PERCENT = ("change", "low", "high")  # relative changes: shown as percentages
+
+
+def _cell(key: str, v) -> str:
+    if isinstance(v, float):
+        return f"{v:+.1%}" if key in PERCENT else f"{v:.4g}"
+    return str(v)
+
+
+def markdown(title: str, env: dict, checks: list[Check]) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in env.items() if k != "topology"]
+    if "topology" in env:
+        lines += ["", "```", env["topology"].rstrip(), "```"]
+    lines += ["", "| check | status | verdict |", "|---|---|---|"]
+    lines += [f"| {c.name} | {c.status} | {c.summary} |" for c in checks]
+    for c in checks:
+        lines += ["", f"## {c.name}: {c.status}", "", c.summary]
+        if c.rows:
+            cols = list(c.rows[0])
+            lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(_cell(k, r[k]) for k in cols) + " |" for r in c.rows]
+        if c.detail:
+            lines += ["", "```", c.detail.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def as_json(env: dict, checks: list[Check]) -> str:
+    return json.dumps({"environment": env, "checks": [asdict(c) for c in checks]}, indent=1)
+
+
+def show_summary(title: str, checks: list[Check], report: str) -> None:
+    t = Table(title=title, caption=f"report: {report}")
+    t.add_column("check")
+    t.add_column("status")
+    t.add_column("verdict", max_width=70)
+    style = {OK: "green", FAIL: "bold red", SKIPPED: "yellow"}
+    for c in checks:
+        t.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", c.summary)
+    console().print(t)
+
+
+def chunking_png(rows: list[dict], where: str) -> bytes:
+    """Split / unsplit compute time by length, a line per chunk count, with 95% intervals."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k in sorted({r["chunks"] for r in rows}):
+        mine = [r for r in rows if r["chunks"] == k]
+        xs = [r["seq_len"] for r in mine]
+        ys = [100 * r["change"] for r in mine]
+        err = [[100 * (r["change"] - r["low"]) for r in mine], [100 * (r["high"] - r["change"]) for r in mine]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{k} even chunks")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prompt tokens")
+    ax.set_ylabel("compute time vs unsplit (%)")
+    ax.set_title(f"What splitting costs with nothing to hide ({where})")
+    ax.legend()
+    return png_bytes(fig)

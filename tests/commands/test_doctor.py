@@ -1,0 +1,47 @@
+"""isotune doctor on CPU: it runs what a CPU can (ISO == baseline, chunking overhead, a gloo
+profile -> search -> bench), says what it skipped and why, and writes a report."""
+
+import json
+
+
+def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
+    out = tmp_path / "doc"
+    r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--repeats", "3")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    by = {c["name"]: c for c in report["checks"]}
+    assert by["CUDA tests"]["status"] == "skipped" and "no CUDA GPU" in by["CUDA tests"]["summary"]
+    assert by["launch-bound"]["status"] == "skipped" and "CPU ranks" in by["launch-bound"]["summary"]
+    iso = by["ISO == baseline"]
+    assert iso["status"] == "ok" and len(iso["rows"]) == 4 and all(row["ok"] for row in iso["rows"])
+    assert "no --checkpoint given" in iso["summary"]
+    overhead = by["chunking overhead"]["rows"]
+    assert {(row["seq_len"], row["chunks"]) for row in overhead} == {
+        (128, 2),
+        (128, 4),
+        (128, 8),
+        (256, 2),
+        (256, 4),
+        (256, 8),
+    }
+    assert all(row["low"] <= row["change"] <= row["high"] for row in overhead)
+    assert (out / "chunking.png").read_bytes()[:4] == b"\x89PNG"
+    pipe = by["profile, search, bench"]
+    assert pipe["status"] == "ok" and [row["tokens"] for row in pipe["rows"]] == [128, 256]
+    assert all((out / f).is_file() for f in ("profile.yaml", "plan.yaml", "bench.json", "report.md"))
+    md = (out / "report.md").read_text()
+    assert "## CUDA tests: skipped" in md and "| check | status | verdict |" in md and "torch" in md
+    assert "report.md" in r.stdout and max(len(line) for line in r.stdout.splitlines()) <= 100
+
+
+def test_doctor_bad_input(cli, tmp_path):
+    (tmp_path / "f").write_text("x")
+    for args, words in (
+        (["-o", str(tmp_path / "f")], "is a file: give a folder"),
+        (["-o", str(tmp_path / "no" / "d")], "parent folder does not exist"),
+        (["--repeats", "1"], "intervals need at least 2"),
+        (["--model", "nope"], "nope"),
+    ):
+        r = cli("doctor", *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1

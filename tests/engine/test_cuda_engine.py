@@ -1,0 +1,121 @@
+"""The GPU engine on one GPU with a real (1-rank) NCCL group: the wait path, the trace's
+side-stream end event, the high-priority comm stream, grouped K/V heads read natively, compiled
+steps and CUDA-event timing. Marked `cuda`; skipped where no GPU is visible (CI has none). Run on
+a GPU machine with `python3 -m pytest -q -m cuda` (isotune doctor does)."""
+
+import time
+
+import pytest
+import torch
+import torch.distributed as tdist
+
+from isotune.core.chunking import chunk_bounds
+from isotune.core.spec import load_spec
+from isotune.engine import dist
+from isotune.engine.executor import prefill
+from isotune.engine.fused import EAGER
+from isotune.engine.group import init_group
+from isotune.engine.layers import _flash_reads_gqa, chunk_attention
+from isotune.engine.model import build_model
+from isotune.engine.timing import device_ms
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _info(backend=None):
+    return dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cuda", 0), backend=backend, launched=False)
+
+
+@pytest.fixture
+def nccl():
+    """A 1-rank NCCL group made the way ranks make theirs (engine.group.init_group): all-reduces
+    are real NCCL work on NCCL's own stream, with handles to wait on."""
+    store = tdist.TCPStore("127.0.0.1", 0, None, True)
+    info = _info("nccl")
+    info.store_port = store.port
+    init_group(info)
+    yield info
+    tdist.destroy_process_group()
+    del store
+
+
+def test_the_comm_stream_has_high_priority(nccl):
+    backend = tdist.distributed_c10d._get_default_group()._get_backend(torch.device("cuda", 0))
+    assert backend.options.is_high_priority_stream
+
+
+def test_all_reduces_return_handles_that_are_waited(nccl):
+    t = torch.ones(1024, device="cuda")
+    handle = dist.all_reduce_async(t)
+    assert handle is not None
+    handle.wait()
+    assert t.sum().item() == 1024  # one rank: the sum is itself
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-3), (torch.bfloat16, 0.25)])
+def test_iso_equals_baseline_through_nccl_waits(nccl, dtype, tol):
+    spec = load_spec("small", layers=2)
+    model = build_model(spec, nccl, dtype, 1024, seed=0)
+    ids = torch.randint(0, spec.vocab, (1024,), device="cuda")
+    base = model.logits(model.final_norm(prefill(model, ids, [0, 1024])))
+    for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4):
+        x = prefill(model, ids, chunk_bounds(1024, ratios, 64))
+        assert (model.logits(model.final_norm(x)) - base).abs().max() < tol
+
+
+def test_a_traced_two_chunk_run_overlaps_an_all_reduce_with_the_next_chunks_compute(nccl):
+    spec = load_spec("small", layers=2)
+    model = build_model(spec, nccl, torch.bfloat16, 2048, seed=0)
+    ids = torch.randint(0, spec.vocab, (2048,), device="cuda")
+    bounds = chunk_bounds(2048, [0.5, 0.5], 64)
+    prefill(model, ids, bounds)  # warm-up
+    events: list[dict] = []
+    prefill(model, ids, bounds, trace=events)
+    comms = [e for e in events if e["kind"] == "comm"]
+    compute = [e for e in events if e["kind"] == "compute"]
+    assert len(comms) == 2 * spec.layers * 2 and all(e["end_ms"] > e["start_ms"] for e in comms)
+    assert all(e["host_ms"] > 0 for e in compute)
+    overlapped = [
+        (c, e)
+        for c in comms
+        if c["chunk"] == 0
+        for e in compute
+        if e["chunk"] == 1 and c["start_ms"] < e["end_ms"] and e["start_ms"] < c["end_ms"]
+    ]
+    assert overlapped, "no all-reduce of chunk 0 ran while chunk 1 computed"
+
+
+def test_bf16_grouped_heads_go_to_flash_without_a_repeat():
+    torch.manual_seed(0)
+    q = torch.randn(1, 32, 512, 128, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 8, 1024, 128, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, 8, 1024, 128, device="cuda", dtype=torch.bfloat16)
+    assert _flash_reads_gqa(q, k)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = chunk_attention(q, k, v, 512, 1024)
+    assert not any("repeat_interleave" in e.name for e in prof.events())
+    want = chunk_attention(q.float().cpu(), k.float().cpu(), v.float().cpu(), 512, 1024)
+    assert (out.float().cpu() - want).abs().max() < 3e-2
+
+
+def test_compiled_steps_match_eager_on_the_gpu():
+    spec = load_spec("small", layers=2)
+    model = build_model(spec, _info(), torch.bfloat16, 1024, seed=0, compiled=True, decode=True)
+    ids = torch.randint(0, spec.vocab, (1024,), device="cuda")
+    bounds = chunk_bounds(1024, [0.5, 0.5], 64)
+    got = prefill(model, ids, bounds).float()
+    compiled, model.ops = model.ops, EAGER
+    want = prefill(model, ids, bounds).float()
+    assert compiled.compiled and (got - want).abs().max() < 0.1 * max(1.0, want.abs().max().item() / 10)
+
+
+def test_event_timing_leaves_the_host_sync_out():
+    x = torch.randn(64, 64, device="cuda")
+    fn = lambda: x.add_(1.0)  # noqa: E731 - one tiny kernel: the launch and sync are most of its wall time
+    device_ms(fn, x.device, 10)  # warm-up
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) * 1e3
+    assert 0 < device_ms(fn, x.device, 100) < wall
