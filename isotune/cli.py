@@ -139,8 +139,17 @@ def profile(
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
     compile: CompileOpt = False,
+    hardware: Annotated[
+        Optional[str],
+        typer.Option(
+            "--hardware",
+            help="Compute the profile from a catalog entry (profiles/hardware: h100-sxm, rtx4090, ...) "
+            "instead of measuring: GPUs you do not have. Needs no ranks.",
+        ),
+    ] = None,
 ) -> None:
-    """Measure a model's TP layer compute and the topology's all-reduce; write a Profile YAML."""
+    """Measure a model's TP layer compute and the topology's all-reduce (or compute them for a
+    catalog GPU with --hardware); write a Profile YAML."""
     _forward("profile", locals())
 
 

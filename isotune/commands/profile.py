@@ -26,8 +26,11 @@ def profile(
     threads: int,
     seed: int,
     compile: bool = False,
+    hardware: str | None = None,
 ) -> int:
     """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
+    if hardware is not None:
+        return analytic(out=out, model=model, tp=tp, layers=layers, dtype=dtype, hardware=hardware)
     spec, tp, dev = resolve_target(model, layers, tp, device)
     check_writable(out, "--out")
     lens = parse_seq_lens(seq_lens)
@@ -49,3 +52,20 @@ def profile(
         out=out,
     )
     return dist.launch(profile_worker, tp, cfg, device=dev, threads=threads)
+
+
+def analytic(*, out: str, model: str, tp: int | None, layers: int | None, dtype: str, hardware: str) -> int:
+    """`profile --hardware`: the profile computed from a catalog entry, in this process."""
+    from isotune.core.analytic import analytic_profile
+    from isotune.core.hardware import load_hardware
+    from isotune.core.profile import save_profile
+    from isotune.core.spec import load_spec, resolve_dtype
+    from isotune.viz.tables import show_profile
+
+    check_writable(out, "--out")
+    hw = load_hardware(hardware)
+    spec = load_spec(model, layers)
+    prof = analytic_profile(hw, spec, tp or 1, resolve_dtype(dtype, spec)[0])
+    save_profile(prof, out)
+    show_profile(prof, out)
+    return 0

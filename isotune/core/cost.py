@@ -101,6 +101,8 @@ def host_lane_text(profile: Profile) -> str:
     pays twice)."""
     fit = profile.fit
     host = fit.host_attn_ms + fit.host_mlp_ms
+    if host <= 0 and profile.source != "measured":
+        return "none: launches assumed hidden (see the assumptions)"
     if host <= 0:
         return "none: on CPU ranks the host's time is the compute itself"
     sizes = sorted({int(t) for t, _ in fit.mlp_table or []} | {int(q) for q, *_ in fit.attn_table or []})

@@ -92,6 +92,8 @@ class Profile:
     allreduce_idle_samples: list[list[float]] = field(default_factory=list)  # [bytes, ms] after an idle gap
     slowdown_samples: list[list[float]] = field(default_factory=list)  # [compute_ms, comm_ms, together_ms]
     check_samples: list[list] = field(default_factory=list)  # [seq_len, variant, measured_ms, predicted_ms]
+    source: str = "measured"  # or "model": computed from a hardware catalog entry (core.analytic)
+    assumptions: list[str] = field(default_factory=list)  # what a model-sourced profile rests on
 
     @property
     def dtype_bytes(self) -> int:
@@ -143,7 +145,8 @@ def check_profile_fits(
         raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
     if tp is not None and int(prof.topology["tp"]) != tp:
         raise BadInput(f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first")
-    problems = setting_problems(prof.topology, setting, f"{what} was measured")
+    made = "measured" if prof.source == "measured" else "computed"  # an analytic profile: for its hardware
+    problems = setting_problems(prof.topology, setting, f"{what} was {made}")
     if problems and not force:
         raise BadInput(f"{'; '.join(problems)}: profile this setup, or pass --force to use it anyway")
     return [f"warning: {p} (--force)" for p in problems]

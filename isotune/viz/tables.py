@@ -44,12 +44,17 @@ def show_profile(p: Profile, path: str = "") -> None:
         f"{topo['hosts']} host(s), {topo['dtype']}",
     )
     head.add_row("software", ", ".join(f"{k} {v}" for k, v in p.software.items()))
+    if p.source != "measured":  # computed, not measured: say from what
+        head.add_row("source", f"{p.source} (nothing here was measured)")
+        for i, line in enumerate(p.assumptions):
+            head.add_row("assumes" if i == 0 else "", line)
     if fit.attn_table:
         head.add_row(
             "attention ms",
             f"table by query tokens ({len(fit.attn_table)} shapes) + {fit.attn_ms_per_pair:.3g}·q·prefix",
         )
-        head.add_row("MLP ms", f"table by tokens ({len(fit.mlp_table or [])} shapes), timed inside prefills")
+        how = "timed inside prefills" if p.source == "measured" else "computed"
+        head.add_row("MLP ms", f"table by tokens ({len(fit.mlp_table or [])} shapes), {how}")
     else:
         head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
         head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
@@ -74,6 +79,8 @@ def show_profile(p: Profile, path: str = "") -> None:
             (f"{n / 1e6:.2f} MB", ms, fit.allreduce_ms(int(n), fit.burst_mb)) for n, ms in p.allreduce_idle_samples
         ],
     }
+    if not any(groups.values()):  # an analytic profile: nothing was measured to compare
+        return
     t = Table(title="measured vs fitted, per layer op (slowest rank)")
     for col in ("op", "samples", "ms", "median |error|", "worst error", "worst at"):
         t.add_column(col, justify="left" if col in ("op", "worst at") else "right")

@@ -1,0 +1,132 @@
+"""An analytic profile: what `isotune profile` would measure, computed from a hardware catalog
+entry (core.hardware) for a model, TP size and dtype, in the Profile schema the cost model,
+`search --objective model`, `show` and `bench --profile` already read. Pure Python.
+
+Per layer and rank, for a chunk of q query tokens after p prefix tokens:
+  GEMMs      max(2·q·W / (peak · GEMM_EFFICIENCY), W·bytes / (HBM · HBM_EFFICIENCY))
+             W = this rank's weights of the op: each chunk reads them once, so short chunks are
+             memory-bound and a split pays for its extra weight reads
+  attention  max(4·Hq·D·q·(p + q/2) / (peak · ATTENTION_EFFICIENCY), K/V bytes / HBM)
+             q·(p + q/2): the causal (query, key) pairs
+  elementwise  the norms, RoPE, SwiGLU, cache writes and residual adds: bytes / HBM
+  all-reduce latency + 2(n-1)/n · bytes / busbw  (nccl-tests' definition of bus bandwidth)
+  while an all-reduce runs, compute slows by channels / (SMs - channels): NCCL's CTAs hold SMs
+On a `cpu` entry the rates are measured, not peaks, so no efficiency factor applies.
+"""
+
+from __future__ import annotations
+
+from isotune import __version__
+from isotune.core.errors import BadInput
+from isotune.core.fit import interp
+from isotune.core.hardware import Hardware
+from isotune.core.profile import CostFit, Profile
+from isotune.core.shard import check_tp, shard_for
+from isotune.core.spec import ModelSpec
+
+# Achieved vs peak, stated once, each with its reason. Round figures, not fitted to any result.
+GEMM_EFFICIENCY = 0.70  # cuBLAS bf16 GEMMs of LLM shapes: 70-80% of dense peak on A100/H100; the low end
+HBM_EFFICIENCY = 0.80  # streaming kernels reach 80-90% of the HBM/GDDR peak; the low end
+# FlashAttention-2's forward pass: 50-73% of peak on A100 (Dao 2023, arXiv 2307.08691); about 35%
+# on H100, where it cannot use Hopper's asynchronous tensor cores (FlashAttention-3, arXiv
+# 2407.08608). PyTorch's SDPA runs FlashAttention-2 on both. Ada taken as Ampere.
+ATTENTION_EFFICIENCY = {"ampere": 0.50, "ada": 0.50, "hopper": 0.35}
+TABLE_TOKENS = sorted({n for e in range(4, 18) for n in (2**e, 3 * 2 ** (e - 1))})  # 16 .. 131072
+BYTES = {"bfloat16": 2, "float16": 2}
+
+
+def analytic_profile(hw: Hardware, spec: ModelSpec, tp: int, dtype: str) -> Profile:
+    if dtype not in BYTES:
+        raise BadInput(f"--dtype {dtype}: analytic profiles model bfloat16 or float16 (what GPUs serve in)")
+    check_tp(spec, tp)
+    ar, ar_note = hw.allreduce_for(tp)
+    c = _Costs(hw, spec, tp, BYTES[dtype])
+    ch, sms = hw.link["nccl_channels"].value, hw.gpu["sm_count"].value
+    slowdown = hw.extra["compute_slowdown"].value if "compute_slowdown" in hw.extra else ch / max(1.0, sms - ch)
+    fit = CostFit(
+        attn=[0.0, 0.0, 0.0],
+        mlp=[0.0, 0.0],
+        latency_ms=ar.latency_us / 1e3,
+        ms_per_mb=(2 * (tp - 1) / tp) / ar.busbw_gb_s if tp > 1 else 0.0,
+        compute_slowdown=slowdown,
+        attn_table=[[q, c.attn_ms(q, 0)] for q in TABLE_TOKENS],
+        attn_ms_per_pair=c.per_pair_ms,
+        mlp_table=[[t, c.mlp_ms(t)] for t in TABLE_TOKENS],
+    )
+    # the summary lines (schema fields) through two table points
+    fit.attn = [0.0, interp(fit.attn_table, 1024) / 1024, c.per_pair_ms]
+    fit.mlp = [0.0, interp(fit.mlp_table, 1024) / 1024]
+    return Profile(
+        model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
+        topology={
+            "tp": tp,
+            "backend": "gloo" if hw.arch == "cpu" else "nccl",
+            "device": f"{hw.name} (analytic)",
+            "device_count": tp,
+            "interconnect": hw.kind,
+            "hosts": 1,
+            "dtype": dtype,
+            "hardware": hw.name,
+        },
+        software={"isotune": __version__},
+        fit=fit,
+        source="model",
+        assumptions=c.assumptions(ar, ar_note, slowdown),
+    )
+
+
+class _Costs:
+    """One rank's per-layer op costs on `hw`, in ms."""
+
+    def __init__(self, hw: Hardware, spec: ModelSpec, tp: int, nbytes: int):
+        self.hw, self.spec, self.b = hw, spec, nbytes
+        s = shard_for(spec, tp, 0)
+        d, h = spec.head_dim, spec.hidden
+        self.hq, self.hkv, self.ffn = s.q_heads, s.kv_heads, s.ffn
+        self.w_attn = h * (s.q_heads + 2 * s.kv_heads) * d + s.q_heads * d * h  # QKV + O elements
+        self.w_mlp = 3 * h * s.ffn  # gate, up, down
+        # bytes per token the elementwise steps move: norm (read x, write h), RoPE on q and k,
+        # cache writes, residual add (read two, write one); SwiGLU reads 2F and writes F
+        self.elem_attn = (2 * h + 2 * (s.q_heads + s.kv_heads) * d + 2 * s.kv_heads * d + 3 * h) * nbytes
+        self.elem_mlp = (2 * h + 3 * s.ffn + 3 * h) * nbytes
+        measured = hw.arch == "cpu"  # rates measured on the host: already achieved, not peaks
+        tflops = hw.gpu["bf16_dense_tflops"].value * 1e12
+        self.gemm_rate = tflops * (1.0 if measured else GEMM_EFFICIENCY)
+        att = hw.extra.get("attention_tflops")
+        self.attn_rate = att.value * 1e12 if att else tflops * ATTENTION_EFFICIENCY.get(hw.arch, 0.35)
+        self.hbm = hw.gpu["hbm_gb_s"].value * 1e9 * (1.0 if measured else HBM_EFFICIENCY)
+        self.per_pair_ms = 4 * s.q_heads * d / self.attn_rate * 1e3
+
+    def attn_ms(self, q: int, p: int) -> float:
+        gemm = max(2 * q * self.w_attn / self.gemm_rate, self.w_attn * self.b / self.hbm)
+        kv = 2 * self.hkv * self.spec.head_dim * (p + q) * self.b  # K and V read once
+        att = max(4 * self.hq * self.spec.head_dim * q * (p + q / 2) / self.attn_rate, kv / self.hbm)
+        return (gemm + att + q * self.elem_attn / self.hbm) * 1e3
+
+    def mlp_ms(self, t: int) -> float:
+        gemm = max(2 * t * self.w_mlp / self.gemm_rate, self.w_mlp * self.b / self.hbm)
+        return (gemm + t * self.elem_mlp / self.hbm) * 1e3
+
+    def assumptions(self, ar, ar_note: str | None, slowdown: float) -> list[str]:
+        hw = self.hw
+        eff = (
+            "measured rates (no efficiency factor)"
+            if hw.arch == "cpu"
+            else (
+                f"GEMMs at {GEMM_EFFICIENCY:.0%} of {hw.gpu['bf16_dense_tflops'].value:g} dense bf16 TFLOPS, "
+                f"attention at {ATTENTION_EFFICIENCY.get(hw.arch, 0.35):.0%} ({hw.arch}), "
+                f"memory at {HBM_EFFICIENCY:.0%} of {hw.gpu['hbm_gb_s'].value:g} GB/s"
+            )
+        )
+        out = [
+            f"source: analytic, from the catalog entry {hw.name} ({hw.description})",
+            f"compute: {eff}; each chunk reads its weights once (short chunks are memory-bound)",
+            "attention: causal pairs q·(p + q/2), flash-style (no score matrix in memory)",
+            f"all-reduce: {ar.latency_us:g} µs + 2(n-1)/n · bytes / {ar.busbw_gb_s:g} GB/s bus bandwidth "
+            f"(the tp {ar.tp} figures of {hw.name}, sourced in its catalog entry)",
+            f"compute slows by {slowdown:.1%} while an all-reduce runs "
+            + ("(measured)" if "compute_slowdown" in hw.extra else
+               f"({hw.link['nccl_channels'].value:g} NCCL channels of {hw.gpu['sm_count'].value:g} SMs)"),
+            "no host lane: launches assumed hidden (long chunks, --compile or CUDA graphs); ranks in lockstep",
+        ]  # fmt: skip
+        return out + ([ar_note] if ar_note else [])

@@ -1,0 +1,100 @@
+"""The hardware catalog and the analytic profile computed from it: every entry present, complete
+and sourced; the profile's shape follows the hardware (PCIe spends more of a prefill on
+all-reduces than NVLink, attention's share grows with length, short chunks are memory-bound)."""
+
+import pytest
+import yaml
+
+from isotune.core.analytic import analytic_profile
+from isotune.core.cost import predict_serial, simulate
+from isotune.core.errors import BadInput
+from isotune.core.hardware import CATALOG, GPU_FIELDS, LINK_FIELDS, hardware_names, load_hardware
+from isotune.core.spec import load_spec
+
+GPUS = ("rtx4090", "l40s", "a100-sxm", "a800-sxm", "h100-sxm", "h200-sxm")
+
+
+def test_the_catalog_has_every_named_gpu_complete_and_sourced():
+    assert set(GPUS) <= set(hardware_names())
+    for name in hardware_names():
+        hw = load_hardware(name)  # raises on a missing field, a non-number or a missing source
+        assert hw.name == name and hw.kind in ("nvlink", "pcie", "loopback", "network")
+        assert all(len(v.source) > 20 for v in (*hw.gpu.values(), *hw.link.values()))
+        assert {a.tp for a in hw.allreduce} >= ({1, 2} if hw.arch == "cpu" else {2, 4, 8}) - {1}
+        assert all(len(a.source) > 20 for a in hw.allreduce)
+    assert not load_hardware("rtx4090").p2p and load_hardware("h100-sxm").kind == "nvlink"
+
+
+def _entry(**change) -> dict:
+    d = yaml.safe_load((CATALOG / "h100-sxm.yaml").read_text())
+    for path, value in change.items():
+        *head, last = path.split(".")
+        node = d
+        for key in head:
+            node = node[key]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    "change,words",
+    [
+        ({"gpu.hbm_gb_s": {"value": 3350}}, "hbm_gb_s needs a numeric value and a source"),
+        ({"gpu.sm_count": {"value": "many", "source": "x"}}, "sm_count needs a numeric value"),
+        ({"gpu.bf16_dense_tflops": None}, "lacks 'bf16_dense_tflops'"),
+        ({"interconnect.allreduce": []}, "needs at least one TP size"),
+        ({"interconnect.allreduce": [{"tp": 2, "busbw_gb_s": 100, "latency_us": 9}]}, "each allreduce entry needs"),
+        ({"isotune_hardware": 7}, "is not an isotune hardware entry"),
+    ],
+)
+def test_an_entry_without_a_field_or_its_source_is_refused(tmp_path, change, words):
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(_entry(**change)))
+    with pytest.raises(BadInput, match=words):
+        load_hardware(str(path))
+
+
+def test_an_unknown_name_lists_the_catalog():
+    with pytest.raises(BadInput, match="h100-sxm"):
+        load_hardware("h900")
+
+
+def test_fields_are_what_the_schema_names():
+    assert set(load_hardware("h100-sxm").gpu) == set(GPU_FIELDS) and set(load_hardware("l40s").link) == set(LINK_FIELDS)
+
+
+def _comm_share(hw: str, s: int) -> float:
+    prof = analytic_profile(load_hardware(hw), load_spec("llama2-70b"), 4, "bfloat16")
+    compute, comm = predict_serial(prof, s)
+    return comm / (compute + comm)
+
+
+def test_pcie_spends_more_of_a_prefill_on_all_reduces_than_nvlink():
+    for s in (1024, 4096, 16384):
+        pcie = min(_comm_share("rtx4090", s), _comm_share("l40s", s))
+        assert pcie > 2 * max(_comm_share(hw, s) for hw in ("a100-sxm", "a800-sxm", "h100-sxm", "h200-sxm"))
+        assert _comm_share("a800-sxm", s) > _comm_share("a100-sxm", s)  # a narrower NVLink
+
+
+def test_attention_share_grows_with_length_and_short_chunks_are_memory_bound():
+    prof = analytic_profile(load_hardware("h100-sxm"), load_spec("llama3-70b"), 8, "bfloat16")
+    fit = prof.fit
+    share = [fit.attn_ms(s, 0) / (fit.attn_ms(s, 0) + fit.mlp_ms(s)) for s in (1024, 4096, 16384, 65536)]
+    assert share == sorted(share) and share[-1] > 2 * share[0]
+    # below the weights' read time a chunk costs the same whatever its size: splitting it is pure loss
+    assert fit.mlp_ms(16) == pytest.approx(fit.mlp_ms(64), rel=0.05)
+    assert fit.mlp_ms(16) / 16 > 10 * fit.mlp_ms(8192) / 8192  # per token
+    # what the profile says of itself, and what the cost model makes of it
+    assert prof.source == "model" and prof.topology["hardware"] == "h100-sxm" and prof.assumptions
+    base, half = simulate(prof, [0, 4096]), simulate(prof, [0, 2048, 4096])
+    assert half < base  # NVLink, 70B, tp 8: a split pays
+
+
+def test_float32_and_a_tp_that_does_not_fit_are_refused():
+    with pytest.raises(BadInput, match="bfloat16 or float16"):
+        analytic_profile(load_hardware("h100-sxm"), load_spec("llama3-8b"), 2, "float32")
+    with pytest.raises(BadInput, match="does not divide"):
+        analytic_profile(load_hardware("a800-sxm"), load_spec("llama-30b"), 8, "bfloat16")
