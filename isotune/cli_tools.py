@@ -1,4 +1,5 @@
-"""The commands around the prefill ones: doctor (validate a machine), models and show."""
+"""The commands around the prefill ones: estimate (what ISO would save on catalog hardware),
+doctor (validate a machine), models and show."""
 
 from __future__ import annotations
 
@@ -7,6 +8,27 @@ from typing import Annotated, Optional
 import typer
 
 from isotune.cli_app import DeviceOpt, _forward, app
+
+
+@app.command()
+def estimate(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Preset or checkpoint folder (its config).")
+    ] = "llama2-70b",
+    layers: Annotated[Optional[int], typer.Option("--layers", help="Keep only the first N layers.")] = None,
+    seq_lens: Annotated[str, typer.Option("--seq-lens", help="Prompt lengths.")] = "1024,2048,4096,8192,16384",
+    hardware: Annotated[
+        Optional[str],
+        typer.Option("--hardware", help="Catalog entries (profiles/hardware), comma-separated (default: every GPU)."),
+    ] = None,
+    tp: Annotated[str, typer.Option("--tp", help="TP sizes, comma-separated.")] = "4,8",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (bfloat16 for presets), bfloat16 or float16.")] = "auto",
+    max_chunks: Annotated[int, typer.Option("--max-chunks", help="Most chunks a tuned split may have.")] = 4,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="PNG: saving vs length, a line per hardware.")] = None,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="The rows as JSON.")] = None,
+) -> None:
+    """Predict what ISO would save on GPUs you don't have (catalog x TP x length; nothing measured)."""
+    _forward("estimate", locals())
 
 
 @app.command()

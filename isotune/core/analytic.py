@@ -75,6 +75,15 @@ def analytic_profile(hw: Hardware, spec: ModelSpec, tp: int, dtype: str) -> Prof
     )
 
 
+def _rate(entry, efficiency: float):
+    """tokens -> FLOP/s: a measured curve by chunk size where the entry has one (interpolated,
+    flat beyond its ends), else its one figure; times `efficiency`."""
+    if entry.points:
+        pts = sorted(entry.points)
+        return lambda t: interp(pts, min(max(t, pts[0][0]), pts[-1][0])) * 1e12 * efficiency
+    return lambda t: entry.value * 1e12 * efficiency
+
+
 class _Costs:
     """One rank's per-layer op costs on `hw`, in ms."""
 
@@ -90,22 +99,27 @@ class _Costs:
         self.elem_attn = (2 * h + 2 * (s.q_heads + s.kv_heads) * d + 2 * s.kv_heads * d + 3 * h) * nbytes
         self.elem_mlp = (2 * h + 3 * s.ffn + 3 * h) * nbytes
         measured = hw.arch == "cpu"  # rates measured on the host: already achieved, not peaks
-        tflops = hw.gpu["bf16_dense_tflops"].value * 1e12
-        self.gemm_rate = tflops * (1.0 if measured else GEMM_EFFICIENCY)
+        tflops = hw.gpu["bf16_dense_tflops"]
+        self.gemm = _rate(tflops, 1.0 if measured else GEMM_EFFICIENCY)
         att = hw.extra.get("attention_tflops")
-        self.attn_rate = att.value * 1e12 if att else tflops * ATTENTION_EFFICIENCY.get(hw.arch, 0.35)
+        self.attn = _rate(att, 1.0) if att else _rate(tflops, ATTENTION_EFFICIENCY.get(hw.arch, 0.35))
         self.hbm = hw.gpu["hbm_gb_s"].value * 1e9 * (1.0 if measured else HBM_EFFICIENCY)
-        self.per_pair_ms = 4 * s.q_heads * d / self.attn_rate * 1e3
+        # the elementwise steps: their minimal bytes at the memory rate (fused, as --compile
+        # makes them), unless the entry measured what the eager steps reach
+        elem = hw.extra.get("elementwise_gb_s")
+        self.elem_rate = elem.value * 1e9 if elem else self.hbm
+        # a long prefix runs the attention kernel at its best measured rate
+        self.per_pair_ms = 4 * s.q_heads * d / max(self.attn(t) for t in TABLE_TOKENS) * 1e3
 
     def attn_ms(self, q: int, p: int) -> float:
-        gemm = max(2 * q * self.w_attn / self.gemm_rate, self.w_attn * self.b / self.hbm)
+        gemm = max(2 * q * self.w_attn / self.gemm(q), self.w_attn * self.b / self.hbm)
         kv = 2 * self.hkv * self.spec.head_dim * (p + q) * self.b  # K and V read once
-        att = max(4 * self.hq * self.spec.head_dim * q * (p + q / 2) / self.attn_rate, kv / self.hbm)
-        return (gemm + att + q * self.elem_attn / self.hbm) * 1e3
+        att = max(4 * self.hq * self.spec.head_dim * q * (p + q / 2) / self.attn(q), kv / self.hbm)
+        return (gemm + att + q * self.elem_attn / self.elem_rate) * 1e3
 
     def mlp_ms(self, t: int) -> float:
-        gemm = max(2 * t * self.w_mlp / self.gemm_rate, self.w_mlp * self.b / self.hbm)
-        return (gemm + t * self.elem_mlp / self.hbm) * 1e3
+        gemm = max(2 * t * self.w_mlp / self.gemm(t), self.w_mlp * self.b / self.hbm)
+        return (gemm + t * self.elem_mlp / self.elem_rate) * 1e3
 
     def assumptions(self, ar, ar_note: str | None, slowdown: float) -> list[str]:
         hw = self.hw

@@ -22,6 +22,7 @@ LINK_FIELDS = ("link_gb_s", "nccl_channels")
 class Sourced:
     value: float
     source: str
+    points: list[list[float]] | None = None  # [[tokens, value], ...] where a rate was measured by size
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +107,12 @@ def _sourced(d: dict, key: str, where: str) -> Sourced:
         raise BadInput(f"{where}: {key} needs a numeric value and a source line")
     if v["value"] <= 0:
         raise BadInput(f"{where}: {key} must be positive, not {v['value']}")
-    return Sourced(value=float(v["value"]), source=str(v["source"]))
+    points = v.get("points")
+    if points is not None and not (
+        isinstance(points, list) and points and all(isinstance(p, list) and len(p) == 2 and p[1] > 0 for p in points)
+    ):
+        raise BadInput(f"{where}: {key}.points must be [[tokens, value], ...] with positive values")
+    return Sourced(value=float(v["value"]), source=str(v["source"]), points=points)
 
 
 def _allreduce(a: dict, where: str) -> AllReduce:

@@ -42,3 +42,25 @@ def test_profile_hardware_bad_input(cli, tmp_path):
         r = cli("profile", *args, "-o", out)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_estimate_prints_a_table_and_writes_its_plot_and_json(cli, tmp_path):
+    import json
+
+    png, out = tmp_path / "e.png", tmp_path / "e.json"
+    r = cli("estimate", "--model", "llama2-70b", "--hardware", "rtx4090,a800-sxm", "--tp", "4,8",
+            "--seq-lens", "1024,4096", "--plot", str(png), "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "nothing here was measured" in r.stdout and max(len(line) for line in r.stdout.splitlines()) <= 100
+    rows = json.loads(out.read_text())
+    assert {(x["hardware"], x["tp"], x["tokens"]) for x in rows} == {
+        (hw, tp, s) for hw in ("rtx4090", "a800-sxm") for tp in (4, 8) for s in (1024, 4096)
+    }
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for args, words in (
+        (["--hardware", "b300"], "not in the catalog"),
+        (["--tp", "four"], "TP sizes separated by commas"),
+        (["--model", "llama-30b", "--tp", "8"], "no hardware x TP size fits llama-30b"),
+    ):
+        r = cli("estimate", *args)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr

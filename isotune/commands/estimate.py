@@ -1,0 +1,69 @@
+"""`isotune estimate`: what ISO would save on catalog hardware (profiles/hardware), for a model,
+per TP size and length, predicted from analytic profiles in this process (no ranks, no GPU)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+from isotune.core.chunking import parse_seq_lens
+from isotune.core.errors import BadInput
+from isotune.core.estimate import estimate as estimate_rows
+from isotune.core.files import atomic_write_bytes, atomic_write_text, check_writable
+from isotune.core.hardware import hardware_names, load_hardware
+from isotune.core.spec import load_spec, resolve_dtype
+
+
+def estimate(
+    *,
+    model: str,
+    layers: int | None,
+    seq_lens: str,
+    hardware: str | None,
+    tp: str,
+    dtype: str,
+    max_chunks: int,
+    plot: str | None,
+    json_out: str | None,
+) -> int:
+    spec = load_spec(model, layers)
+    lens = parse_seq_lens(seq_lens)
+    names = hardware.split(",") if hardware else [n for n in hardware_names() if load_hardware(n).arch != "cpu"]
+    for n in names:
+        load_hardware(n)  # an unknown or broken entry is one line now
+    try:
+        tps = [int(x) for x in tp.split(",")]
+    except ValueError:
+        raise BadInput(f"--tp {tp!r} must be TP sizes separated by commas, e.g. 4,8") from None
+    if not 1 <= max_chunks <= 8:
+        raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..8")
+    for flag, path in (("--plot", plot), ("--json", json_out)):
+        if path:
+            check_writable(path, flag)
+    if plot:
+        from isotune.viz.png import pyplot
+
+        pyplot()  # a missing matplotlib is a hint now, not after the table
+    dtype = resolve_dtype(dtype, spec)[0]
+    if max(lens) > spec.max_positions:
+        print(
+            f"note: {spec.name} was trained for {spec.max_positions} positions; longer lengths are costed "
+            "as if its context were extended",
+            file=sys.stderr,
+        )
+    rows, notes = estimate_rows(spec, names, tps, lens, dtype, max_chunks)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not rows:
+        raise BadInput(f"no hardware x TP size fits {spec.name}: pick TP sizes that divide its heads")
+    from isotune.viz.estimate_view import estimate_png, show_estimates
+
+    title = f"What ISO would save: {spec.name} ({spec.layers} layers), {dtype}"
+    show_estimates(rows, title)
+    if json_out:
+        atomic_write_text(json_out, json.dumps([asdict(r) | {"saving": r.saving} for r in rows], indent=1))
+    if plot:
+        atomic_write_bytes(plot, estimate_png(rows, title))
+        print(f"plot: {plot}", file=sys.stderr)
+    return 0
