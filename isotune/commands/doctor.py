@@ -17,6 +17,7 @@ import torch
 
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_bytes, atomic_write_text
+from isotune.core.spec import load_spec
 from isotune.engine.dist import resolve_device
 from isotune.tune import checks
 from isotune.viz.doctor_report import FAIL, OK, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
@@ -52,7 +53,7 @@ def doctor(
         raise BadInput(f"--out {out}: its parent folder does not exist: create it or pick another folder")
     if repeats < 2:
         raise BadInput(f"--repeats {repeats}: intervals need at least 2")
-    checks.build(model, layers, "float32", 16, "cpu")  # a bad --model or --layers fails now, not midway
+    load_spec(model, layers)  # a bad --model or --layers fails now, not midway
     folder.mkdir(exist_ok=True)
     from rich.progress import Progress
 

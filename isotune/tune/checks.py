@@ -38,7 +38,8 @@ def environment() -> dict:
         env["gpus"] = ", ".join(
             f"{p.name} ({p.total_memory / 2**30:.0f} GiB, {p.multi_processor_count} SMs)" for p in props
         )
-        env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        version = torch.cuda.nccl.version()  # a tuple in torch 2.x; an int in older builds
+        env["nccl"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
         env["link among all GPUs"] = group_link("cuda", True, gpu_indices(list(range(n))))
         env["topology"] = smi("topo", "-m") or "nvidia-smi topo -m: unavailable"
     else:
