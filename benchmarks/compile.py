@@ -38,7 +38,7 @@ def main() -> None:
     lens = [int(x) for x in a.seq_lens.split(",")]
     model = build_model(load_spec(a.model, a.layers), info, getattr(torch, a.dtype), max(lens), seed=0)
     t0 = time.perf_counter()
-    compiled = (compile_model(model, 64, decode=False), model.ops)[1]
+    compiled = (compile_model(model, decode=False), model.ops)[1]
     print(f"compile: {time.perf_counter() - t0:.1f} s ({a.model} L{a.layers}, {a.dtype}, {a.device}, measured)")
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     print(f"{'tokens':>6} {'chunks':>6} {'eager ms':>14} {'compiled ms':>14} {'compiled vs eager (95% CI)':>30}")

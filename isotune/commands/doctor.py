@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_bytes, atomic_write_text
 from isotune.core.spec import load_spec
@@ -45,7 +46,12 @@ def doctor(
     dev = resolve_device(device)
     d = DEFAULTS[dev]
     model, layers = model or d["model"], layers if layers is not None else d["layers"]
-    lens = [int(x) for x in seq_lens.split(",")] if seq_lens else d["seq_lens"]
+    lens = parse_seq_lens(seq_lens) if seq_lens else d["seq_lens"]
+    if min(lens) < 8 * d["align"]:
+        raise BadInput(
+            f"--seq-lens {min(lens)}: doctor splits prompts up to 8 ways at {d['align']}-token alignment: "
+            f"use lengths of {8 * d['align']} or more"
+        )
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--out {out} is a file: give a folder for the report")
@@ -94,6 +100,10 @@ def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
         return Check(name=name, status=SKIPPED, summary="--skip-tests")
     if dev != "cuda":
         return Check(name=name, status=SKIPPED, summary="no CUDA GPU visible: the cuda-marked tests need one")
+    import importlib.util
+
+    if importlib.util.find_spec("pytest") is None:
+        return Check(name=name, status=SKIPPED, summary="pytest is not installed: pip install 'isotune[test]'")
     tests = Path(__file__).resolve().parents[2] / "tests"
     if not tests.is_dir():
         return Check(name=name, status=SKIPPED, summary=f"no test folder at {tests}: run doctor from a source checkout")

@@ -7,6 +7,7 @@ import json
 import sys
 from dataclasses import asdict
 
+from isotune.core.analytic import BYTES
 from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.estimate import estimate as estimate_rows
@@ -36,6 +37,8 @@ def estimate(
         tps = [int(x) for x in tp.split(",")]
     except ValueError:
         raise BadInput(f"--tp {tp!r} must be TP sizes separated by commas, e.g. 4,8") from None
+    if any(t < 1 for t in tps):
+        raise BadInput(f"--tp {tp}: TP sizes must be at least 1")
     if not 1 <= max_chunks <= 8:
         raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..8")
     for flag, path in (("--plot", plot), ("--json", json_out)):
@@ -46,6 +49,8 @@ def estimate(
 
         pyplot()  # a missing matplotlib is a hint now, not after the table
     dtype = resolve_dtype(dtype, spec)[0]
+    if dtype not in BYTES:
+        raise BadInput(f"--dtype {dtype}: analytic profiles model bfloat16 or float16 (what GPUs serve in)")
     if max(lens) > spec.max_positions:
         print(
             f"note: {spec.name} was trained for {spec.max_positions} positions; longer lengths are costed "

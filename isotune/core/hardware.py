@@ -63,8 +63,12 @@ def hardware_names() -> list[str]:
 
 def hardware_path(name: str) -> Path:
     p = Path(name)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or "/" in name:  # a path, not a catalog name
         return p
+    if not CATALOG.is_dir():
+        raise BadInput(
+            f"the hardware catalog ({CATALOG}) is not here: run from an isotune checkout or give a YAML path"
+        )
     p = CATALOG / f"{name}.yaml"
     if not p.is_file():
         raise BadInput(

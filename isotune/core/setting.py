@@ -21,11 +21,12 @@ def said(value) -> str:
 def setting_problems(made_in: dict, now: dict | None, what: str) -> list[str]:
     """'the plan was made for dtype float32, not bfloat16', one per SETTING_KEYS value that
     differs; a key either side lacks (files from older versions, a check made before launch
-    that cannot know it) is not checked."""
+    that cannot know it) is not checked, nor an interconnect that could not be read ("unknown":
+    nvidia-smi missing or slow), which says nothing either way."""
     problems = []
     for key in SETTING_KEYS:
         made, run = made_in.get(key), (now or {}).get(key)
-        if made is not None and run is not None and made != run:
+        if made is not None and run is not None and made != run and "unknown" not in (made, run):
             label = "compiled steps" if key == "compile" else key
             problems.append(f"{what} for {label} {said(made)}, not {said(run)}")
     return problems

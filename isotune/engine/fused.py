@@ -43,22 +43,27 @@ def compiled_ops() -> LayerOps:
     return LayerOps(norm=fuse(rms_norm), rope_qk=fuse(rope_qk), swiglu=fuse(swiglu), compiled=True)
 
 
+WARM_TOKENS = 37  # a length equal to no model dimension: one that did would be specialised on
+
+
 @torch.inference_mode()
-def compile_model(model: TPModel, tokens: int, decode: bool) -> float:
-    """Switch `model` to compiled steps and compile them now, on its own shapes at `tokens`
-    tokens (and at one token when it will `decode`), so no timed prefill pays for it. Returns
-    the seconds compiling took."""
+def compile_model(model: TPModel, decode: bool) -> float:
+    """Switch `model` to compiled steps and compile them now, through the model's own attention
+    and MLP (so they see the strides and offsets real chunks have: slices of the fused QKV
+    output, RoPE tables and caches at a prefix), for a first chunk, a later one and, when it
+    will `decode`, a one-token step; no timed prefill pays for it. The cache rows written here
+    are rewritten by every prefill before it reads them. Returns the seconds compiling took."""
     t0 = time.perf_counter()
-    ops = compiled_ops()
-    spec, w = model.spec, model.w.layers[0]
-    for t in (max(2, tokens), 1) if decode else (max(2, tokens),):
-        x = torch.zeros(t, spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
-        ops.norm(x, w.attn_norm, spec.norm_eps)
-        q = torch.zeros(t, model.shard.q_heads, spec.head_dim, dtype=model.dtype, device=model.device)
-        k = torch.zeros(t, model.shard.kv_heads, spec.head_dim, dtype=model.dtype, device=model.device)
-        ops.rope_qk(q, k, model.cos[:t], model.sin[:t])
-        ops.swiglu(torch.zeros(t, w.w_gate_up.shape[0], dtype=model.dtype, device=model.device))  # (T, 2F)
-    model.ops = ops
+    model.ops = compiled_ops()
+    t = min(WARM_TOKENS, max(2, (model.max_len - 1) // 2))
+    x = torch.zeros(2 * t, model.spec.hidden, dtype=model.dtype, device=model.device)  # (2T, hidden)
+    # chunks are views of one residual stream; a decode step's one token is a tensor of its own
+    one = torch.zeros(1, model.spec.hidden, dtype=model.dtype, device=model.device)  # (1, hidden)
+    steps = [(x[:t], 0), (x[t:], t)] + ([(one, 2 * t)] if decode else [])
+    for chunk, start in steps:
+        if start + chunk.shape[0] <= model.max_len:
+            model.attn(0, chunk, start)
+            model.mlp(0, chunk)
     return time.perf_counter() - t0
 
 

@@ -41,11 +41,13 @@ def comm_setting(backend: str | None) -> dict:
     return {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}
 
 
-def nccl_options():
+def nccl_options(timeout: datetime.timedelta):
     """NCCL runs its kernels on a high-priority stream: when compute and an all-reduce are both
     ready, the GPU's scheduler starts the all-reduce's blocks first, so the comm that ISO means
     to hide is not itself queued behind the next chunk's GEMMs (vLLM and TokenWeave do the same)."""
-    return tdist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
+    opts = tdist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
+    opts._timeout = timeout  # else torch warns that the options' default differs from ours
+    return opts
 
 
 def init_group(info: DistInfo) -> None:
@@ -55,7 +57,7 @@ def init_group(info: DistInfo) -> None:
     if info.device.type == "cuda":
         kwargs["device_id"] = info.device
     if info.backend == "nccl":
-        kwargs["pg_options"] = nccl_options()
+        kwargs["pg_options"] = nccl_options(timeout)
     if info.store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
         tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
     else:

@@ -128,7 +128,9 @@ def _flash_reads_gqa(q: torch.Tensor, k: torch.Tensor) -> bool:
     if key not in _FLASH_GQA:
         from torch.backends.cuda import SDPAParams, can_use_flash_attention
 
-        _FLASH_GQA[key] = bool(can_use_flash_attention(SDPAParams(q, k, k, None, 0.0, True, True)))
+        # asked without is_causal: flash refuses causal non-square shapes, and the lower-right
+        # mask path (torch.nn.attention.bias) asks it the same way before running it causal
+        _FLASH_GQA[key] = bool(can_use_flash_attention(SDPAParams(q, k, k, None, 0.0, False, True)))
     return _FLASH_GQA[key]
 
 

@@ -95,7 +95,7 @@ def build_model(
     weights = load_weights(spec, shard, dtype, info.device, seed)
     model = TPModel(spec, shard, weights, max_len, dtype, info.device)
     if compiled:
-        model.compile_s = compile_model(model, 64, decode)
+        model.compile_s = compile_model(model, decode)
     return model
 
 

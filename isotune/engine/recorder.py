@@ -18,11 +18,7 @@ class Recorder:
     backend completes it (a done-callback on the work's future, run by gloo's thread), not to the
     later wait. CUDA: CUDA events; compute on the current stream, an all-reduce from an event
     after its issue to an event on a side stream made to wait for it (the side stream is
-    otherwise idle, so the event fires when NCCL finishes).
-
-    Each compute event also carries `host_ms`: how long the host took to issue the op. On CUDA
-    that is launch time, which the GPU hides only while it has queued work; where it exceeds the
-    GPU time the host is the bottleneck (the cost model's host lane). On CPU it is the op itself."""
+    otherwise idle, so the event fires when NCCL finishes)."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -41,12 +37,10 @@ class Recorder:
         return time.perf_counter()
 
     def start(self, i: int) -> None:
-        self.marks[i, "host0"] = time.perf_counter()
         self.marks[i, "start"] = self._now()
 
     def end(self, i: int) -> None:
         self.marks[i, "end"] = self._now()
-        self.marks[i, "host1"] = time.perf_counter()
 
     def comm(self, i: int, handle) -> None:
         """All-reduce i was issued (its start marked just before): arrange to learn its end."""
@@ -86,11 +80,10 @@ class Recorder:
                 s, e = self.t0.elapsed_time(a), self.t0.elapsed_time(b)
             else:
                 s, e = (a - self.t0) * 1e3, (b - self.t0) * 1e3
-            ev = {"name": op.name, "kind": op.kind, "stage": op.stage, "layer": op.layer, "chunk": op.chunk}
-            ev |= {"start_ms": s, "end_ms": e}
-            if op.kind != COMM:
-                ev["host_ms"] = (self.marks[i, "host1"] - self.marks[i, "host0"]) * 1e3
-            out.append(ev)
+            out.append(
+                {"name": op.name, "kind": op.kind, "stage": op.stage, "layer": op.layer, "chunk": op.chunk}
+                | {"start_ms": s, "end_ms": e}
+            )
         return queued_comms(out)
 
 

@@ -20,8 +20,9 @@ from isotune.engine.model import TPModel
 
 def device_ms(fn, device: torch.device, calls: int = 1) -> float:
     """ms per call of `fn`, called `calls` times back to back (the caller synchronised before).
-    On CUDA the interval is between CUDA events on the current stream, so the host's sync and
-    the first launch's latency stay out of it (they would dominate small shapes); an NCCL
+    On CUDA the interval is between CUDA events on the current stream, so the host's sync stays
+    out of it (it would dominate small shapes; on an idle stream the first launch's latency is
+    still in, and back-to-back calls spread it); an NCCL
     all-reduce that fn waits for is inside it, since its wait makes this stream wait. On CPU the
     work is synchronous and perf_counter is the truth."""
     if device.type == "cuda":
@@ -36,6 +37,23 @@ def device_ms(fn, device: torch.device, calls: int = 1) -> float:
     for _ in range(calls):
         fn()
     return (time.perf_counter() - t0) * 1e3 / calls
+
+
+def host_issue_ms(fn, device: torch.device, repeats: int = 5) -> float:
+    """The host's ms to issue `fn` onto an empty queue, the least of `repeats` tries: its
+    launches, which the GPU waits on wherever it runs ahead of the host. (Timed inside a long
+    prefill it would not be: once CUDA's launch queue fills, every launch waits for the GPU and
+    the host's time grows to the GPU's.) On CPU the op runs as it is issued: its whole time."""
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return best * 1e3
 
 
 def _background_cpu() -> float:

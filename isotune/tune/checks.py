@@ -17,7 +17,7 @@ from isotune.core.stats import interval, paired_change
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.model import TPModel, build_model, random_prompt
-from isotune.engine.timing import time_prefills
+from isotune.engine.timing import host_issue_ms, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
 
 # max |logit difference| ISO may show against the unsplit prefill: summation order differs
@@ -97,9 +97,10 @@ def chunking_overhead(
 
 @torch.inference_mode()
 def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> list[dict]:
-    """Per chunk count: the host's ms to issue one layer's compute against the GPU's ms to run
-    it, from a traced prefill (CUDA events for the GPU, perf_counter for the host). Where the
-    host's is larger the GPU waits on launches (see --compile)."""
+    """Per chunk count: the host's ms to issue one layer's compute (each chunk's attention and
+    MLP, issued onto an empty queue: engine.timing.host_issue_ms) against the GPU's ms to run
+    it (CUDA events in a traced prefill). Where the host's is larger the GPU waits on launches
+    (see --compile)."""
     ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)
     rows = []
     for k in (1, 2, 4, 8):
@@ -109,13 +110,15 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
         prefill(model, ids, bounds, mode=COMPUTE_ONLY)  # warm-up
         events: list[dict] = []
         prefill(model, ids, bounds, mode=COMPUTE_ONLY, trace=events)
-        host, gpu = defaultdict(float), defaultdict(float)
+        gpu = defaultdict(float)
         for e in events:
             if e["kind"] == "compute":
-                host[e["layer"]] += e["host_ms"]
                 gpu[e["layer"]] += e["end_ms"] - e["start_ms"]
-        layers = len(host)
-        h, g = sum(host.values()) / layers, sum(gpu.values()) / layers
+        g = sum(gpu.values()) / len(gpu)
+        x = torch.zeros(bounds[1], model.spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
+        attn, mlp = (lambda x=x: model.attn(0, x, 0)), (lambda x=x: model.mlp(0, x))
+        issue = host_issue_ms(attn, model.device) + host_issue_ms(mlp, model.device)
+        h = k * issue
         rows.append({"chunks": k, "host_ms": h, "gpu_ms": g, "bound": "host" if h > g else "GPU"})
     return rows
 

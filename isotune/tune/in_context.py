@@ -41,18 +41,15 @@ def shape_splits(s: int, align: int) -> list[list[int]]:
 
 def compute_samples(
     model: TPModel, info: DistInfo, ids: torch.Tensor, align: int, repeats: int
-) -> tuple[list[list[float]], list[list[float]], dict[str, float]]:
-    """([q, p, ms] attention, [t, ms] MLP, {stage: host ms}) of one length's compute-only
-    prefills: per shape, the typical over layers and repeats on each rank, then the slowest
-    rank's. The host ms per op (its launches, see Recorder) is kept on GPUs only: on CPU ranks
-    the host's time is the compute itself."""
+) -> tuple[list[list[float]], list[list[float]]]:
+    """([q, p, ms] attention, [t, ms] MLP) of one length's compute-only prefills: per shape, the
+    typical over layers and repeats on each rank, then the slowest rank's."""
     s = ids.shape[0]
     splits = shape_splits(s, align)
     variants = {f"v{i}": (b, COMPUTE_ONLY) for i, b in enumerate(splits)}
     traces: dict[str, list[list[dict]]] = {}
     time_prefills(model, info, ids, variants, 1, repeats, traces=traces)
     mine: dict[tuple[str, int, int], list[float]] = defaultdict(list)
-    host: dict[str, list[float]] = defaultdict(list)
     for name, bounds in zip(variants, splits, strict=True):
         for events in traces[name]:
             for e in events:
@@ -60,14 +57,11 @@ def compute_samples(
                     c = e["chunk"]
                     key = (e["stage"], bounds[c + 1] - bounds[c], bounds[c])
                     mine[key].append(e["end_ms"] - e["start_ms"])
-                    host[e["stage"]].append(e["host_ms"])
     per_rank = dist.gather_objects({k: typical(v) for k, v in mine.items()}, info)
     slowest = {k: max(r[k] for r in per_rank) for k in per_rank[0]}
     attn = sorted([q, p, ms] for (stage, q, p), ms in slowest.items() if stage == "attn")
     mlp = sorted([q, ms] for (stage, q, _p), ms in slowest.items() if stage == "mlp")
-    host_ms = {stage: typical(ts) for stage, ts in host.items()} if info.device.type == "cuda" else {}
-    per_rank_host = dist.gather_objects(host_ms, info)
-    return attn, mlp, {k: max(r[k] for r in per_rank_host) for k in host_ms}
+    return attn, mlp
 
 
 def whole_prefills(

@@ -23,7 +23,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
-from isotune.engine.timing import device_ms
+from isotune.engine.timing import device_ms, host_issue_ms
 from isotune.engine.topology import describe
 from isotune.tune import in_context
 
@@ -86,11 +86,12 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     step = progress or (lambda *_: None)
     ids = {s: torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device) for s in cfg.seq_lens}
 
-    attn, mlp, host = [], [], {}
+    attn, mlp = [], []
     for s in cfg.seq_lens:
-        a, m, host = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
-        attn, mlp = attn + a, mlp + m  # (host ms per op hardly depends on the length: the last is kept)
+        a, m = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
+        attn, mlp = attn + a, mlp + m
         step(f"compute inside prefills, {s} tokens")
+    host = _host_lane(model, info, x_full[: cfg.align])
     ar = []
     for t in tpts:
         buf = x_full[:t].clone()
@@ -211,6 +212,19 @@ def fit_burst(idle: list[list[float]], latency: float, rate: float) -> tuple[flo
         if e < min(best[0], 0.8 * plain) and f < 0.8 * rate:
             best = (e, b, f)
     return best[1], best[2]
+
+
+def _host_lane(model, info: DistInfo, x: torch.Tensor) -> dict[str, float]:
+    """GPUs: the host's ms to issue one attention and one MLP op (their launches hardly depend on
+    the chunk's size), the slowest rank's; nothing on CPU ranks, where the host is the compute."""
+    if info.device.type != "cuda":
+        return {}
+    mine = [
+        host_issue_ms(lambda: model.attn(0, x, 0), info.device),
+        host_issue_ms(lambda: model.mlp(0, x), info.device),
+    ]
+    attn, mlp = dist.max_across(mine, info)
+    return {"attn": attn, "mlp": mlp}
 
 
 def _all_reduce(buf):

@@ -40,6 +40,8 @@ def test_doctor_bad_input(cli, tmp_path):
         (["-o", str(tmp_path / "f")], "is a file: give a folder"),
         (["-o", str(tmp_path / "no" / "d")], "parent folder does not exist"),
         (["--repeats", "1"], "intervals need at least 2"),
+        (["--seq-lens", "1k"], "1k"),
+        (["--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
         (["--model", "nope"], "nope"),
     ):
         r = cli("doctor", *args)

@@ -74,7 +74,6 @@ def test_a_traced_two_chunk_run_overlaps_an_all_reduce_with_the_next_chunks_comp
     comms = [e for e in events if e["kind"] == "comm"]
     compute = [e for e in events if e["kind"] == "compute"]
     assert len(comms) == 2 * spec.layers * 2 and all(e["end_ms"] > e["start_ms"] for e in comms)
-    assert all(e["host_ms"] > 0 for e in compute)
     overlapped = [
         (c, e)
         for c in comms

@@ -3,6 +3,7 @@ and for one-token decode steps, and say what compiling cost."""
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
@@ -18,6 +19,7 @@ CPU = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), b
 def test_compiled_steps_match_eager_for_every_split_and_decode(dtype, tol, capsys):
     spec = load_spec("small", layers=2)
     model = build_model(spec, CPU, dtype, 320, seed=0, compiled=True, decode=True)
+    compiled_graphs = counters["stats"]["unique_graphs"]  # all compiled up front, in compile_s
     assert model.ops.compiled and model.compile_s > 0
     say_compiled(model, is_main=True)
     assert f"compiled RMSNorm, RoPE and SwiGLU in {model.compile_s:.1f} s" in capsys.readouterr().err
@@ -36,6 +38,8 @@ def test_compiled_steps_match_eager_for_every_split_and_decode(dtype, tol, capsy
         model.ops = ops
         last = prefill(model, ids, [0, 256])[-1:]  # (1, hidden)
         tokens[name] = greedy_decode(model, last, 256, 8)
+    # no split or decode step compiled anything more: compile_s said what compiling costs
+    assert counters["stats"]["unique_graphs"] == compiled_graphs
     if dtype == torch.float32:
         assert tokens["compiled"] == tokens["eager"]
     else:  # bf16 rounding may flip a near-tie; the first tokens agree
