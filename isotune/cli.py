@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, UsageError
 
 from isotune.cli_app import (
+    CommCtasOpt,
     CompileOpt,
     DeviceOpt,
     DtypeOpt,
@@ -106,6 +107,7 @@ def run(
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompt and synthetic weights.")] = 0,
     compile: CompileOpt = False,
+    comm_ctas: CommCtasOpt = None,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before timing.")] = 1,
     repeats: Annotated[
         Optional[int],
@@ -139,6 +141,7 @@ def profile(
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic weights.")] = 0,
     compile: CompileOpt = False,
+    comm_ctas: CommCtasOpt = None,
     hardware: Annotated[
         Optional[str],
         typer.Option(
@@ -185,6 +188,7 @@ def bench(
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts and synthetic weights.")] = 0,
     compile: CompileOpt = False,
+    comm_ctas: CommCtasOpt = None,
 ) -> None:
     """Baseline vs ISO 50/50 (vs a plan) vs compute-only, comm-only and ideal, side by side."""
     _forward("bench", locals())
@@ -254,6 +258,14 @@ def search(
     threads: ThreadsOpt = 1,
     seed: Annotated[int, typer.Option("--seed", help="Seed of prompts, synthetic weights and the sampler.")] = 0,
     compile: CompileOpt = False,
+    comm_ctas: Annotated[
+        Optional[str],
+        typer.Option(
+            "--comm-ctas",
+            help="GPUs: NCCL CTA caps to try, e.g. 4,8,16: one search per cap, the fastest plan kept "
+            "(each is written beside -o).",
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Search chunk counts and split ratios per prompt length with Optuna; write an overlap plan."""

@@ -52,6 +52,14 @@ ForceOpt = Annotated[
         metavar="",
     ),
 ]
+CommCtasOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--comm-ctas",
+        help="GPUs: the most CTAs (SMs) NCCL's all-reduce may take, so more are left to the compute it "
+        "hides behind (NCCL's maxCTAs; default: NCCL's choice). Recorded in profiles and plans.",
+    ),
+]
 ThreadsOpt = Annotated[
     int, typer.Option("--threads", help="Compute threads per rank on CPU; 1 keeps ranks from fighting over cores.")
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from isotune.commands.comm import parse_ctas, set_ctas
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, parse_seq_lens, resolve_align
 from isotune.core.cost import simulate
 from isotune.core.errors import BadInput
@@ -104,9 +105,11 @@ def bench(
     threads: int,
     seed: int,
     compile: bool = False,
+    comm_ctas: str | None = None,
 ) -> int:
     """The `bench` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     spec, tp, dev = resolve_target(model, layers, tp, device)
+    set_ctas(next(iter(parse_ctas(comm_ctas)), None), tp, dev)
     lens = parse_seq_lens(seq_lens)
     check_seq_lens(spec, lens, "--seq-lens")
     if plan_paths and (chunks is not None or ratios is not None):

@@ -12,14 +12,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from isotune.commands.comm import parse_ctas, plan_ctas, set_ctas
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
-from isotune.core.plan import lookup, plan_for
+from isotune.core.plan import load_plan, lookup, plan_for
 from isotune.core.prompts import Prompt, text_prompts
 from isotune.core.spec import ModelSpec, check_seq_lens
 from isotune.core.text import has_tokenizer, load_text
 from isotune.engine import dist
+from isotune.engine.dist import backend_for
 from isotune.engine.model import random_prompt
 from isotune.engine.target import fit_target, resolve_target
 from isotune.engine.topology import run_setting
@@ -93,12 +95,17 @@ def prepare_run(
     threads: int = 1,
     seed: int = 0,
     compile: bool = False,
+    comm_ctas: str | None = None,
     warmup: int = 1,
     repeats: int | None = None,
     trace_path: str | None = None,
     timeline_path: str | None = None,
 ) -> RunConfig:
     spec, tp, device = resolve_target(model, layers, tp, device)
+    cap = next(iter(parse_ctas(comm_ctas)), None)
+    if plan_path and backend_for(tp, device) == "nccl":  # a plan searched with a cap brings it
+        cap = plan_ctas(load_plan(plan_path).topology, cap)
+    set_ctas(cap, tp, device)
     if plan_path and (chunks is not None or ratios is not None):
         raise BadInput(PLAN_OR_SPLIT)
     sources = {"--seq-len": seq_len, "--prompt-ids": prompt_ids, "--prompt": prompt, "--prompt-file": prompt_file}

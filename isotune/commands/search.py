@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from isotune.commands.comm import parse_ctas, set_ctas
 from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
@@ -19,9 +20,16 @@ from isotune.tune.search import GRID, MEASURED, MODEL, TPE, SearchConfig, open_s
 from isotune.tune.studies import default_storage
 
 
-def search(*, tp: int | None, device: str, threads: int, **opts) -> int:
+def search(*, tp: int | None, device: str, threads: int, comm_ctas: str | None = None, **opts) -> int:
     """The `search` command (its flags as keywords): validate, then search; the exit code."""
-    cfg = search_config(tp=tp, device=device, threads=threads, **opts)
+    caps = parse_ctas(comm_ctas, many=True)
+    if len(caps) > 1:
+        return search_caps(caps, tp=tp, device=device, threads=threads, **opts)
+    return _search_one(caps[0] if caps else None, tp=tp, device=device, threads=threads, **opts)
+
+
+def _search_one(cap: int | None, *, tp: int | None, device: str, threads: int, **opts) -> int:
+    cfg = search_config(tp=tp, device=device, threads=threads, comm_ctas=cap, **opts)
     if dist.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
         open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
     if cfg.objective == MODEL:
@@ -55,6 +63,7 @@ def search_config(
     time_budget: float | None,
     compile: bool = False,
     force: bool = False,
+    comm_ctas: int | None = None,
 ) -> SearchConfig:
     """The checked SearchConfig of the command's flags (BadInput names the first bad one)."""
     if objective not in (MEASURED, MODEL):
@@ -71,12 +80,15 @@ def search_config(
     lens = parse_seq_lens(seq_lens)
     check_writable(out, "--out")
     if objective == MODEL:
+        if comm_ctas:
+            raise BadInput("--comm-ctas is measured on GPUs: it does not apply to --objective model")
         name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, model, layers, lens)
     else:
         spec, tp, dev = resolve_target(model or "tiny", layers, tp, device)
         check_seq_lens(spec, lens, "--seq-lens")
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
         dtype = fit_target(spec, tp, dev, dtype, max(lens))
+        set_ctas(comm_ctas, tp, dev)  # before run_setting: the cap is part of the setting
         if prof is not None:
             here = run_setting(tp, dev, dtype, compile)
             for note in check_profile_fits(prof, spec, tp, setting=here, force=force):
@@ -100,7 +112,9 @@ def search_config(
         sim_layers=sim_layers,
         storage=storage or default_storage(out),
         study_prefix=study_name
-        or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}" + ("-compiled" if compile else ""),
+        or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}"
+        + ("-compiled" if compile else "")
+        + (f"-ctas{comm_ctas}" if comm_ctas else ""),
         out=out,
         model_name=name,
         fingerprint=fingerprint,
@@ -142,3 +156,35 @@ def _check_plots_dir(plots: str) -> None:
     if Path(plots).exists() and not Path(plots).is_dir():
         raise BadInput(f"--plots {plots} is a file: give a folder")
     pyplot()  # a missing matplotlib is a one-line hint before the search, not after it
+
+
+def search_caps(caps: list[int], *, out: str, **opts) -> int:
+    """--comm-ctas 4,8,16: one whole search per cap (each its own launch: NCCL takes the cap
+    when it makes its communicator), each plan written beside `out`; the plan whose buckets are
+    fastest (geometric mean of their plan ms) is copied to `out`, and every cap's line says why."""
+    import math
+
+    from isotune.core.files import atomic_write_text
+    from isotune.core.plan import load_plan
+
+    if dist.launched_externally():
+        raise BadInput("several --comm-ctas values need isotune to spawn its ranks: give one under a launcher")
+    stem = out[: -len(".yaml")] if out.endswith(".yaml") else out
+    means = {}
+    for cap in caps:
+        path = f"{stem}.ctas{cap}.yaml"
+        code = _search_one(cap, out=path, **opts)
+        if code != 0:
+            return code
+        plan = load_plan(path)
+        means[cap] = math.exp(sum(math.log(b.plan_ms) for b in plan.buckets) / len(plan.buckets))
+    best = min(means, key=means.get)
+    for cap, ms in means.items():
+        verdict = "kept: the fastest" if cap == best else f"{ms / means[best] - 1:+.1%} vs the kept cap"
+        print(
+            f"--comm-ctas {cap}: plan {ms:.1f} ms (geometric mean over lengths, measured in its own run); {verdict}",
+            file=sys.stderr,
+        )
+    atomic_write_text(out, open(f"{stem}.ctas{best}.yaml", encoding="utf-8").read())
+    print(f"wrote {out} (the --comm-ctas {best} plan)", file=sys.stderr)
+    return 0

@@ -13,8 +13,9 @@ def said(value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, dict):
-        env = value.get("env", {})
-        return " ".join(f"{k}={v}" for k, v in env.items()) or "NCCL defaults"
+        said = [f"{k}={v}" for k, v in value.get("env", {}).items()]
+        said += [f"--comm-ctas {value['max_ctas']}"] if value.get("max_ctas") else []
+        return " ".join(said) or "NCCL defaults"
     return str(value)
 
 

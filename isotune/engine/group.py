@@ -33,12 +33,25 @@ COMM_KNOBS = (
 )
 
 
+# --comm-ctas N: the most CTAs (SMs) the group's NCCL communicator may take, set per group
+# through NCCL's config (ncclConfig_t.maxCTAs) rather than the process-wide NCCL_MAX_CTAS. The
+# command puts it here, in the environment, so spawned ranks and a launcher's ranks read it alike.
+COMM_CTAS_ENV = "ISOTUNE_COMM_CTAS"
+
+
+def comm_ctas() -> int | None:
+    raw = os.environ.get(COMM_CTAS_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
+
+
 def comm_setting(backend: str | None) -> dict:
     """What shapes the all-reduce's share of the GPU, as recorded in profiles and plans: NCCL's
-    stream priority (always high, see nccl_options) and the knobs set in this environment."""
+    stream priority (always high, see nccl_options), its CTA cap (--comm-ctas) and the knobs
+    set in this environment."""
     if backend != "nccl":
         return {}
-    return {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}
+    out = {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}
+    return out | ({"max_ctas": comm_ctas()} if comm_ctas() else {})
 
 
 def nccl_options(timeout: datetime.timedelta):
@@ -47,6 +60,8 @@ def nccl_options(timeout: datetime.timedelta):
     to hide is not itself queued behind the next chunk's GEMMs (vLLM and TokenWeave do the same)."""
     opts = tdist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
     opts._timeout = timeout  # else torch warns that the options' default differs from ours
+    if comm_ctas():  # fewer CTAs: a slower all-reduce that leaves more SMs to the compute it hides behind
+        opts.config.max_ctas = comm_ctas()
     return opts
 
 

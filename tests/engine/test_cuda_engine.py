@@ -14,7 +14,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import prefill
 from isotune.engine.fused import EAGER
-from isotune.engine.group import init_group
+from isotune.engine.group import COMM_CTAS_ENV, init_group
 from isotune.engine.layers import _flash_reads_gqa, chunk_attention
 from isotune.engine.model import build_model
 from isotune.engine.timing import device_ms
@@ -42,6 +42,22 @@ def nccl():
 def test_the_comm_stream_has_high_priority(nccl):
     backend = tdist.distributed_c10d._get_default_group()._get_backend(torch.device("cuda", 0))
     assert backend.options.is_high_priority_stream
+
+
+def test_comm_ctas_caps_the_communicator(monkeypatch):
+    monkeypatch.setenv(COMM_CTAS_ENV, "8")
+    store = tdist.TCPStore("127.0.0.1", 0, None, True)
+    info = _info("nccl")
+    info.store_port = store.port
+    init_group(info)
+    try:
+        backend = tdist.distributed_c10d._get_default_group()._get_backend(torch.device("cuda", 0))
+        assert backend.options.config.max_ctas == 8
+        t = torch.ones(1024, device="cuda")
+        dist.all_reduce_async(t).wait()
+        assert t.sum().item() == 1024
+    finally:
+        tdist.destroy_process_group()
 
 
 def test_all_reduces_return_handles_that_are_waited(nccl):
