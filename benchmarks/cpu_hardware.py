@@ -91,6 +91,16 @@ def _comm_worker(info, path: str) -> int:
     t_big = _timed(lambda: reduce(big), info, REPEATS)
     n = info.world
     busbw = big.numel() * 4 * 2 * (n - 1) / n / t_big / 1e9  # nccl-tests' bus bandwidth
+    # the message sizes a prefill sends (1-16 MB): bus bandwidth by size, as nccl-tests reports it
+    # (3x the repeats, sizes interleaved round by round: gloo over loopback is noisy at these sizes)
+    bufs = {mb: torch.ones(mb * 2**18) for mb in (1, 2, 4, 8, 16)}  # mb MB of fp32
+    times: dict[int, list[float]] = {mb: [] for mb in bufs}
+    for _ in range(3 * REPEATS):
+        for mb, buf in bufs.items():
+            times[mb].append(_timed(lambda b=buf: reduce(b), info, 1))
+    by_size = [
+        [b.numel() * 4, b.numel() * 4 * 2 * (n - 1) / n / statistics.median(times[mb]) / 1e9] for mb, b in bufs.items()
+    ]
     a = torch.randn(512, 1024, dtype=torch.bfloat16)
     w = torch.randn(1024, 2816, dtype=torch.bfloat16)
     alone = _timed(lambda: a @ w, info, REPEATS)
@@ -109,7 +119,11 @@ def _comm_worker(info, path: str) -> int:
     slowdown = max(0.0, (spent / max(done, 1)) / alone - 1)
     if info.is_main:
         with open(path, "w") as f:
-            json.dump({"latency_us": lat * 1e6, "busbw_gb_s": busbw, "slowdown": slowdown, "t_big_ms": t_big * 1e3}, f)
+            json.dump(
+                {"latency_us": lat * 1e6, "busbw_gb_s": busbw, "slowdown": slowdown, "t_big_ms": t_big * 1e3}
+                | {"by_size": by_size},
+                f,
+            )
     return 0
 
 
@@ -161,7 +175,9 @@ def main() -> None:
             "allreduce": [
                 {"tp": 2, "busbw_gb_s": round(comm["busbw_gb_s"], 3), "latency_us": round(comm["latency_us"], 1),
                  "source": f"{how}: 2 ranks, gloo over loopback; busbw = 16 MB x 2(n-1)/n / median time "
-                           f"({comm['t_big_ms']:.2f} ms), latency = median time of a 32-byte all-reduce"},
+                           f"({comm['t_big_ms']:.2f} ms), latency = median time of a 32-byte all-reduce; "
+                           "points: [message bytes, busbw GB/s] at 1-16 MB",
+                 "points": [[b, round(bw, 3)] for b, bw in comm["by_size"]]},
             ],
         },
         "measured": {

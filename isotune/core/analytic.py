@@ -41,13 +41,14 @@ def analytic_profile(hw: Hardware, spec: ModelSpec, tp: int, dtype: str) -> Prof
     check_tp(spec, tp)
     ar, ar_note = hw.allreduce_for(tp)
     c = _Costs(hw, spec, tp, BYTES[dtype])
+    latency_ms, ms_per_mb = _allreduce_line(ar, tp)
     ch, sms = hw.link["nccl_channels"].value, hw.gpu["sm_count"].value
     slowdown = hw.extra["compute_slowdown"].value if "compute_slowdown" in hw.extra else ch / max(1.0, sms - ch)
     fit = CostFit(
         attn=[0.0, 0.0, 0.0],
         mlp=[0.0, 0.0],
-        latency_ms=ar.latency_us / 1e3,
-        ms_per_mb=(2 * (tp - 1) / tp) / ar.busbw_gb_s if tp > 1 else 0.0,
+        latency_ms=latency_ms,
+        ms_per_mb=ms_per_mb,
         compute_slowdown=slowdown,
         attn_table=[[q, c.attn_ms(q, 0)] for q in TABLE_TOKENS],
         attn_ms_per_pair=c.per_pair_ms,
@@ -82,6 +83,23 @@ def _rate(entry, efficiency: float):
         pts = sorted(entry.points)
         return lambda t: interp(pts, min(max(t, pts[0][0]), pts[-1][0])) * 1e12 * efficiency
     return lambda t: entry.value * 1e12 * efficiency
+
+
+def _allreduce_line(ar, tp: int) -> tuple[float, float]:
+    """(latency ms, ms per MB) of one all-reduce: the small-message time plus 2(n-1)/n of the
+    bytes at the large-message bus bandwidth; where the entry measured bus bandwidth by message
+    size, the least-squares line through those times instead (a prefill's messages are 1-100 MB,
+    where a link seldom reaches its large-message rate)."""
+    if tp == 1:
+        return 0.0, 0.0
+    share = 2 * (tp - 1) / tp
+    if not ar.points or len(ar.points) < 2:
+        return ar.latency_us / 1e3, share / ar.busbw_gb_s
+    xs = [b / 1e6 for b, _ in ar.points]  # MB
+    ys = [mb * share / bw for mb, (_, bw) in zip(xs, ar.points, strict=True)]  # ms (1 GB/s = 1 MB/ms)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return max(0.0, my - slope * mx), max(0.0, slope)
 
 
 class _Costs:
@@ -136,8 +154,13 @@ class _Costs:
             f"source: analytic, from the catalog entry {hw.name} ({hw.description})",
             f"compute: {eff}; each chunk reads its weights once (short chunks are memory-bound)",
             "attention: causal pairs q·(p + q/2), flash-style (no score matrix in memory)",
-            f"all-reduce: {ar.latency_us:g} µs + 2(n-1)/n · bytes / {ar.busbw_gb_s:g} GB/s bus bandwidth "
-            f"(the tp {ar.tp} figures of {hw.name}, sourced in its catalog entry)",
+            (
+                f"all-reduce: the line through {hw.name}'s tp {ar.tp} bus bandwidth measured at "
+                f"{len(ar.points or [])} message sizes (sourced in its catalog entry)"
+                if ar.points and len(ar.points) >= 2
+                else f"all-reduce: {ar.latency_us:g} µs + 2(n-1)/n · bytes / {ar.busbw_gb_s:g} GB/s bus bandwidth "
+                f"(the tp {ar.tp} figures of {hw.name}, sourced in its catalog entry)"
+            ),
             f"compute slows by {slowdown:.1%} while an all-reduce runs "
             + ("(measured)" if "compute_slowdown" in hw.extra else
                f"({hw.link['nccl_channels'].value:g} NCCL channels of {hw.gpu['sm_count'].value:g} SMs)"),

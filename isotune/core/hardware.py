@@ -31,6 +31,7 @@ class AllReduce:
     busbw_gb_s: float  # nccl-tests bus bandwidth at large messages
     latency_us: float  # a small message's time
     source: str
+    points: list[list[float]] | None = None  # [[message bytes, busbw GB/s], ...] where measured by size
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +124,13 @@ def _allreduce(a: dict, where: str) -> AllReduce:
     nums = ("tp", "busbw_gb_s", "latency_us")
     if not all(isinstance(a.get(k), int | float) and a[k] > 0 for k in nums) or not str(a.get("source", "")).strip():
         raise BadInput(f"{where}: each allreduce entry needs positive tp, busbw_gb_s, latency_us and a source")
+    points = a.get("points")
+    if points is not None and not (isinstance(points, list) and all(len(p) == 2 and p[1] > 0 for p in points)):
+        raise BadInput(f"{where}: an allreduce entry's points must be [[bytes, busbw GB/s], ...]")
     return AllReduce(
-        tp=int(a["tp"]), busbw_gb_s=float(a["busbw_gb_s"]), latency_us=float(a["latency_us"]), source=str(a["source"])
+        tp=int(a["tp"]),
+        busbw_gb_s=float(a["busbw_gb_s"]),
+        latency_us=float(a["latency_us"]),
+        source=str(a["source"]),
+        points=points,
     )

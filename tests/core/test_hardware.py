@@ -98,3 +98,20 @@ def test_float32_and_a_tp_that_does_not_fit_are_refused():
         analytic_profile(load_hardware("h100-sxm"), load_spec("llama3-8b"), 2, "float32")
     with pytest.raises(BadInput, match="does not divide"):
         analytic_profile(load_hardware("a800-sxm"), load_spec("llama-30b"), 8, "bfloat16")
+
+
+def test_bus_bandwidth_measured_by_size_gives_the_line_through_those_times(tmp_path):
+    """A link that reaches its rate only for big messages: the all-reduce line goes through the
+    times measured at 1-16 MB, not through the small-message and large-message figures."""
+    d = _entry()
+    share = 2 * (8 - 1) / 8
+    pts = [[mb * 1e6, bw] for mb, bw in ((1, 100.0), (4, 250.0), (16, 400.0))]
+    d["interconnect"]["allreduce"] = [dict(d["interconnect"]["allreduce"][-1], points=pts)]
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(d))
+    prof = analytic_profile(load_hardware(str(path)), load_spec("llama3-70b"), 8, "bfloat16")
+    fit = prof.fit
+    for nbytes, bw in pts:
+        measured = nbytes / 1e6 * share / bw  # ms
+        assert fit.allreduce_ms(int(nbytes)) == pytest.approx(measured, rel=0.25)
+    assert fit.latency_ms > 0 and any("measured at 3 message sizes" in line for line in prof.assumptions)
