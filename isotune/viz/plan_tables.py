@@ -31,6 +31,8 @@ def show_plan(plan: Plan, path: str = "") -> None:
     t = Table(
         title=f"{where}{plan.model.get('name')} ({plan.model.get('layers')} layers), tp {topo.get('tp')} "
         f"{topo.get('backend')}, {topo.get('dtype')}, align {plan.align}"
+        # a plan searched on an analytic profile is for modelled hardware: say which
+        + (f", for {topo['hardware']} (modelled, not measured)" if topo.get("hardware") else "")
     )
     for col in ("tokens", "searched", "split", "plan ms", "base ms", "vs base", "50/50", "trials"):
         t.add_column(col, justify="left" if col in ("tokens", "split") else "right")
