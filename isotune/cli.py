@@ -108,6 +108,14 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random prompt and synthetic weights.")] = 0,
     compile: CompileOpt = False,
     comm_ctas: CommCtasOpt = None,
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graphs",
+            help="GPUs: replay each decode step as one CUDA graph (one launch instead of dozens per layer).",
+            metavar="",
+        ),
+    ] = False,
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed prefills before timing.")] = 1,
     repeats: Annotated[
         Optional[int],

@@ -59,6 +59,7 @@ class RunConfig:
     threads: int
     seed: int
     compile: bool = False  # --compile: fused elementwise steps (engine.fused)
+    graphs: bool = False  # --cuda-graphs: decode steps replayed as one CUDA graph (engine.graphed)
     warmup: int
     repeats: int  # 0: time only the request itself (time to first token, decode speed)
 
@@ -96,6 +97,7 @@ def prepare_run(
     seed: int = 0,
     compile: bool = False,
     comm_ctas: str | None = None,
+    cuda_graphs: bool = False,
     warmup: int = 1,
     repeats: int | None = None,
     trace_path: str | None = None,
@@ -106,6 +108,8 @@ def prepare_run(
     if plan_path and backend_for(tp, device) == "nccl":  # a plan searched with a cap brings it
         cap = plan_ctas(load_plan(plan_path).topology, cap)
     set_ctas(cap, tp, device)
+    if cuda_graphs and device != "cuda":
+        raise BadInput("--cuda-graphs replays decode steps as a CUDA graph: it needs --device cuda")
     if plan_path and (chunks is not None or ratios is not None):
         raise BadInput(PLAN_OR_SPLIT)
     sources = {"--seq-len": seq_len, "--prompt-ids": prompt_ids, "--prompt": prompt, "--prompt-file": prompt_file}
@@ -171,6 +175,7 @@ def prepare_run(
         threads=threads,
         seed=seed,
         compile=compile,
+        graphs=cuda_graphs,
         warmup=warmup,
         repeats=repeats,
     )

@@ -93,7 +93,7 @@ def _run_job(
     x = prefill(model, ids, bounds)  # (S, hidden), fills the cache
     dist.synchronize(info)
     t_prefill = time.perf_counter()
-    generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens, stop, on_token)
+    generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens, stop, on_token, graphs=cfg.graphs)
     if stream:
         print(decoder.flush(), flush=True)
     first_at = stamps[0] if stamps else t_prefill

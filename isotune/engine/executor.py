@@ -8,6 +8,7 @@ starts: only then is the handle waited and the reduced sum added to that chunk's
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -103,11 +104,15 @@ def greedy_decode(
     steps: int,
     stop: frozenset[int] = frozenset(),
     on_token: Callable[[int], None] | None = None,
+    graphs: bool = False,
 ) -> list[int]:
     """Greedy tokens after a prefill whose last residual is `last_hidden` (1, hidden): at most
     `steps`, ending early after a token in `stop` (it is returned too). Each step is a one-token,
     one-chunk forward over the KV cache; `on_token` sees each token as soon as it is chosen.
-    Every rank computes the same replicated logits, so every rank stops at the same step."""
+    Every rank computes the same replicated logits, so every rank stops at the same step.
+    `graphs` (CUDA): the steps replay one captured CUDA graph (engine.graphed)."""
+    if graphs:
+        return _graphed_decode(model, last_hidden, start, steps, stop, on_token)
     ops = build_schedule(model.spec.layers, 1)
     out: list[int] = []
     h = last_hidden
@@ -120,4 +125,29 @@ def greedy_decode(
             break
         ids = torch.tensor([token], device=model.device)
         h = prefill(model, ids, [0, 1], ops, start_pos=start + step)[-1:]  # (1, hidden)
+    return out
+
+
+def _graphed_decode(model: TPModel, last_hidden, start: int, steps: int, stop, on_token) -> list[int]:
+    """greedy_decode's steps as replays of one CUDA graph, captured at the first step and kept
+    on the model for later prompts (its shapes never change)."""
+    from isotune.engine.graphed import StaticDecoder
+
+    out: list[int] = []
+    token = int(model.logits(model.final_norm(last_hidden)).argmax(-1)[-1])
+    decoder = getattr(model, "decoder", None)
+    for step in range(steps):
+        out.append(token)
+        if on_token is not None:
+            on_token(token)
+        if token in stop or step + 1 == steps:
+            break
+        if decoder is None:
+            decoder = model.decoder = StaticDecoder(model)
+            decoder.set(token, start + step)
+            why = decoder.capture()
+            if why is not None and (not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0):
+                print(f"note: --cuda-graphs: decode steps run without a graph ({why})", file=sys.stderr)
+        decoder.set(token, start + step)
+        token = int(decoder.replay().argmax(-1)[0])
     return out

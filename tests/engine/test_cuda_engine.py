@@ -12,7 +12,7 @@ import torch.distributed as tdist
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
-from isotune.engine.executor import prefill
+from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.group import COMM_CTAS_ENV, init_group
 from isotune.engine.layers import _flash_reads_gqa, chunk_attention
@@ -134,3 +134,22 @@ def test_event_timing_leaves_the_host_sync_out():
     torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e3
     assert 0 < device_ms(fn, x.device, 100) < wall
+
+
+def _decode_both(info, s: int = 512, steps: int = 16) -> tuple[list[int], list[int]]:
+    spec = load_spec("small", layers=2)
+    model = build_model(spec, info, torch.bfloat16, s + steps, seed=0)
+    ids = torch.randint(0, spec.vocab, (s,), generator=torch.Generator().manual_seed(3)).to("cuda")
+    want = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps)
+    got = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps, graphs=True)
+    return want, got
+
+
+def test_cuda_graph_decode_gives_the_eager_tokens(capsys):
+    want, got = _decode_both(_info())
+    assert got == want and "without a graph" not in capsys.readouterr().err  # captured, not fallen back
+
+
+def test_cuda_graph_decode_captures_the_nccl_all_reduces(nccl, capsys):
+    want, got = _decode_both(nccl)
+    assert got == want and "without a graph" not in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""The static-shape decode step behind --cuda-graphs: the same greedy tokens as the executor's
+decode, on one rank and on two gloo ranks (the graph itself is CUDA-only: test_cuda_engine)."""
+
+import json
+
+import torch
+
+from isotune.core.spec import load_spec
+from isotune.engine import dist
+from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.graphed import StaticDecoder
+from isotune.engine.model import build_model
+
+
+def _static_tokens(model, last, start: int, steps: int) -> list[int]:
+    """greedy_decode's loop with StaticDecoder.step for the one-token forwards."""
+    decoder = StaticDecoder(model)
+    token = int(model.logits(model.final_norm(last)).argmax(-1)[-1])
+    out = [token]
+    for i in range(steps - 1):
+        decoder.set(token, start + i)
+        token = int(decoder.step().argmax(-1)[0])
+        out.append(token)
+    return out
+
+
+def _both(info, spec, s: int, steps: int) -> tuple[list[int], list[int]]:
+    model = build_model(spec, info, torch.float32, s + steps, seed=0)
+    ids = torch.randint(0, spec.vocab, (s,), generator=torch.Generator().manual_seed(3))
+    want = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps)
+    got = _static_tokens(model, prefill(model, ids, [0, s])[-1:], s, steps)
+    return want, got
+
+
+def test_static_steps_give_the_executors_tokens_on_one_rank():
+    info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
+    for name in ("tiny", "small"):
+        want, got = _both(info, load_spec(name, layers=2), 120, 12)
+        assert got == want and len(set(want)) > 1  # a real sequence, not one token repeated
+
+
+def _worker(info, path) -> int:
+    want, got = _both(info, load_spec("small", layers=2), 96, 8)
+    if info.is_main:
+        with open(path, "w") as f:
+            json.dump({"want": want, "got": got}, f)
+    return 0
+
+
+def test_static_steps_all_reduce_like_the_executor_on_two_ranks(tmp_path):
+    path = tmp_path / "tokens.json"
+    assert dist.launch(_worker, 2, str(path)) == 0
+    r = json.loads(path.read_text())
+    assert r["got"] == r["want"]
+
+
+def test_cuda_graphs_on_cpu_ranks_is_one_line(cli):
+    r = cli("run", "--model", "tiny", "--cuda-graphs", "--device", "cpu")
+    assert r.returncode == 2 and "--cuda-graphs" in r.stderr and "needs --device cuda" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
