@@ -19,8 +19,10 @@ def parse_ctas(raw: str | None, many: bool = False) -> list[int]:
         values = [int(x) for x in str(raw).split(",")]
     except ValueError:
         values = []
-    if not values or any(v < 1 for v in values) or (len(values) > 1 and not many):
-        what = "CTA counts separated by commas, e.g. 4,8,16" if many else "one CTA count, e.g. 8"
+    # NCCL clamps maxCTAs to its channel limit (64) with only a warning: a plan would record a
+    # cap that never applied
+    if not values or any(not 1 <= v <= 64 for v in values) or (len(values) > 1 and not many):
+        what = "CTA counts of 1..64 separated by commas, e.g. 4,8,16" if many else "one CTA count of 1..64, e.g. 8"
         raise BadInput(f"--comm-ctas {raw!r} must be {what}")
     return values
 

@@ -22,7 +22,7 @@ from isotune.core.stats import paired_change
 from isotune.core.text import TextCodec, load_text
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
-from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.executor import greedy_decode, prefill, prepare_graphs
 from isotune.engine.fused import say_compiled
 from isotune.engine.model import TPModel, build_model
 from isotune.engine.timing import time_prefills
@@ -87,6 +87,8 @@ def _run_job(
             sys.stdout.write(decoder.push(token))
             sys.stdout.flush()
 
+    if cfg.graphs and cfg.max_new_tokens > 1:  # captured before the timed request, not inside it
+        prepare_graphs(model, s)
     dist.barrier(info)
     dist.synchronize(info)
     t0 = time.perf_counter()

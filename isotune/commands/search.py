@@ -125,6 +125,7 @@ def search_config(
         threads=threads,
         seed=seed,
         compile=compile,
+        comm_ctas=comm_ctas,
         plots_dir=plots,
         time_budget_s=time_budget,
     )
@@ -170,10 +171,17 @@ def search_caps(caps: list[int], *, out: str, **opts) -> int:
     if dist.launched_externally():
         raise BadInput("several --comm-ctas values need isotune to spawn its ranks: give one under a launcher")
     stem = out[: -len(".yaml")] if out.endswith(".yaml") else out
+    name, plots = opts.pop("study_name", None), opts.pop("plots", None)
+    if plots:
+        Path(plots).mkdir(exist_ok=True)  # one subfolder per cap, or each cap's plots would replace the last's
     means = {}
     for cap in caps:
         path = f"{stem}.ctas{cap}.yaml"
-        code = _search_one(cap, out=path, **opts)
+        per_cap = {
+            "study_name": f"{name}-ctas{cap}" if name else None,
+            "plots": f"{plots}/ctas{cap}" if plots else None,
+        }
+        code = _search_one(cap, out=path, **opts, **per_cap)
         if code != 0:
             return code
         plan = load_plan(path)

@@ -112,21 +112,27 @@ def _sourced(d: dict, key: str, where: str) -> Sourced:
         raise BadInput(f"{where}: {key} needs a numeric value and a source line")
     if v["value"] <= 0:
         raise BadInput(f"{where}: {key} must be positive, not {v['value']}")
-    points = v.get("points")
-    if points is not None and not (
-        isinstance(points, list) and points and all(isinstance(p, list) and len(p) == 2 and p[1] > 0 for p in points)
-    ):
-        raise BadInput(f"{where}: {key}.points must be [[tokens, value], ...] with positive values")
-    return Sourced(value=float(v["value"]), source=str(v["source"]), points=points)
+    return Sourced(value=float(v["value"]), source=str(v["source"]), points=_points(v, f"{where}: {key}"))
+
+
+def _points(d: dict, where: str) -> list[list[float]] | None:
+    """A measured curve, [[size, value], ...]: at least two distinct positive sizes, positive values."""
+    points = d.get("points")
+    if points is None:
+        return None
+    ok = isinstance(points, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, int | float) and x > 0 for x in p) for p in points
+    )
+    if not ok or len({p[0] for p in points}) < 2:
+        raise BadInput(f"{where}: points must be [[size, value], ...] of positive numbers at two sizes or more")
+    return points
 
 
 def _allreduce(a: dict, where: str) -> AllReduce:
     nums = ("tp", "busbw_gb_s", "latency_us")
     if not all(isinstance(a.get(k), int | float) and a[k] > 0 for k in nums) or not str(a.get("source", "")).strip():
         raise BadInput(f"{where}: each allreduce entry needs positive tp, busbw_gb_s, latency_us and a source")
-    points = a.get("points")
-    if points is not None and not (isinstance(points, list) and all(len(p) == 2 and p[1] > 0 for p in points)):
-        raise BadInput(f"{where}: an allreduce entry's points must be [[bytes, busbw GB/s], ...]")
+    points = _points(a, f"{where}: allreduce tp {a['tp']}")
     return AllReduce(
         tp=int(a["tp"]),
         busbw_gb_s=float(a["busbw_gb_s"]),

@@ -289,7 +289,12 @@ def barrier(info: DistInfo) -> None:
 
 def max_across(values: list[float], info: DistInfo) -> list[float]:
     """Element-wise max over ranks (e.g. each rank's time per repeat -> the slowest rank's)."""
-    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    return max_on(values, info.device)
+
+
+def max_on(values: list[float], device: torch.device) -> list[float]:
+    """max_across for code that holds a device, not a DistInfo (a model)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     if _grouped():
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
     return t.tolist()

@@ -128,26 +128,38 @@ def greedy_decode(
     return out
 
 
-def _graphed_decode(model: TPModel, last_hidden, start: int, steps: int, stop, on_token) -> list[int]:
-    """greedy_decode's steps as replays of one CUDA graph, captured at the first step and kept
-    on the model for later prompts (its shapes never change)."""
+def prepare_graphs(model: TPModel, start: int) -> None:
+    """Capture the decode step's CUDA graph now (outside any timing), at position `start`; the
+    row it writes there is rewritten by the first real step before anything reads it. If any
+    rank could not capture, every rank runs the steps eagerly (mixed captured and eager
+    collectives across ranks would not line up), and rank 0 says why in one line."""
     from isotune.engine.graphed import StaticDecoder
 
+    if getattr(model, "decoder", None) is not None:
+        return
+    decoder = model.decoder = StaticDecoder(model)
+    decoder.set(0, start)
+    why = decoder.capture()
+    failed = dist.max_on([0.0 if why is None else 1.0], model.device)[0]
+    if failed:
+        decoder.graph = None
+        rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
+        if rank0:
+            print(f"note: --cuda-graphs: decode steps run without a graph ({why or 'another rank could not capture'})",
+                  file=sys.stderr)  # fmt: skip
+
+
+def _graphed_decode(model: TPModel, last_hidden, start: int, steps: int, stop, on_token) -> list[int]:
+    """greedy_decode's steps as replays of the model's captured CUDA graph (prepare_graphs)."""
     out: list[int] = []
     token = int(model.logits(model.final_norm(last_hidden)).argmax(-1)[-1])
-    decoder = getattr(model, "decoder", None)
     for step in range(steps):
         out.append(token)
         if on_token is not None:
             on_token(token)
         if token in stop or step + 1 == steps:
             break
-        if decoder is None:
-            decoder = model.decoder = StaticDecoder(model)
-            decoder.set(token, start + step)
-            why = decoder.capture()
-            if why is not None and (not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0):
-                print(f"note: --cuda-graphs: decode steps run without a graph ({why})", file=sys.stderr)
-        decoder.set(token, start + step)
-        token = int(decoder.replay().argmax(-1)[0])
+        prepare_graphs(model, start + step)  # (a no-op when it was prepared before timing)
+        model.decoder.set(token, start + step)
+        token = int(model.decoder.replay().argmax(-1)[0])
     return out

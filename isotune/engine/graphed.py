@@ -76,7 +76,6 @@ class StaticDecoder:
             self._capture()
         except RuntimeError as e:  # e.g. a collective this torch/NCCL cannot capture
             self.graph = None
-            torch.cuda.synchronize(self.m.device)
             return str(e).splitlines()[0] if str(e) else type(e).__name__
         return None
 

@@ -40,6 +40,7 @@ class TPModel:
         self.kv_dim = shard.kv_heads * spec.head_dim
         self.ops = EAGER  # the elementwise steps: eager, or compiled by engine.fused.compile_model
         self.compile_s: float | None = None  # what compiling them took, when they were
+        self.decoder = None  # --cuda-graphs: the captured decode step (engine.executor.prepare_graphs)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)

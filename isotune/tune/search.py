@@ -61,24 +61,30 @@ class SearchConfig:
     threads: int
     seed: int
     compile: bool = False  # --compile: fused elementwise steps (engine.fused)
+    comm_ctas: int | None = None  # --comm-ctas: NCCL's CTA cap (engine.group)
     plots_dir: str | None = None
     time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top
 
 
 def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
     """What a study was made with: resuming it with other settings would mix incomparable trials."""
-    return {
-        "fingerprint": cfg.fingerprint,
-        "tp": cfg.tp,
-        "dtype": cfg.dtype,
-        "device": cfg.device,
-        "align": cfg.align,
-        "max_chunks": cfg.max_chunks,
-        "objective": cfg.objective,
-        "sampler": cfg.sampler,
-        "seq_len": seq_len,
-        "space": SPACE_VERSION,
-    } | ({"compile": True} if cfg.compile else {})  # (only when on: studies made before it stay valid)
+    return (
+        {
+            "fingerprint": cfg.fingerprint,
+            "tp": cfg.tp,
+            "dtype": cfg.dtype,
+            "device": cfg.device,
+            "align": cfg.align,
+            "max_chunks": cfg.max_chunks,
+            "objective": cfg.objective,
+            "sampler": cfg.sampler,
+            "seq_len": seq_len,
+            "space": SPACE_VERSION,
+        }
+        | ({"compile": True} if cfg.compile else {})
+        | ({"max_ctas": cfg.comm_ctas} if cfg.comm_ctas else {})
+    )
+    # (each only when set: studies made before it stay valid)
 
 
 def study_name(cfg: SearchConfig, seq_len: int) -> str:

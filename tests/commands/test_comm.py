@@ -11,7 +11,7 @@ from isotune.engine.group import COMM_CTAS_ENV, comm_setting
 
 def test_parse_one_or_many():
     assert parse_ctas(None) == [] and parse_ctas("8") == [8] and parse_ctas("4,8,16", many=True) == [4, 8, 16]
-    for raw, many in (("0", False), ("4,8", False), ("x", True), ("4,-1", True)):
+    for raw, many in (("0", False), ("4,8", False), ("x", True), ("4,-1", True), ("65", False)):
         with pytest.raises(BadInput, match="--comm-ctas"):
             parse_ctas(raw, many)
 

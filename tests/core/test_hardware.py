@@ -48,6 +48,15 @@ def _entry(**change) -> dict:
         ({"interconnect.allreduce": []}, "needs at least one TP size"),
         ({"interconnect.allreduce": [{"tp": 2, "busbw_gb_s": 100, "latency_us": 9}]}, "each allreduce entry needs"),
         ({"isotune_hardware": 7}, "is not an isotune hardware entry"),
+        (
+            {
+                "interconnect.allreduce": [
+                    {"tp": 8, "busbw_gb_s": 400, "latency_us": 15, "source": "s", "points": [[1e6, 50]]}
+                ]
+            },
+            "points must be .* at two sizes or more",
+        ),
+        ({"gpu.sm_count": {"value": 132, "source": "s", "points": [[16, "fast"], [64, 1]]}}, "points must be"),
     ],
 )
 def test_an_entry_without_a_field_or_its_source_is_refused(tmp_path, change, words):

@@ -138,7 +138,9 @@ def test_event_timing_leaves_the_host_sync_out():
 
 def _decode_both(info, s: int = 512, steps: int = 16) -> tuple[list[int], list[int]]:
     spec = load_spec("small", layers=2)
-    model = build_model(spec, info, torch.bfloat16, s + steps, seed=0)
+    # float32: the graphed step attends with SDPA's masked math kernel, eager decode with another
+    # kernel; in bf16 their roundings could flip a near-tie argmax for good, in fp32 they agree
+    model = build_model(spec, info, torch.float32, s + steps, seed=0)
     ids = torch.randint(0, spec.vocab, (s,), generator=torch.Generator().manual_seed(3)).to("cuda")
     want = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps)
     got = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps, graphs=True)
