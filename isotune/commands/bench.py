@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from isotune.commands.comm import parse_ctas, set_ctas
+from isotune.commands.comm import parse_cap, set_ctas
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, parse_seq_lens, resolve_align
 from isotune.core.cost import simulate
 from isotune.core.errors import BadInput
@@ -109,7 +109,7 @@ def bench(
 ) -> int:
     """The `bench` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     spec, tp, dev = resolve_target(model, layers, tp, device)
-    set_ctas(next(iter(parse_ctas(comm_ctas)), None), tp, dev)
+    set_ctas(parse_cap(comm_ctas), tp, dev)
     lens = parse_seq_lens(seq_lens)
     check_seq_lens(spec, lens, "--seq-lens")
     if plan_paths and (chunks is not None or ratios is not None):

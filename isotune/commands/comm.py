@@ -27,6 +27,12 @@ def parse_ctas(raw: str | None, many: bool = False) -> list[int]:
     return values
 
 
+def parse_cap(raw: str | None) -> int | None:
+    """--comm-ctas of run, profile and bench: one cap, or None when not given."""
+    caps = parse_ctas(raw)
+    return caps[0] if caps else None
+
+
 def set_ctas(ctas: int | None, tp: int, device: str) -> None:
     """Hand the cap to the ranks (None: NCCL's own choice); only NCCL has one."""
     if ctas is not None and backend_for(tp, device) != "nccl":

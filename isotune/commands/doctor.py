@@ -9,6 +9,7 @@ gloo for the pipeline) and says, per check, what it skipped and why.
 from __future__ import annotations
 
 import datetime
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_bytes, atomic_write_text
 from isotune.core.spec import load_spec
 from isotune.engine.dist import resolve_device
+from isotune.engine.fused import EAGER, compile_model
+from isotune.engine.model import TPModel
 from isotune.tune import checks
 from isotune.viz.doctor_report import FAIL, OK, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
 
@@ -65,9 +68,23 @@ def doctor(
 
     from isotune.viz.tables import console
 
+    @functools.cache
+    def preset() -> TPModel:
+        """The preset in bfloat16, built once for the checks that run it in this process (ISO ==
+        baseline, chunking, launches), long enough for every length; built at first use so a
+        failure to build is that check's finding."""
+        return checks.build(model, layers, "bfloat16", max(lens), dev)
+
+    steps = [
+        ("CUDA tests", _cuda_tests, dev, folder, skip_tests),
+        ("ISO == baseline", _iso, preset, layers, checkpoint, dev, d["align"], lens),
+        ("chunking overhead", _overhead, preset, layers, dev, d["align"], lens, repeats, folder),
+        ("launch-bound", _launches, preset, dev, d["align"], lens),
+        ("profile, search, bench", _pipeline, model, layers, dev, tp, lens, folder),
+    ]
     results: list[Check] = []
     with Progress(transient=True, console=console(stderr=True)) as bar:
-        task = bar.add_task("doctor", total=6)
+        task = bar.add_task("doctor", total=len(steps))
 
         def step(what: str, fn, *args) -> None:
             bar.update(task, description=what)
@@ -82,11 +99,8 @@ def doctor(
             bar.advance(task)
 
         env = checks.environment()
-        step("CUDA tests", _cuda_tests, dev, folder, skip_tests)
-        step("ISO == baseline", _iso, model, layers, checkpoint, dev, d["align"], lens)
-        step("chunking overhead", _overhead, model, layers, dev, d["align"], lens, repeats, folder)
-        step("launch-bound", _launches, model, layers, dev, d["align"], lens)
-        step("profile, search, bench", _pipeline, model, layers, dev, tp, lens, folder)
+        for what, fn, *args in steps:
+            step(what, fn, *args)
     title = f"isotune doctor, {datetime.date.today().isoformat()}, {env.get('gpus') if dev == 'cuda' else 'CPU only'}"
     atomic_write_text(folder / "report.md", markdown(title, env, results))
     atomic_write_text(folder / "report.json", as_json(env, results))
@@ -116,14 +130,13 @@ def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
     return Check(name=name, status=OK if r.returncode == 0 else FAIL, summary=last, detail=r.stdout[-3000:])
 
 
-def _iso(model: str, layers: int, checkpoint: str | None, dev: str, align: int, lens: list[int]) -> Check:
+def _iso(preset, layers: int, checkpoint: str | None, dev: str, align: int, lens: list[int]) -> Check:
     s = min(lens[-1], 1024)
+    models = [preset] + ([lambda: checks.build(checkpoint, layers, "bfloat16", s, dev)] if checkpoint else [])
     rows = []
-    targets = [(model, layers)] + ([(checkpoint, layers)] if checkpoint else [])
-    for name, n in targets:
-        m = checks.build(name, n, "bfloat16", s, dev)
+    for make in models:
+        m = make()
         rows += [{"model": m.spec.name, "tokens": s} | r for r in checks.iso_equals_baseline(m, s, align)]
-        del m
     bad = [r for r in rows if not r["ok"]]
     worst = max(rows, key=lambda r: r["max_diff"] / r["tol"])
     where = "" if checkpoint else " (no --checkpoint given: a real checkpoint was not checked)"
@@ -134,8 +147,8 @@ def _iso(model: str, layers: int, checkpoint: str | None, dev: str, align: int, 
     return Check(name="ISO == baseline", status=FAIL if bad else OK, summary=summary, rows=rows)
 
 
-def _overhead(model, layers, dev, align, lens, repeats, folder: Path) -> Check:
-    m = checks.build(model, layers, "bfloat16", max(lens), dev)
+def _overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
+    m = preset()
     rows = checks.chunking_overhead(m, checks.single(dev), lens, align, repeats)
     where = f"{m.spec.name} ({layers} layers), tp 1 on {dev}, bfloat16, measured"
     atomic_write_bytes(folder / "chunking.png", chunking_png(rows, where))
@@ -149,17 +162,19 @@ def _overhead(model, layers, dev, align, lens, repeats, folder: Path) -> Check:
     return Check(name="chunking overhead", status=OK, summary=summary, rows=rows)
 
 
-def _launches(model, layers, dev, align, lens) -> Check:
+def _launches(preset, dev, align, lens) -> Check:
     name = "launch-bound"
     if dev != "cuda":
         return Check(name=name, status=SKIPPED, summary="CPU ranks: the host is the compute, no launches to wait on")
     s = min(lens)
-    rows = []
-    for compiled in (False, True):
-        m = checks.build(model, layers, "bfloat16", s, dev, compiled=compiled)
-        rows += [{"compile": compiled, "tokens": s} | r for r in checks.launch_bound(m, s, align)]
-        del m
-        torch.cuda.empty_cache()
+    m, rows = preset(), []
+    try:
+        for compiled in (False, True):
+            if compiled:
+                compile_model(m, decode=False)  # the same model, its elementwise steps fused
+            rows += [{"compile": compiled, "tokens": s} | r for r in checks.launch_bound(m, s, align)]
+    finally:
+        m.ops = EAGER  # the model stays what the other checks expect
     eager_host = [r for r in rows if not r["compile"] and r["bound"] == "host"]
     fused_host = [r for r in rows if r["compile"] and r["bound"] == "host"]
     if not eager_host:

@@ -3,7 +3,7 @@ profile."""
 
 from __future__ import annotations
 
-from isotune.commands.comm import parse_ctas, set_ctas
+from isotune.commands.comm import parse_cap, set_ctas
 from isotune.core.chunking import parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
@@ -34,7 +34,7 @@ def profile(
     if hardware is not None:
         return analytic(out=out, model=model, tp=tp, layers=layers, dtype=dtype, hardware=hardware)
     spec, tp, dev = resolve_target(model, layers, tp, device)
-    set_ctas(next(iter(parse_ctas(comm_ctas)), None), tp, dev)
+    set_ctas(parse_cap(comm_ctas), tp, dev)
     check_writable(out, "--out")
     lens = parse_seq_lens(seq_lens)
     check_seq_lens(spec, lens, "--seq-lens")

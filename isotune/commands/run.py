@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from isotune.commands.comm import parse_ctas, plan_ctas, set_ctas
+from isotune.commands.comm import parse_cap, plan_ctas, set_ctas
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
@@ -104,7 +104,7 @@ def prepare_run(
     timeline_path: str | None = None,
 ) -> RunConfig:
     spec, tp, device = resolve_target(model, layers, tp, device)
-    cap = next(iter(parse_ctas(comm_ctas)), None)
+    cap = parse_cap(comm_ctas)
     if plan_path and backend_for(tp, device) == "nccl":  # a plan searched with a cap brings it
         cap = plan_ctas(load_plan(plan_path).topology, cap)
     set_ctas(cap, tp, device)

@@ -66,7 +66,8 @@ def _one(prof, name: str, tp: int, s: int, layers: int, max_chunks: int) -> Esti
     best = local_best(cost, s, max_chunks, ALIGN)
     candidates = {"tuned": best} | ({REFERENCE: half} if half else {})
     candidates = {k: b for k, b in candidates.items() if len(b) > 2}  # splits only
-    verdict = decide([base], {k: [cost(b)] for k, b in candidates.items()}, candidates)
+    ms = {k: cost(b) for k, b in candidates.items()}
+    verdict = decide([base], {k: [t] for k, t in ms.items()}, candidates)
     compute, comm = predict_serial(prof, s, layers)
     kept = candidates.get(verdict.keep) if verdict.keep else None
     return Estimate(
@@ -74,7 +75,7 @@ def _one(prof, name: str, tp: int, s: int, layers: int, max_chunks: int) -> Esti
         tp=tp,
         tokens=s,
         baseline_ms=base,
-        iso5050_ms=cost(half) if half else base,
+        iso5050_ms=ms.get(REFERENCE, base),
         tuned_ms=verdict.ms,
         tuned_split=split_text(kept) if kept else "no split",
         ideal_ms=max(compute, comm),

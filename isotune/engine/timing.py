@@ -56,6 +56,14 @@ def host_issue_ms(fn, device: torch.device, repeats: int = 5) -> float:
     return best * 1e3
 
 
+def layer_issue_ms(model: TPModel, x: torch.Tensor) -> tuple[float, float]:
+    """(attention, MLP): the host's ms to issue layer 0's two ops on a chunk x (T, hidden),
+    each onto an empty queue (host_issue_ms). Layer 0's cache rows it writes are rewritten by
+    the next prefill before they are read."""
+    attn = host_issue_ms(lambda: model.attn(0, x, 0), model.device)
+    return attn, host_issue_ms(lambda: model.mlp(0, x), model.device)
+
+
 def _background_cpu() -> float:
     """CPU seconds this process has burned outside the calling thread (gloo's threads on CPU)."""
     return time.process_time() - time.thread_time()

@@ -95,7 +95,7 @@ def group_link(device_type: str, one_host: bool, gpus: list[int | None]) -> str:
         return "none"
     if any(g is None for g in gpus):
         return "unknown"
-    return link_between(smi("topo", "-m") or "", [g for g in gpus if g is not None])
+    return link_between(smi("topo", "-m") or "", gpus)
 
 
 def link_between(topo_text: str, gpus: list[int]) -> str:

@@ -17,7 +17,7 @@ from isotune.core.stats import interval, paired_change
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.model import TPModel, build_model, random_prompt
-from isotune.engine.timing import host_issue_ms, time_prefills
+from isotune.engine.timing import layer_issue_ms, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
 
 # max |logit difference| ISO may show against the unsplit prefill: summation order differs
@@ -116,13 +116,11 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
                 gpu[e["layer"]] += e["end_ms"] - e["start_ms"]
         g = sum(gpu.values()) / len(gpu)
         x = torch.zeros(bounds[1], model.spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
-        attn, mlp = (lambda x=x: model.attn(0, x, 0)), (lambda x=x: model.mlp(0, x))
-        issue = host_issue_ms(attn, model.device) + host_issue_ms(mlp, model.device)
-        h = k * issue
+        h = k * sum(layer_issue_ms(model, x))
         rows.append({"chunks": k, "host_ms": h, "gpu_ms": g, "bound": "host" if h > g else "GPU"})
     return rows
 
 
-def build(model: str, layers: int | None, dtype: str, max_len: int, device: str, compiled: bool = False) -> TPModel:
+def build(model: str, layers: int | None, dtype: str, max_len: int, device: str) -> TPModel:
     spec = load_spec(model, layers)
-    return build_model(spec, single(device), getattr(torch, dtype), max_len, seed=0, compiled=compiled)
+    return build_model(spec, single(device), getattr(torch, dtype), max_len, seed=0)

@@ -23,7 +23,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
-from isotune.engine.timing import device_ms, host_issue_ms
+from isotune.engine.timing import device_ms, layer_issue_ms
 from isotune.engine.topology import describe
 from isotune.tune import in_context
 
@@ -219,11 +219,7 @@ def _host_lane(model, info: DistInfo, x: torch.Tensor) -> dict[str, float]:
     the chunk's size), the slowest rank's; nothing on CPU ranks, where the host is the compute."""
     if info.device.type != "cuda":
         return {}
-    mine = [
-        host_issue_ms(lambda: model.attn(0, x, 0), info.device),
-        host_issue_ms(lambda: model.mlp(0, x), info.device),
-    ]
-    attn, mlp = dist.max_across(mine, info)
+    attn, mlp = dist.max_across(list(layer_issue_ms(model, x)), info)
     return {"attn": attn, "mlp": mlp}
 
 
