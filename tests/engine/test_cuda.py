@@ -55,9 +55,22 @@ def _nccl_worker(info, path) -> int:
     ids = torch.randint(0, spec.vocab, (256,), generator=torch.Generator().manual_seed(0)).to(info.device)
     base = model.logits(model.final_norm(prefill(model, ids, [0, 256])))
     diff = (model.logits(model.final_norm(prefill(model, ids, [0, 128, 256]))) - base).abs().max().item()
+    # a traced 2-chunk prefill long enough for real all-reduces: one of chunk 0's overlaps chunk 1's compute
+    big = build_model(load_spec("small", layers=2), info, torch.bfloat16, 4096, seed=0)
+    ids = torch.randint(0, big.spec.vocab, (4096,), generator=torch.Generator().manual_seed(0)).to(info.device)
+    bounds = chunk_bounds(4096, [0.5, 0.5], 64)
+    prefill(big, ids, bounds)  # warm-up
+    events: list[dict] = []
+    prefill(big, ids, bounds, trace=events)
+    overlapped = any(
+        c["kind"] == "comm" and c["chunk"] == 0 and e["kind"] == "compute" and e["chunk"] == 1
+        and c["start_ms"] < e["end_ms"] and e["start_ms"] < c["end_ms"]
+        for c in events
+        for e in events
+    )  # fmt: skip
     if info.is_main:
         with open(path, "w") as f:
-            json.dump({"diff": diff}, f)
+            json.dump({"diff": diff, "overlapped": overlapped}, f)
     return 0
 
 
@@ -66,7 +79,8 @@ def test_nccl_two_ranks(tmp_path):
     path = str(tmp_path / "r.json")
     assert dist.launch(_nccl_worker, 2, path, device="cuda") == 0
     with open(path) as f:
-        assert json.load(f)["diff"] < 1e-3
+        r = json.load(f)
+    assert r["diff"] < 1e-3 and r["overlapped"], r
 
 
 def test_cuda_trace_events_come_from_cuda_events():
