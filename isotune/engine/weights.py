@@ -131,12 +131,17 @@ class SyntheticSource(_Source):
     row-parallel O and down projections) into blocks of about BASE values. Block b is a window,
     at an offset seeded by (seed, name, b), of a per-tensor random base vector: the values of a
     block depend only on (seed, name, its place in the full tensor), so every TP size sees the
-    same model, and making one costs a memory copy instead of a random draw per value."""
+    same model, and making one costs a memory copy instead of a random draw per value.
+
+    The base vector is drawn by the CPU generator (so a GPU and a CPU rank see the same model)
+    and moved once; the blocks are copied on `device`, so a GPU rank's shard never passes
+    through host memory."""
 
     BASE = 1 << 20  # values in a tensor's random base vector; also the most in one block
 
-    def __init__(self, seed: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, seed: int, dtype: torch.dtype = torch.float32, device="cpu"):
         self.seed, self.dtype = seed, dtype  # blocks are cast as they are copied: no float32 copy of a shard
+        self.device = torch.device(device)
 
     def _seed(self, *parts) -> int:
         return zlib.crc32(repr((self.seed, *parts)).encode())
@@ -145,11 +150,11 @@ class SyntheticSource(_Source):
         """(2 * BASE,): the base vector twice over, so any window of up to BASE values is a slice."""
         gen = torch.Generator().manual_seed(self._seed(name))
         base = torch.randn(self.BASE, generator=gen) * std
-        return torch.cat([base, base])
+        return torch.cat([base, base]).to(self.device)  # 8 MiB moved per tensor, not the shard
 
     def get(self, name, shape, rows=None, cols=None):
         if name.endswith("norm.weight"):
-            full = torch.ones(shape, dtype=self.dtype)
+            full = torch.ones(shape, dtype=self.dtype, device=self.device)
             return full[rows] if rows is not None else full
         std = 1.0 if "embed" in name else 0.5 / shape[-1] ** 0.5
         base = self._base(name, std)
@@ -165,7 +170,7 @@ class SyntheticSource(_Source):
         """Rows `rows` of the (r, c) tensor whose blocks of rows are windows of `base`."""
         r, c = shape
         lo, hi, _ = (rows or slice(0, r)).indices(r)
-        out = torch.empty(hi - lo, c, dtype=self.dtype)  # (rows of the slice, c)
+        out = torch.empty(hi - lo, c, dtype=self.dtype, device=self.device)  # (rows of the slice, c)
         height = max(1, self.BASE // c)  # rows per block
         for b in range(lo // height, (hi - 1) // height + 1):
             b_lo, b_hi = b * height, min(r, (b + 1) * height)  # the block's rows in the full tensor
@@ -186,7 +191,7 @@ def check_checkpoint(spec: ModelSpec) -> None:
 
 
 def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed: int = 0) -> ModelWeights:
-    src: _Source = SafetensorsSource(Path(spec.checkpoint)) if spec.checkpoint else SyntheticSource(seed, dtype)
+    src: _Source = SafetensorsSource(Path(spec.checkpoint)) if spec.checkpoint else SyntheticSource(seed, dtype, device)
     d, h = spec.head_dim, spec.hidden
     q_rows = slice(shard.q_head_start * d, (shard.q_head_start + shard.q_heads) * d)
     kv_rows = slice(shard.kv_head_start * d, (shard.kv_head_start + shard.kv_heads) * d)

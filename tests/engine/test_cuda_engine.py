@@ -10,6 +10,7 @@ import torch
 import torch.distributed as tdist
 
 from isotune.core.chunking import chunk_bounds
+from isotune.core.shard import shard_for
 from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
@@ -18,6 +19,7 @@ from isotune.engine.group import COMM_CTAS_ENV, init_group
 from isotune.engine.layers import _flash_reads_gqa, chunk_attention
 from isotune.engine.model import build_model
 from isotune.engine.timing import device_ms
+from isotune.engine.weights import load_weights
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -100,6 +102,50 @@ def test_a_traced_two_chunk_run_orders_each_consumer_after_its_all_reduce(nccl):
             reader = by["compute", "mlp", layer, c]  # lands the attention all-reduce of its chunk
             assert by["comm", "attn", layer, c]["end_ms"] <= reader["start_ms"] + 1e-3
         assert by["compute", "attn", layer, 1]["start_ms"] < by["compute", "mlp", layer, 0]["start_ms"]
+
+
+def test_a_slow_link_all_reduce_overlaps_the_next_chunks_compute(nccl, monkeypatch):
+    """Overlap on one GPU: each all-reduce is the real (1-rank) NCCL one, issued from a stream that
+    first sleeps ~1 ms, the wire time a link between two GPUs would add. ISO issues chunk 1's
+    attention without waiting for chunk 0's all-reduce, so the two must run at once on the GPU; an
+    engine that waited (or put both on one stream) would start chunk 1 only after the sum landed."""
+    link = torch.cuda.Stream()
+    real = dist.all_reduce_async
+    cycles = int(1e6 / device_ms(lambda: torch.cuda._sleep(1_000_000), torch.device("cuda", 0), 3))  # ~1 ms
+
+    def slow_link(t):
+        link.wait_stream(torch.cuda.current_stream())  # the partial sum is ready
+        with torch.cuda.stream(link):
+            torch.cuda._sleep(cycles)
+            return real(t)  # NCCL's stream waits on `link`, so the sum starts after the sleep
+
+    monkeypatch.setattr(dist, "all_reduce_async", slow_link)
+    spec = load_spec("small", layers=2)
+    model = build_model(spec, nccl, torch.bfloat16, 2048, seed=0)
+    ids = torch.randint(0, spec.vocab, (2048,), device="cuda")
+    bounds = chunk_bounds(2048, [0.5, 0.5], 64)
+    base = prefill(model, ids, [0, 2048])
+    events: list[dict] = []
+    got = prefill(model, ids, bounds, trace=events)
+    assert (got.float() - base.float()).abs().max() < 0.25  # the detour changes no sum
+    by = {(e["kind"], e["stage"], e["layer"], e["chunk"]): e for e in events}
+    comm, nxt = by["comm", "attn", 0, 0], by["compute", "attn", 0, 1]
+    assert comm["end_ms"] - comm["start_ms"] > 0.5  # the sleep is in the comm lane
+    assert nxt["start_ms"] < comm["end_ms"] and nxt["end_ms"] > comm["start_ms"]  # at once
+    assert by["compute", "mlp", 0, 0]["start_ms"] >= comm["end_ms"] - 1e-3  # its reader waited
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_synthetic_weights_drawn_on_the_gpu_are_the_cpu_ones(dtype):
+    """A GPU rank copies its shard's blocks on the GPU (no host copy of the shard), from the same
+    base vectors as a CPU rank: the same model on either device and at every TP size, bit for bit."""
+    spec = load_spec("small").with_layers(1)
+    cpu = load_weights(spec, shard_for(spec, 1, 0), dtype, "cpu", seed=5)
+    gpu = [load_weights(spec, shard_for(spec, 2, r), dtype, torch.device("cuda", 0), seed=5) for r in range(2)]
+    assert gpu[0].layers[0].wo.device.type == "cuda"
+    assert torch.equal(torch.cat([w.layers[0].wo for w in gpu], dim=1).cpu(), cpu.layers[0].wo)
+    assert torch.equal(torch.cat([w.layers[0].w_down for w in gpu], dim=1).cpu(), cpu.layers[0].w_down)
+    assert torch.equal(gpu[1].embed.cpu(), cpu.embed) and torch.equal(gpu[0].norm.cpu(), cpu.norm)
 
 
 def test_bf16_grouped_heads_go_to_flash_without_a_repeat():
