@@ -12,8 +12,9 @@ from isotune.core.errors import BadInput
 from isotune.core.files import read_yaml
 
 HARDWARE_VERSION = 1
-# the catalog ships with the checkout (profiles/ beside the package); --hardware also takes a path
-CATALOG = Path(__file__).resolve().parents[2] / "profiles" / "hardware"
+# profiles/hardware in the checkout; isotune/catalog links to it, so an installed wheel carries a
+# copy as package data. --hardware also takes a path
+CATALOG = Path(__file__).resolve().parents[1] / "catalog"
 GPU_FIELDS = ("bf16_dense_tflops", "hbm_gb_s", "sm_count", "memory_gib")
 LINK_FIELDS = ("link_gb_s", "nccl_channels")
 
@@ -68,7 +69,7 @@ def hardware_path(name: str) -> Path:
         return p
     if not CATALOG.is_dir():
         raise BadInput(
-            f"the hardware catalog ({CATALOG}) is not here: run from an isotune checkout or give a YAML path"
+            f"the hardware catalog ({CATALOG}) is not here: reinstall isotune or give a YAML path"
         )
     p = CATALOG / f"{name}.yaml"
     if not p.is_file():

@@ -2,7 +2,11 @@
 and sourced; the profile's shape follows the hardware (PCIe spends more of a prefill on
 all-reduces than NVLink, attention's share grows with length, short chunks are memory-bound)."""
 
+import fnmatch
+from pathlib import Path
+
 import pytest
+import tomllib
 import yaml
 
 from isotune.core.analytic import analytic_profile
@@ -124,3 +128,13 @@ def test_bus_bandwidth_measured_by_size_gives_the_line_through_those_times(tmp_p
         measured = nbytes / 1e6 * share / bw  # ms
         assert fit.allreduce_ms(int(nbytes)) == pytest.approx(measured, rel=0.25)
     assert fit.latency_ms > 0 and any("measured at 3 message sizes" in line for line in prof.assumptions)
+
+
+def test_an_installed_package_carries_the_catalog():
+    """The catalog is package data (isotune/catalog links to profiles/hardware), so a wheel, not
+    only a checkout, has it: every entry is matched by pyproject's package-data globs."""
+    pkg = Path(__import__("isotune").__file__).parent
+    assert CATALOG.parent == pkg and CATALOG.is_dir()
+    globs = tomllib.loads((pkg.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["isotune"]
+    files = [f"catalog/{p.name}" for p in CATALOG.iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)
