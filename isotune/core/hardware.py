@@ -68,9 +68,7 @@ def hardware_path(name: str) -> Path:
     if p.suffix in (".yaml", ".yml") or "/" in name:  # a path, not a catalog name
         return p
     if not CATALOG.is_dir():
-        raise BadInput(
-            f"the hardware catalog ({CATALOG}) is not here: reinstall isotune or give a YAML path"
-        )
+        raise BadInput(f"the hardware catalog ({CATALOG}) is not here: reinstall isotune or give a YAML path")
     p = CATALOG / f"{name}.yaml"
     if not p.is_file():
         raise BadInput(

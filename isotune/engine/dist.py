@@ -27,9 +27,10 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
-from isotune.engine.exits import why_ranks_ended
-from isotune.engine.group import TIMEOUT_S, init_group
+from isotune.engine.exits import PEER_CLOSED_LINE, peer_closed, why_ranks_ended
+from isotune.engine.group import JOIN_TIMEOUT_S, TIMEOUT_S, init_group
 from isotune.engine.memory import oom_kills
+from isotune.engine.rendezvous import PeerGone, Rendezvous
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -43,6 +44,7 @@ class DistInfo:
     backend: str | None  # None when world == 1 and no group was made
     launched: bool  # joined an external launcher (torchrun, netlab)
     store_port: int | None = None  # spawned ranks: the parent's rendezvous store
+    rendezvous: Rendezvous | None = None  # launched ranks: the launcher's store, connected at start
 
     @property
     def is_main(self) -> bool:
@@ -233,16 +235,24 @@ def _run_rank(
         if world > 1:  # joined at the first collective, after the worker has loaded its weights
             info.backend = backend_for(world, device)
             info.store_port = store_port
+            if store_port is None:  # a launcher's rank: reach its store now, beat while loading
+                info.rendezvous = Rendezvous(rank, world, TIMEOUT_S, max(TIMEOUT_S, JOIN_TIMEOUT_S))
             _joining = info
         return worker(info, payload)
     except BadInput as e:
         return _report(errors, rank, str(e), EXIT_BAD_INPUT)
+    except PeerGone as e:  # the cause is the peer: its own output says why
+        return _report(errors, rank, str(e), EXIT_FAILURE)
     except Exception as e:  # a crash on any rank: say which in one line, let the watcher stop the others
         if os.environ.get("ISOTUNE_DEBUG") == "1":
             traceback.print_exc()
+        if info.launched and peer_closed(e):  # an echo of a peer's death, not news: say only that
+            return _report(errors, rank, PEER_CLOSED_LINE, EXIT_FAILURE)
         return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
     finally:
         _joining = None
+        if info.rendezvous is not None:  # a rank that failed before the meeting still beats
+            info.rendezvous.close()
         if tdist.is_initialized():
             tdist.destroy_process_group()
 

@@ -32,3 +32,21 @@ def why_ranks_ended(codes: list[int | None], messages: list[tuple[int, str]], oo
         rank, message = messages[0]
         return f"error: rank {rank} failed: {message}", EXIT_FAILURE
     return f"error: rank {rank} exited with code {code}; the other ranks were stopped", EXIT_FAILURE
+
+
+# What gloo and NCCL say when the rank at the other end of a collective is gone
+PEER_CLOSED = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Socket closed",
+    "Broken pipe",
+    "remote process exited or there was a network error",
+    "NCCL communicator was aborted",
+)
+PEER_CLOSED_LINE = "a peer rank stopped during a collective (its connection closed): its own output says why"
+
+
+def peer_closed(e: BaseException) -> bool:
+    """Whether `e` is a collective failing because a peer rank died (under a launcher that does
+    not watch its ranks, each survivor says so itself, in one line, instead of gloo's message)."""
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in PEER_CLOSED)

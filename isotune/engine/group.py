@@ -66,21 +66,22 @@ def nccl_options(timeout: datetime.timedelta):
 
 
 def init_group(info: DistInfo) -> None:
-    """Join the group `info` names: a launcher's (env://) or the spawning parent's store."""
+    """Join the group `info` names: through the launcher's store (engine.rendezvous) or the
+    spawning parent's."""
     timeout = datetime.timedelta(seconds=TIMEOUT_S)
     kwargs: dict = {}
     if info.device.type == "cuda":
         kwargs["device_id"] = info.device
     if info.backend == "nccl":
         kwargs["pg_options"] = nccl_options(timeout)
-    if info.store_port is None:  # launcher: MASTER_ADDR/MASTER_PORT via env://
-        tdist.init_process_group(info.backend, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs)
-    else:
+    if info.rendezvous is not None:  # a launcher's rank: its store was reached as it started
+        store = info.rendezvous.meet()
+    else:  # a spawned rank: the parent's store
         store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
         meet(store, info.world)
-        tdist.init_process_group(
-            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
-        )
+    tdist.init_process_group(
+        info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
+    )
 
 
 def meet(store, world: int) -> None:

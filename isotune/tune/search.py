@@ -147,7 +147,8 @@ def search_all(
             deadline, start = None, time.monotonic()
             if cfg.time_budget_s is not None:  # an even share of what is left; unused time passes on
                 deadline = start + max(0.0, cfg.time_budget_s - trials_s) / (len(cfg.seq_lens) - i)
-            stopped, early = run_study(cfg, study, s, evaluate_for(s), progress, deadline)
+            say = lambda line, s=s: bar.console.print(f"{s} tokens: {line}")  # noqa: E731
+            stopped, early = run_study(cfg, study, s, evaluate_for(s), progress, deadline, say)
             trials_s += time.monotonic() - start
             if early:  # the bar stops where the study did, and says so
                 done = studies.counts(study)["spent"]

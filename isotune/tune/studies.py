@@ -1,6 +1,7 @@
 """Optuna storage and studies for `isotune search`: open a storage URL, open (or resume) one
 study per prompt length, refuse a study made with other settings, and fail trials whose worker
-died (a SIGKILLed search leaves its running trial behind).
+died (a SIGKILLed search leaves its running trial behind; a worker on another host is known
+dead by its trial's heartbeat).
 
 Storage URLs: `journal:FILE` (an Optuna journal file, safe for several processes on one
 host or a shared file system), or any Optuna RDB URL (`sqlite:///FILE`, `postgresql://...`).
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -25,6 +28,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 OWNER_ATTR = "owner"
+BEAT_ATTR = "isotune_beat"  # when the trial's worker last said it is still measuring it
+TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
+STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
 SETTINGS_ATTR = "isotune_settings"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -115,16 +121,50 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_stale(study: optuna.Study) -> int:
-    """Mark FAIL the running trials whose worker process on this host is gone; returns how many.
-    (Workers on other hosts cannot be checked from here; their trials stay RUNNING.)"""
-    host, n = socket.gethostname(), 0
+def fail_stale(study: optuna.Study) -> list[str]:
+    """Mark FAIL the running trials whose worker is gone: its process on this host has ended, or
+    (any host) its heartbeat stopped. Returns a line per trial failed, saying why. Until then
+    a running trial holds its slot of the budget, so a dead worker's would hold it for good."""
+    host, now, out = socket.gethostname(), time.time(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who, _, pid = str(t.user_attrs.get(OWNER_ATTR, "")).rpartition(":")
+        owner = str(t.user_attrs.get(OWNER_ATTR, ""))
+        who, _, pid = owner.rpartition(":")
+        silent = now - float(t.user_attrs.get(BEAT_ATTR, now))
         if who == host and pid.isdigit() and not _alive(int(pid)):
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public API
-            n += 1
-    return n
+            why = f"its worker (pid {pid} here) is gone"
+        elif silent > STALE_BEATS * TRIAL_BEAT_S:
+            why = f"its worker ({owner}) has not beaten for {silent:.0f} s (every {TRIAL_BEAT_S:g} s while alive)"
+        else:
+            continue
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public API
+        out.append(f"trial {t.number} failed: {why}; its slot goes to a new trial")
+    return out
+
+
+class TrialBeat:
+    """While a trial is measured, its worker stamps it (BEAT_ATTR, wall-clock seconds) every
+    TRIAL_BEAT_S from a thread, so workers on other hosts can tell a long trial from one whose
+    worker died. Hosts' clocks need only agree to well within STALE_BEATS beats (minutes)."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.stop = trial, threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(TRIAL_BEAT_S):
+            try:
+                self.trial.set_user_attr(BEAT_ATTR, time.time())
+            except Exception:  # the storage went away or the trial was failed by another worker
+                return
+
+    def __enter__(self) -> TrialBeat:
+        self.trial.set_user_attr(BEAT_ATTR, time.time())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()  # no stamp may land after the trial is told
 
 
 FREE_ATTRS = ("reused", "infeasible")  # trials that cost no measurement

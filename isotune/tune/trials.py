@@ -70,6 +70,7 @@ def run_study(
     evaluate: Callable[[list[int], optuna.Trial], float],
     progress: Callable[[optuna.Study, Counter], None],
     deadline: float | None = None,
+    say: Callable[[str], None] = lambda line: None,
 ) -> tuple[str, bool]:
     """Run trials until the study has measured cfg.trials splits (every grid point for the grid
     sampler), counting other workers' trials too, or until `deadline` (time.monotonic()).
@@ -84,7 +85,8 @@ def run_study(
         if "bounds" in t.user_attrs
     }
     while True:
-        studies.fail_stale(study)
+        for line in studies.fail_stale(study):
+            say(line)
         n = studies.counts(study)
         progress(study, n)
         spent, draws = n["spent"], n[TrialState.COMPLETE] + n[TrialState.PRUNED]
@@ -109,7 +111,8 @@ def run_study(
             study.tell(trial, cache[tuple(bounds)])
             continue
         try:
-            value = evaluate(bounds, trial)
+            with studies.TrialBeat(trial):
+                value = evaluate(bounds, trial)
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             continue

@@ -1,11 +1,16 @@
 """Study settings on resume: a study drawn by an older isotune's search space is refused with
-what to do, not with a setting no flag can match."""
+what to do, not with a setting no flag can match. Running trials of dead workers: one whose
+heartbeat stopped (a worker on another host) gives its slot back; a live one keeps it."""
+
+import time
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from isotune.core.errors import BadInput
-from isotune.tune.studies import SETTINGS_ATTR, open_study
+from isotune.tune import studies
+from isotune.tune.studies import BEAT_ATTR, OWNER_ATTR, SETTINGS_ATTR, TrialBeat, fail_stale, open_storage, open_study
 
 
 def test_a_study_from_an_older_search_space_says_to_start_afresh():
@@ -17,3 +22,28 @@ def test_a_study_from_an_older_search_space_says_to_start_afresh():
     # the same settings resume
     assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).study_name == "s1024"
     assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).user_attrs[SETTINGS_ATTR]["space"] == 2
+
+
+def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.05)
+    storage = open_storage(f"journal:{tmp_path / 's.log'}")  # the real journal file, as search uses
+    study = optuna.create_study(storage=storage, study_name="s")
+    dead, alive, old = study.ask(), study.ask(), study.ask()
+    for t in (dead, alive):
+        t.set_user_attr(OWNER_ATTR, "gpu-node-7:4242")  # another host: no process to look up
+    dead.set_user_attr(BEAT_ATTR, time.time() - 2.0)  # 40 beats ago
+    old.set_user_attr(OWNER_ATTR, "gpu-node-7:4243")  # no beat at all (an older isotune): left alone
+    with TrialBeat(alive):
+        time.sleep(0.2)
+        stamp = study.trials[alive.number].user_attrs[BEAT_ATTR]
+        assert time.time() - stamp < 0.15  # stamped again since entering
+        lines = fail_stale(study)
+    assert lines == [
+        f"trial {dead.number} failed: its worker (gpu-node-7:4242) has not beaten for 2 s "
+        "(every 0.05 s while alive); its slot goes to a new trial"
+    ]
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    study.tell(alive, 1.0)  # the beat stopped with the trial: telling it is not raced
+    time.sleep(0.15)
+    assert study.trials[alive.number].state == TrialState.COMPLETE

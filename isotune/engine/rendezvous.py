@@ -1,0 +1,118 @@
+"""Where ranks started by a launcher (torchrun, netlab) meet: the launcher's store, reached as
+each rank starts, and a heartbeat per rank until all have loaded their weights.
+
+Ranks join their process group only after loading (a big model loads at its own speed per
+rank), so the meeting may wait far longer than a collective would. Spawned ranks have a parent
+that watches them; under a bare launcher nobody does, so a rank that dies while loading would
+leave its peers waiting out the whole join timeout. Each rank therefore beats (a counter in the
+store, from a thread with its own connection) from its start until the meeting, and a waiting
+rank ends the wait, naming the peer, once that peer's beat stops.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+
+import torch.distributed as tdist
+
+BEAT_S = float(os.environ.get("ISOTUNE_BEAT_S", "2"))  # a rank's heartbeat period while it loads
+SILENT_BEATS = 15  # beats a peer may miss before it counts as gone (a busy host delays threads)
+PREFIX = "isotune/"
+
+
+class PeerGone(RuntimeError):
+    """A peer stopped before the meeting: the one line its waiting ranks print."""
+
+
+def _client(host: str, port: int, world: int, is_master: bool, timeout_s: float):
+    return tdist.TCPStore(
+        host,
+        port,
+        world,
+        is_master,
+        timeout=datetime.timedelta(seconds=timeout_s),
+        wait_for_workers=False,
+        multi_tenant=is_master,  # torch's own env:// store is made so; a later group may share it
+    )
+
+
+class Rendezvous:
+    """The launcher's store, connected as this rank starts; `meet` waits for every peer (up to
+    `join_s`) and returns the store for the process group."""
+
+    def __init__(self, rank: int, world: int, connect_s: float, join_s: float):
+        self.rank, self.world, self.connect_s, self.join_s = rank, world, connect_s, join_s
+        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        # torchrun's agent already serves the store on MASTER_PORT; under any other launcher
+        # rank 0 serves it, as torch's env:// rendezvous does
+        hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+        try:
+            self.store = _client(host, port, world, hosts, connect_s)
+            beat_store = _client(host, port, world, False, connect_s)  # a thread of its own, a socket of its own
+        except tdist.DistError:
+            raise PeerGone(
+                f"could not reach the launcher's store at {host}:{port} within {connect_s:.0f} s: check "
+                "MASTER_ADDR/MASTER_PORT and that rank 0 started (ISOTUNE_DIST_TIMEOUT sets the wait)"
+            ) from None
+        self._stop = threading.Event()
+        self._beat(beat_store)  # the first beat before start-up goes on: peers see this rank at once
+        self._thread = threading.Thread(target=self._beating, args=(beat_store,), daemon=True)
+        self._thread.start()
+
+    def _beat(self, store) -> None:
+        store.add(f"{PREFIX}beat/{self.rank}", 1)
+
+    def _beating(self, store) -> None:
+        while not self._stop.wait(BEAT_S):
+            try:
+                self._beat(store)
+            except Exception:  # the store's host went away: the meeting will say so
+                return
+
+    def meet(self):
+        """Check in and wait until all ranks have; raise PeerGone when a peer's beat stops (or
+        never starts), TimeoutError after the join timeout. Returns the store."""
+        store = self.store
+        store.add(f"{PREFIX}joined", 1)
+        start = time.monotonic()
+        seen: dict[int, tuple[int, float]] = {}  # rank -> (its last beat count, when it changed)
+        try:
+            while store.add(f"{PREFIX}joined", 0) < self.world:
+                now = time.monotonic()
+                for r in range(self.world):
+                    if r != self.rank:
+                        self._check(r, store.add(f"{PREFIX}beat/{r}", 0), now, start, seen)
+                if now - start > self.join_s:
+                    raise TimeoutError(
+                        f"the other ranks did not get ready within {self.join_s:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
+                    )
+                time.sleep(min(0.05, BEAT_S / 4))
+        except tdist.DistError:  # the store's host (rank 0, or torchrun's agent) went away
+            raise PeerGone(
+                "the launcher's store (MASTER_ADDR:MASTER_PORT) went away before every rank was ready: "
+                "rank 0 (or torchrun's agent) stopped; see its output"
+            ) from None
+        finally:
+            self.close()
+        return store
+
+    def close(self) -> None:
+        """Stop beating, and wait for the thread: one left inside a store call as the interpreter
+        exits would be torn down mid-C++ and abort the process (SIGABRT, not our exit code)."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _check(self, r: int, count: int, now: float, start: float, seen: dict) -> None:
+        last = seen.get(r)
+        if last is None or count != last[0]:
+            seen[r] = (count, now)
+            return
+        if count == 0:  # it never reached the store: starting may be slow, allow the connect timeout
+            if now - last[1] > self.connect_s:
+                raise PeerGone(f"rank {r} did not start within {now - start:.0f} s: check that the launcher started it")
+        elif now - last[1] > SILENT_BEATS * BEAT_S:
+            raise PeerGone(f"rank {r} stopped before every rank was ready (crashed or killed?): see its output")
