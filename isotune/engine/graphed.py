@@ -4,7 +4,8 @@ A one-token step launches a few dozen small kernels per layer, and on a GPU thei
 not their work, set the decode speed. A CUDA graph replays them all with one launch, but only
 if every shape and address stays fixed from step to step. So this step keeps the token and its
 position in device tensors, writes the KV cache with `index_copy_` at that position, reads RoPE
-rows by index, and attends over the whole cache with a mask of the positions written so far.
+rows by index, and attends over the whole cache with a mask of the positions written so far
+(a K/V head's group of query heads as rows of one query, so the cache is never expanded).
 Same math as the executor's decode; the step itself runs anywhere (the CPU tests check it
 against the executor), the graph only on CUDA.
 """
@@ -59,13 +60,15 @@ class StaticDecoder:
         m.k_cache[layer, 0].index_copy_(1, self.pos, k.transpose(0, 1))  # (Hkv, max_len, D) at pos
         m.v_cache[layer, 0].index_copy_(1, self.pos, v.view(1, -1, d).transpose(0, 1))
         seen = (self.keys <= self.pos)[None, None, None, :]  # (1, 1, 1, max_len): positions written
+        # A group's query heads share one K/V head (query head h reads K/V head h // G), so they
+        # go in as G query rows against it: no GQA expansion of the whole cache per step (SDPA's
+        # masked kernels do not take enable_gqa, and its math fallback repeats the cache)
         out = F.scaled_dot_product_attention(
-            q.transpose(0, 1).unsqueeze(0),  # (1, Hq, 1, D)
+            q.view(1, m.shard.kv_heads, -1, d),  # (1, Hkv, G, D)
             m.k_cache[layer],  # (1, Hkv, max_len, D)
             m.v_cache[layer],
             attn_mask=seen,
-            enable_gqa=True,
-        )
+        )  # (1, Hkv, G, D)
         return F.linear(out.reshape(1, m.q_dim), w.wo)  # (1, hidden) partial sum
 
     def capture(self) -> str | None:
