@@ -20,7 +20,7 @@ from isotune.core.plan import load_plan, lookup, plan_for
 from isotune.core.prompts import Prompt, text_prompts
 from isotune.core.spec import ModelSpec, check_seq_lens
 from isotune.core.text import has_tokenizer, load_text
-from isotune.engine import dist
+from isotune.engine import dist, launcher
 from isotune.engine.dist import backend_for
 from isotune.engine.model import random_prompt
 from isotune.engine.target import fit_target, resolve_target
@@ -217,7 +217,7 @@ def _jobs(
 
 def _say(line: str) -> None:
     """A note on stderr, once: under a launcher every rank runs this, rank 0 speaks."""
-    if dist.launch_rank() == 0:
+    if launcher.launch_rank() == 0:
         print(line, file=sys.stderr)
 
 

@@ -12,7 +12,7 @@ from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec
-from isotune.engine import dist
+from isotune.engine import dist, launcher
 from isotune.engine.target import fit_target, resolve_target
 from isotune.engine.topology import run_setting
 from isotune.tune import ranks
@@ -30,7 +30,7 @@ def search(*, tp: int | None, device: str, threads: int, comm_ctas: str | None =
 
 def _search_one(cap: int | None, *, tp: int | None, device: str, threads: int, **opts) -> int:
     cfg = search_config(tp=tp, device=device, threads=threads, comm_ctas=cap, **opts)
-    if dist.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
+    if launcher.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
         open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
     if cfg.objective == MODEL:
         return ranks.search_model(cfg)
@@ -168,7 +168,7 @@ def search_caps(caps: list[int], *, out: str, **opts) -> int:
     from isotune.core.files import atomic_write_text
     from isotune.core.plan import load_plan
 
-    if dist.launched_externally():
+    if launcher.launched_externally():
         raise BadInput("several --comm-ctas values need isotune to spawn its ranks: give one under a launcher")
     stem = out[: -len(".yaml")] if out.endswith(".yaml") else out
     name, plots = opts.pop("study_name", None), opts.pop("plots", None)

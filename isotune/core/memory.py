@@ -56,10 +56,10 @@ def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens
     activations = t * (3 * s.ffn + qkv_rows + 4 * h) * b + spec.vocab * 4 * 2
     # a checkpoint's slice is read in its own dtype (up to float32) and then cast: the largest
     # slice, twice; synthetic weights are drawn per shard in the target dtype, on the rank's
-    # device: the gate and up shards before they are fused (or q/k/v, or a row-parallel shard
-    # before its transposed copy), the largest of those
+    # device: the gate and up shards before they are fused, or q/k/v (a row-parallel shard
+    # before its transposed copy is smaller than either)
     if spec.checkpoint is None:
-        loading = max(2 * s.ffn, qkv_rows, s.q_heads * d) * h * b
+        loading = max(2 * s.ffn, qkv_rows) * h * b
     else:
         loading = 2 * max(spec.vocab * h, s.ffn * h, qkv_rows * h) * 4
     return MemoryNeed(weights=weights, kv_cache=kv_cache, activations=activations, loading=loading)

@@ -1,5 +1,5 @@
-"""Process groups and launch: the only module that reads RANK/WORLD_SIZE/MASTER_* or creates
-groups.
+"""Launch and collectives: spawn ranks or join a launcher's (engine.launcher reads its
+environment), run the worker, and the collectives everything else uses.
 
 Two ways in, one code path after:
   * launched (torchrun, netlab, any launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT):
@@ -29,10 +29,9 @@ import torch.multiprocessing as mp
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
 from isotune.engine.exits import PEER_CLOSED_LINE, peer_closed, why_ranks_ended
 from isotune.engine.group import JOIN_TIMEOUT_S, TIMEOUT_S, init_group
+from isotune.engine.launcher import check_master_port, launch_rank, launched_externally, launcher_store
 from isotune.engine.memory import oom_kills
 from isotune.engine.rendezvous import PeerGone, Rendezvous
-
-LAUNCH_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass(kw_only=True)
@@ -52,22 +51,6 @@ class DistInfo:
 
 
 Worker = Callable[[DistInfo, Any], int]
-
-
-def launched_externally() -> bool:
-    return all(v in os.environ for v in LAUNCH_VARS)
-
-
-def launch_rank() -> int:
-    """This process's rank under an external launcher, else 0 (the process that spawns ranks)."""
-    return int(os.environ["RANK"]) if launched_externally() else 0
-
-
-def default_tp(tp: int | None) -> int:
-    """--tp when given; else the launcher's WORLD_SIZE, or 1 for a local run."""
-    if tp is not None:
-        return tp
-    return int(os.environ["WORLD_SIZE"]) if launched_externally() else 1
 
 
 def backend_for(world: int, device: str) -> str | None:
@@ -104,28 +87,6 @@ def check_world(tp: int, device: str) -> None:
             check_master_port()
     elif device == "cuda" and tp > torch.cuda.device_count():
         raise BadInput(f"--tp {tp} needs {tp} GPUs, {torch.cuda.device_count()} visible: lower --tp or use torchrun")
-
-
-def check_master_port() -> None:
-    """Rank 0 hosts the rendezvous store on MASTER_PORT (unless torchrun's agent already does):
-    a port that is taken is a clear error now rather than a failed rendezvous later."""
-    import socket
-
-    raw = os.environ["MASTER_PORT"]
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise BadInput(f"MASTER_PORT={raw!r} is not a port number: set it to a free port such as 29500")
-    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
-        return  # torchrun's agent holds the store on that port; the ranks only connect
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # like the store itself: a port left in TIME_WAIT by the previous run is free, a listener is not
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", int(raw)))
-        except OSError:
-            raise BadInput(
-                f"MASTER_PORT {raw} is already in use on this host: pick a free port (e.g. MASTER_PORT=29511) "
-                "or stop the process holding it"
-            ) from None
 
 
 def launch(
@@ -236,7 +197,8 @@ def _run_rank(
             info.backend = backend_for(world, device)
             info.store_port = store_port
             if store_port is None:  # a launcher's rank: reach its store now, beat while loading
-                info.rendezvous = Rendezvous(rank, world, TIMEOUT_S, max(TIMEOUT_S, JOIN_TIMEOUT_S))
+                at = launcher_store(rank)
+                info.rendezvous = Rendezvous(at, rank, world, TIMEOUT_S, max(TIMEOUT_S, JOIN_TIMEOUT_S))
             _joining = info
         return worker(info, payload)
     except BadInput as e:

@@ -41,7 +41,6 @@ PEER_CLOSED = (
     "Socket closed",
     "Broken pipe",
     "remote process exited or there was a network error",
-    "NCCL communicator was aborted",
 )
 PEER_CLOSED_LINE = "a peer rank stopped during a collective (its connection closed): its own output says why"
 

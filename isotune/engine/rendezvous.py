@@ -15,27 +15,38 @@ import datetime
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import torch.distributed as tdist
 
 BEAT_S = float(os.environ.get("ISOTUNE_BEAT_S", "2"))  # a rank's heartbeat period while it loads
-SILENT_BEATS = 15  # beats a peer may miss before it counts as gone (a busy host delays threads)
-PREFIX = "isotune/"
+# beats a peer may miss before it counts as gone: a thread that reads a checkpoint tensor may
+# hold the GIL for seconds on a slow file system, and the join timeout is far longer anyway
+SILENT_BEATS = 60
+JOINED_POLL_S = 0.05  # how often a waiting rank looks whether all have checked in
 
 
 class PeerGone(RuntimeError):
     """A peer stopped before the meeting: the one line its waiting ranks print."""
 
 
-def _client(host: str, port: int, world: int, is_master: bool, timeout_s: float):
+@dataclass(frozen=True)
+class StoreAddress:
+    host: str
+    port: int
+    serve: bool  # this rank serves the store (rank 0, unless torchrun's agent already does)
+    prefix: str  # this launch's keys: torchrun reuses its store across restarts of a run
+
+
+def _client(at: StoreAddress, world: int, serve: bool, timeout_s: float):
     return tdist.TCPStore(
-        host,
-        port,
+        at.host,
+        at.port,
         world,
-        is_master,
+        serve,
         timeout=datetime.timedelta(seconds=timeout_s),
         wait_for_workers=False,
-        multi_tenant=is_master,  # torch's own env:// store is made so; a later group may share it
+        multi_tenant=serve,  # torch's own env:// store is made so; a later group may share it
     )
 
 
@@ -43,18 +54,14 @@ class Rendezvous:
     """The launcher's store, connected as this rank starts; `meet` waits for every peer (up to
     `join_s`) and returns the store for the process group."""
 
-    def __init__(self, rank: int, world: int, connect_s: float, join_s: float):
-        self.rank, self.world, self.connect_s, self.join_s = rank, world, connect_s, join_s
-        host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
-        # torchrun's agent already serves the store on MASTER_PORT; under any other launcher
-        # rank 0 serves it, as torch's env:// rendezvous does
-        hosts = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+    def __init__(self, at: StoreAddress, rank: int, world: int, connect_s: float, join_s: float):
+        self.at, self.rank, self.world, self.connect_s, self.join_s = at, rank, world, connect_s, join_s
         try:
-            self.store = _client(host, port, world, hosts, connect_s)
-            beat_store = _client(host, port, world, False, connect_s)  # a thread of its own, a socket of its own
+            self.store = _client(at, world, at.serve, connect_s)
+            beat_store = _client(at, world, False, connect_s)  # a thread of its own, a socket of its own
         except tdist.DistError:
             raise PeerGone(
-                f"could not reach the launcher's store at {host}:{port} within {connect_s:.0f} s: check "
+                f"could not reach the launcher's store at {at.host}:{at.port} within {connect_s:.0f} s: check "
                 "MASTER_ADDR/MASTER_PORT and that rank 0 started (ISOTUNE_DIST_TIMEOUT sets the wait)"
             ) from None
         self._stop = threading.Event()
@@ -62,34 +69,39 @@ class Rendezvous:
         self._thread = threading.Thread(target=self._beating, args=(beat_store,), daemon=True)
         self._thread.start()
 
+    def _key(self, name: str) -> str:
+        return f"{self.at.prefix}{name}"
+
     def _beat(self, store) -> None:
-        store.add(f"{PREFIX}beat/{self.rank}", 1)
+        store.add(self._key(f"beat/{self.rank}"), 1)
 
     def _beating(self, store) -> None:
         while not self._stop.wait(BEAT_S):
             try:
                 self._beat(store)
-            except Exception:  # the store's host went away: the meeting will say so
-                return
+            except Exception:  # a hiccup, or the store's host went away (the meeting says so): try on
+                continue
 
     def meet(self):
         """Check in and wait until all ranks have; raise PeerGone when a peer's beat stops (or
         never starts), TimeoutError after the join timeout. Returns the store."""
         store = self.store
-        store.add(f"{PREFIX}joined", 1)
-        start = time.monotonic()
+        start = last_look = time.monotonic()
         seen: dict[int, tuple[int, float]] = {}  # rank -> (its last beat count, when it changed)
         try:
-            while store.add(f"{PREFIX}joined", 0) < self.world:
+            store.add(self._key("joined"), 1)
+            while store.add(self._key("joined"), 0) < self.world:
                 now = time.monotonic()
-                for r in range(self.world):
-                    if r != self.rank:
-                        self._check(r, store.add(f"{PREFIX}beat/{r}", 0), now, start, seen)
+                if now - last_look >= BEAT_S / 2 or not seen:  # beats change every BEAT_S: look half as often
+                    last_look = now
+                    for r in range(self.world):
+                        if r != self.rank:
+                            self._check(r, store.add(self._key(f"beat/{r}"), 0), now, start, seen)
                 if now - start > self.join_s:
                     raise TimeoutError(
                         f"the other ranks did not get ready within {self.join_s:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
                     )
-                time.sleep(min(0.05, BEAT_S / 4))
+                time.sleep(JOINED_POLL_S)
         except tdist.DistError:  # the store's host (rank 0, or torchrun's agent) went away
             raise PeerGone(
                 "the launcher's store (MASTER_ADDR:MASTER_PORT) went away before every rank was ready: "
@@ -104,7 +116,7 @@ class Rendezvous:
         exits would be torn down mid-C++ and abort the process (SIGABRT, not our exit code)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout=max(5.0, 2 * BEAT_S))  # a store call that hangs is cut off by its own timeout
 
     def _check(self, r: int, count: int, now: float, start: float, seen: dict) -> None:
         last = seen.get(r)

@@ -8,7 +8,7 @@ import sys
 
 from isotune.core.shard import check_tp
 from isotune.core.spec import ModelSpec, load_spec, resolve_dtype
-from isotune.engine import dist
+from isotune.engine import dist, launcher
 from isotune.engine.memory import check_host_memory
 from isotune.engine.weights import check_checkpoint
 
@@ -17,7 +17,7 @@ def resolve_target(model: str, layers: int | None, tp: int | None, device: str) 
     """Check model, TP size and device together, before any rank starts: (spec, tp, device)."""
     spec = load_spec(model, layers)
     check_checkpoint(spec)
-    tp = dist.default_tp(tp)
+    tp = launcher.default_tp(tp)
     check_tp(spec, tp)
     device = dist.resolve_device(device)
     dist.check_world(tp, device)
@@ -33,7 +33,7 @@ def fit_target(spec: ModelSpec, tp: int, device: str, dtype: str, max_len: int) 
             "warning: float32 on GPUs runs without flash attention, far below the tensor cores' bf16 "
             "peak and with twice the all-reduce bytes: splits tuned so fit no deployment (--dtype auto)"
         )
-    if note and dist.launch_rank() == 0:
+    if note and launcher.launch_rank() == 0:
         print(note, file=sys.stderr)
     check_host_memory(spec, tp, dtype, max_len, device)
     return dtype

@@ -12,7 +12,7 @@ import subprocess
 import torch
 
 from isotune import __version__
-from isotune.engine import dist
+from isotune.engine import dist, launcher
 from isotune.engine.dist import DistInfo
 from isotune.engine.group import comm_setting
 
@@ -56,7 +56,7 @@ def run_setting(tp: int, device: str, dtype: str, compiled: bool = False) -> dic
         local_rank=0,
         device=torch.device(device, 0) if device == "cuda" else torch.device("cpu"),
         backend=None,
-        launched=dist.launched_externally(),
+        launched=launcher.launched_externally(),
     )
     backend = dist.backend_for(tp, device) or "none"  # as describe() writes a single rank's
     one_host = ranks_share_host()
@@ -78,9 +78,9 @@ def ranks_share_host() -> bool:
     starts all WORLD_SIZE of them here (torchrun's LOCAL_WORLD_SIZE). A launcher that does not
     say is taken as several hosts; describe() then writes what it finds, and a plan check names
     the difference."""
-    if not dist.launched_externally():
+    if not launcher.launched_externally():
         return True
-    return os.environ.get("LOCAL_WORLD_SIZE", "").strip() == str(dist.default_tp(None))
+    return os.environ.get("LOCAL_WORLD_SIZE", "").strip() == str(launcher.default_tp(None))
 
 
 def group_link(device_type: str, one_host: bool, gpus: list[int | None]) -> str:

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from isotune.core.errors import BadInput, first_line
@@ -28,7 +29,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 OWNER_ATTR = "owner"
-BEAT_ATTR = "isotune_beat"  # when the trial's worker last said it is still measuring it
+BEAT_ATTR = "isotune_beat"  # {n, every_s}: the count of the trial's worker's beats, and their period
 TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
 STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
 SETTINGS_ATTR = "isotune_settings"
@@ -121,44 +122,76 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# (study, trial id) -> (the beat count last seen, when it changed, on this host's clock): a
+# remote worker's silence is timed here, so hosts' clocks need not agree
+_SEEN: dict[tuple[str, int], tuple[int, float]] = {}
+
+
 def fail_stale(study: optuna.Study) -> list[str]:
-    """Mark FAIL the running trials whose worker is gone: its process on this host has ended, or
-    (any host) its heartbeat stopped. Returns a line per trial failed, saying why. Until then
-    a running trial holds its slot of the budget, so a dead worker's would hold it for good."""
-    host, now, out = socket.gethostname(), time.time(), []
+    """Mark FAIL the running trials whose worker is gone: on this host, its process has ended;
+    on another, its beat count has not moved for STALE_BEATS of its beats. Returns a line per
+    trial failed, saying why. Until then a running trial holds its slot of the budget, so a
+    dead worker's would hold it for good."""
+    host, now, out = socket.gethostname(), time.monotonic(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(t.user_attrs.get(OWNER_ATTR, ""))
         who, _, pid = owner.rpartition(":")
-        silent = now - float(t.user_attrs.get(BEAT_ATTR, now))
-        if who == host and pid.isdigit() and not _alive(int(pid)):
+        if who == host and pid.isdigit():  # here the process table is the truth, not the beat
+            if _alive(int(pid)):
+                continue
             why = f"its worker (pid {pid} here) is gone"
-        elif silent > STALE_BEATS * TRIAL_BEAT_S:
-            why = f"its worker ({owner}) has not beaten for {silent:.0f} s (every {TRIAL_BEAT_S:g} s while alive)"
         else:
-            continue
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001 - no public API
-        out.append(f"trial {t.number} failed: {why}; its slot goes to a new trial")
+            beat = t.user_attrs.get(BEAT_ATTR)
+            if not isinstance(beat, dict):  # no beat (an older isotune's worker): cannot tell
+                continue
+            key, n = (study.study_name, t._trial_id), int(beat["n"])  # noqa: SLF001
+            if _SEEN.get(key, (None,))[0] != n:
+                _SEEN[key] = (n, now)
+                continue
+            silent, every = now - _SEEN[key][1], float(beat["every_s"])
+            if silent <= STALE_BEATS * every:
+                continue
+            why = f"its worker ({owner}) has not beaten for {silent:.0f} s (every {every:g} s while alive)"
+        if fail_trial(study, t._trial_id):  # noqa: SLF001
+            out.append(f"trial {t.number} failed: {why}; its slot goes to a new trial")
     return out
 
 
+def fail_trial(study: optuna.Study, trial_id: int) -> bool:
+    """FAIL a running trial; False if it had finished meanwhile (told, or failed by another worker)."""
+    try:
+        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)  # noqa: SLF001 - no public API
+    except UpdateFinishedTrialError:
+        return False
+    return True
+
+
+def stamp(trial: optuna.Trial, n: int) -> None:
+    """Beat n of the trial's worker, with its period (workers may be started with other periods)."""
+    trial.set_user_attr(BEAT_ATTR, {"n": n, "every_s": TRIAL_BEAT_S})
+
+
 class TrialBeat:
-    """While a trial is measured, its worker stamps it (BEAT_ATTR, wall-clock seconds) every
-    TRIAL_BEAT_S from a thread, so workers on other hosts can tell a long trial from one whose
-    worker died. Hosts' clocks need only agree to well within STALE_BEATS beats (minutes)."""
+    """While a trial is measured, its worker stamps it every TRIAL_BEAT_S from a thread (beat
+    0 is stamped as the trial is drawn), so workers on other hosts can tell a long trial from
+    one whose worker died."""
 
     def __init__(self, trial: optuna.Trial):
         self.trial, self.stop = trial, threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
+        n = 1
         while not self.stop.wait(TRIAL_BEAT_S):
             try:
-                self.trial.set_user_attr(BEAT_ATTR, time.time())
-            except Exception:  # the storage went away or the trial was failed by another worker
+                stamp(self.trial, n)
+                n += 1
+            except UpdateFinishedTrialError:  # another worker failed it: nothing left to stamp
                 return
+            except Exception:  # a locked database, a dropped connection: the next beat may land
+                continue
 
     def __enter__(self) -> TrialBeat:
-        self.trial.set_user_attr(BEAT_ATTR, time.time())
         self.thread.start()
         return self
 

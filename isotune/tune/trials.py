@@ -104,6 +104,7 @@ def run_study(
             return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
         trial = study.ask()
         trial.set_user_attr(studies.OWNER_ATTR, studies.owner())
+        studies.stamp(trial, 0)
         bounds = suggest_bounds(trial, seq_len, cfg.max_chunks, cfg.align)
         trial.set_user_attr("bounds", bounds)
         if tuple(bounds) in cache:  # another draw that rounds to the same boundaries
@@ -114,13 +115,17 @@ def run_study(
             with studies.TrialBeat(trial):
                 value = evaluate(bounds, trial)
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             continue
         except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        study.tell(trial, value)
-        cache[tuple(bounds)] = value
+        cache[tuple(bounds)] = value  # a sound measurement even if its trial was failed meanwhile
+        if study.tell(trial, value, skip_if_finished=True).state == TrialState.FAIL:
+            say(
+                f"trial {trial.number}'s result ({value:.2f} ms) was dropped: another worker failed it "
+                "when its beats stopped reaching the storage"
+            )
 
 
 def best_splits(study: optuna.Study, top: int) -> list[list[int]]:

@@ -11,7 +11,7 @@ import pytest
 from conftest import CLI, ROOT
 
 from isotune.cli import main
-from isotune.engine import dist
+from isotune.engine import dist, launcher
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
 
 def test_torchrun_launch(tmp_path):
     out = tmp_path / "r.json"
-    env = {k: v for k, v in os.environ.items() if k not in dist.LAUNCH_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in launcher.LAUNCH_VARS}
     r = subprocess.run(
         [
             sys.executable,

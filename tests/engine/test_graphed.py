@@ -1,6 +1,7 @@
 """The static-shape decode step behind --cuda-graphs: the same greedy tokens as the executor's
 decode, on one rank and on two gloo ranks (the graph itself is CUDA-only: test_cuda_engine)."""
 
+import dataclasses
 import json
 
 import torch
@@ -34,8 +35,10 @@ def _both(info, spec, s: int, steps: int) -> tuple[list[int], list[int]]:
 
 def test_static_steps_give_the_executors_tokens_on_one_rank():
     info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
-    for name in ("tiny", "small"):
-        want, got = _both(info, load_spec(name, layers=2), 120, 12)
+    # tiny and small group 2 query heads per K/V head; 8 over 2 makes groups of 4 (as llama3-8b)
+    wide = dataclasses.replace(load_spec("tiny"), heads=8, kv_heads=2, hidden=256)
+    for spec in (load_spec("tiny", layers=2), load_spec("small", layers=2), wide):
+        want, got = _both(info, spec, 120, 12)
         assert got == want and len(set(want)) > 1  # a real sequence, not one token repeated
 
 

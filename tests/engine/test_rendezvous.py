@@ -76,14 +76,14 @@ def _bare_launch(tmp_path, rank: str, what: str, s: float, **env) -> list[tuple[
 
 
 def test_a_slow_loading_rank_does_not_time_its_peers_out(tmp_path):
-    (a, _, _), (b, err, _) = _bare_launch(tmp_path, "1", "slow", 5.0, ISOTUNE_DIST_TIMEOUT="2")
+    (a, _, _), (b, err, _) = _bare_launch(tmp_path, "1", "slow", 8.0, ISOTUNE_DIST_TIMEOUT="4")
     assert (a, b) == (0, 0), err
 
 
 @pytest.mark.parametrize("dead", ["1", "0"])
 def test_a_rank_killed_while_loading_is_named_by_its_peer_in_one_line(tmp_path, dead):
     """Rank 1 dies: rank 0 sees its beat stop. Rank 0 dies: with it goes the store it served."""
-    ranks = _bare_launch(tmp_path, dead, "kill", 1.0, ISOTUNE_BEAT_S="0.2", ISOTUNE_DIST_TIMEOUT="60")
+    ranks = _bare_launch(tmp_path, dead, "kill", 1.0, ISOTUNE_BEAT_S="0.1", ISOTUNE_DIST_TIMEOUT="60")
     code, err, took = ranks[1 - int(dead)]
     assert ranks[int(dead)][0] == -signal.SIGKILL
     assert code == 1 and took < 30, (code, took)  # the join timeout (900 s) would be the wait without the beat
@@ -99,3 +99,31 @@ def test_a_rank_killed_between_collectives_leaves_its_peer_one_line(tmp_path):
     assert err.strip().splitlines() == [
         "error: a peer rank stopped during a collective (its connection closed): its own output says why"
     ], err
+
+
+def test_a_restarted_launch_does_not_count_the_last_attempts_ranks(monkeypatch):
+    """torchrun keeps one store across a run's restarts: keys are per run and attempt, so the
+    first attempt's check-ins and beats (left in the store) do not let a rank of the second
+    attempt through before its peer, nor make a peer that has not started look alive."""
+    from datetime import timedelta
+
+    import torch.distributed as tdist
+
+    from isotune.engine.launcher import launcher_store
+    from isotune.engine.rendezvous import PeerGone, Rendezvous
+
+    server = tdist.TCPStore("127.0.0.1", 0, None, True, timeout=timedelta(seconds=10), wait_for_workers=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(server.port))
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")  # the agent (here: this test) serves it
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "r1")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
+    first = launcher_store(0)
+    server.add(f"{first.prefix}joined", 2)  # attempt 0 got as far as meeting, then failed
+    server.add(f"{first.prefix}beat/1", 7)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    again = launcher_store(0)
+    assert again.prefix != first.prefix and not again.serve
+    rv = Rendezvous(again, 0, 2, connect_s=1.0, join_s=30.0)
+    with pytest.raises(PeerGone, match="rank 1 did not start within"):
+        rv.meet()  # waits for this attempt's rank 1, which never comes

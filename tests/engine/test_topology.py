@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from isotune.core.setting import SETTING_KEYS
-from isotune.engine import dist, topology
+from isotune.engine import dist, launcher, topology
 from isotune.engine.dist import DistInfo
 from isotune.engine.topology import (
     describe,
@@ -33,7 +33,7 @@ PAIRS_BUS_IDS = "0, 00000000:18:00.0\n1, 00000000:3B:00.0\n2, 00000000:86:00.0\n
 @pytest.fixture(autouse=True)
 def _local_run(monkeypatch):
     """A local run unless a test says otherwise: no launcher, all GPUs visible."""
-    for var in (*dist.LAUNCH_VARS, "LOCAL_WORLD_SIZE", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES"):
+    for var in (*launcher.LAUNCH_VARS, "LOCAL_WORLD_SIZE", "LOCAL_RANK", "CUDA_VISIBLE_DEVICES"):
         monkeypatch.delenv(var, raising=False)
 
 
