@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
@@ -19,7 +20,8 @@ def main(bench_path: str, *profile_paths: str) -> None:
     recs = json.loads(open(bench_path).read())
     profiles = [(p, load_profile(p)) for p in profile_paths]
     align = 16
-    head = "| tokens | variant | measured ms (95% CI) |" + "".join(f" {p.source} pred. | error |" for _, p in profiles)
+    names = [Path(path).stem for path, _ in profiles]
+    head = "| tokens | variant | measured ms (95% CI) |" + "".join(f" {n} pred. | error |" for n in names)
     print(head)
     print("|---" * (3 + 2 * len(profiles)) + "|")
     worst = {path: 0.0 for path, _ in profiles}

@@ -53,6 +53,7 @@ def analytic_profile(hw: Hardware, spec: ModelSpec, tp: int, dtype: str) -> Prof
         attn_table=[[q, c.attn_ms(q, 0)] for q in TABLE_TOKENS],
         attn_ms_per_pair=c.per_pair_ms,
         mlp_table=[[t, c.mlp_ms(t)] for t in TABLE_TOKENS],
+        allreduce_table=_allreduce_table(ar, tp),
     )
     # the summary lines (schema fields) through two table points
     fit.attn = [0.0, interp(fit.attn_table, 1024) / 1024, c.per_pair_ms]
@@ -100,6 +101,15 @@ def _allreduce_line(ar, tp: int) -> tuple[float, float]:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return max(0.0, my - slope * mx), max(0.0, slope)
+
+
+def _allreduce_table(ar, tp: int) -> list[list[float]] | None:
+    """[[MB, ms], ...] where the entry measured bus bandwidth by message size: the cost model
+    reads between those points rather than off the line through them."""
+    if tp == 1 or not ar.points or len(ar.points) < 2:
+        return None
+    share = 2 * (tp - 1) / tp
+    return [[b / 1e6, b / 1e6 * share / bw] for b, bw in sorted(ar.points)]  # 1 GB/s = 1 MB/ms
 
 
 class _Costs:
@@ -155,8 +165,8 @@ class _Costs:
             f"compute: {eff}; each chunk reads its weights once (short chunks are memory-bound)",
             "attention: causal pairs q·(p + q/2), flash-style (no score matrix in memory)",
             (
-                f"all-reduce: the line through {hw.name}'s tp {ar.tp} bus bandwidth measured at "
-                f"{len(ar.points or [])} message sizes (sourced in its catalog entry)"
+                f"all-reduce: the curve through {hw.name}'s tp {ar.tp} bus bandwidth measured at "
+                f"{len(ar.points or [])} message sizes, read between them (sourced in its catalog entry)"
                 if ar.points and len(ar.points) >= 2
                 else f"all-reduce: {ar.latency_us:g} µs + 2(n-1)/n · bytes / {ar.busbw_gb_s:g} GB/s bus bandwidth "
                 f"(the tp {ar.tp} figures of {hw.name}, sourced in its catalog entry)"

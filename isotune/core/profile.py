@@ -7,7 +7,8 @@ Fitted forms (per layer, per rank, in ms):
                                                   a chunk at prefix 0 (its own causal triangle),
                                                   a prefix adds q*p (query, key) pairs
   mlp_ms(t)      = table(t)                       piecewise linear through the measured shapes
-  allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb
+  allreduce_ms(n)= latency_ms + n_bytes / 1e6 * ms_per_mb, or a table by size (analytic
+                   profiles from a catalog entry that measured its link by message size)
 Tables come from ops timed inside real prefills (core.fit); profiles written before them carry
 lines instead (attn = a0 + a1*q + a2*q*(p + q/2), mlp = b0 + b1*t), still read. An all-reduce
 starts sync_skew x its producer's time late (the slower rank's lag, which a split can hide) and
@@ -60,6 +61,9 @@ class CostFit:
     # sets the pace (launch-bound). 0 on CPU ranks, where the host's time is the compute.
     host_attn_ms: float = 0.0
     host_mlp_ms: float = 0.0
+    # an all-reduce timed by message size ([[MB, ms], ...]): a catalog entry's measured curve,
+    # which a line (latency + ms/MB) fits badly at the 0.5-5 MB of short chunks
+    allreduce_table: list[list[float]] | None = None
 
     def attn_ms(self, q: int, p: int) -> float:
         if self.attn_table:
@@ -76,6 +80,8 @@ class CostFit:
     def allreduce_ms(self, n_bytes: int, tokens_mb: float = 0.0) -> float:
         """One all-reduce of n_bytes when the link's bucket holds tokens_mb (0: back-to-back)."""
         mb = n_bytes / 1e6
+        if self.allreduce_table and not self.burst_mb:  # extended by its end segments, never below the latency
+            return max(self.latency_ms, interp(self.allreduce_table, mb))
         fast = min(mb, tokens_mb)
         return self.latency_ms + fast * self.burst_ms_per_mb + (mb - fast) * self.ms_per_mb
 
