@@ -1,12 +1,14 @@
 """The measurements `isotune doctor` makes on one device, in this process: what the machine is,
-whether ISO equals the unsplit prefill, what chunking costs with no communication to hide, and
-whether the host or the GPU sets the pace. Each returns plain rows for the report."""
+whether ISO equals the unsplit prefill, what chunking costs with no communication to hide,
+whether the host or the GPU sets the pace, and what CUDA graphs do to decoding. Each returns
+plain rows for the report."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -119,6 +121,45 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
         h = k * sum(layer_issue_ms(model, x))
         rows.append({"chunks": k, "host_ms": h, "gpu_ms": g, "bound": "host" if h > g else "GPU"})
     return rows
+
+
+@torch.inference_mode()
+def decode_speed(model: TPModel, cache_lens: list[int], steps: int, repeats: int, seed: int = 0) -> list[dict]:
+    """Per cache length: `steps` greedy tokens, eager steps against replays of one captured CUDA
+    graph (run --cuda-graphs), timed interleaved after a warm-up round. The graphed step attends
+    over the whole cache (model.max_len positions, masked) where eager attends over the tokens
+    so far, so short caches in a long model are where the graph can lose. (Where capture fails,
+    on CPU for one, the static step runs eagerly and one note line says so.)"""
+    from isotune.engine.executor import greedy_decode, prepare_graphs
+
+    rows = []
+    for s in cache_lens:
+        ids = torch.tensor(random_prompt(s, model.spec.vocab, seed), device=model.device)
+        last = prefill(model, ids, [0, s])[-1:]  # (1, hidden); the cache holds 0..s-1
+        prepare_graphs(model, s)  # captured once, outside the timing
+        times: dict[str, list[float]] = {"eager": [], "graphed": []}
+        tokens: dict[str, list[int]] = {}
+        for _ in range(repeats + 1):
+            for name in times:
+                sync(model.device)
+                t0 = time.perf_counter()
+                tokens[name] = greedy_decode(model, last, s, steps, graphs=name == "graphed")  # rewrites s..s+steps
+                sync(model.device)
+                times[name].append(time.perf_counter() - t0)
+        eager, graphed = times["eager"][1:], times["graphed"][1:]  # the first round warmed up
+        change = paired_change(eager, graphed)
+        rows.append(
+            {"cache_tokens": s, "max_len": model.max_len, "steps": steps}
+            | {"eager_tok_s": steps / interval(eager).estimate, "graphed_tok_s": steps / interval(graphed).estimate}
+            | {"change": change.estimate, "low": change.low, "high": change.high}
+            | {"same_tokens": tokens["eager"] == tokens["graphed"]}
+        )
+    return rows
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def build(model: str, layers: int | None, dtype: str, max_len: int, device: str) -> TPModel:

@@ -12,6 +12,7 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     by = {c["name"]: c for c in report["checks"]}
     assert by["CUDA tests"]["status"] == "skipped" and "no CUDA GPU" in by["CUDA tests"]["summary"]
     assert by["launch-bound"]["status"] == "skipped" and "CPU ranks" in by["launch-bound"]["summary"]
+    assert by["decode: CUDA graphs"]["status"] == "skipped" and "need a GPU" in by["decode: CUDA graphs"]["summary"]
     iso = by["ISO == baseline"]
     assert iso["status"] == "ok" and len(iso["rows"]) == 4 and all(row["ok"] for row in iso["rows"])
     assert "no --checkpoint given" in iso["summary"]
@@ -47,3 +48,16 @@ def test_doctor_bad_input(cli, tmp_path):
         r = cli("doctor", *args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_decode_check_times_eager_against_the_static_step_and_keeps_the_tokens():
+    """The plumbing of doctor's decode check, on CPU: no graph can be captured here, so the
+    'graphed' side is the static step run eagerly (one note line says so). Both decode the same
+    tokens, at a short and a full cache, with an interval around the change."""
+    from isotune.tune import checks
+
+    m = checks.build("tiny", 2, "float32", 256, "cpu")
+    rows = checks.decode_speed(m, [64, 224], 32, 3)
+    assert [r["cache_tokens"] for r in rows] == [64, 224] and all(r["max_len"] == 256 for r in rows)
+    assert all(r["same_tokens"] and r["eager_tok_s"] > 0 and r["graphed_tok_s"] > 0 for r in rows)
+    assert all(r["low"] <= r["change"] <= r["high"] for r in rows)
