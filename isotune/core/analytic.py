@@ -105,11 +105,18 @@ def _allreduce_line(ar, tp: int) -> tuple[float, float]:
 
 def _allreduce_table(ar, tp: int) -> list[list[float]] | None:
     """[[MB, ms], ...] where the entry measured bus bandwidth by message size: the cost model
-    reads between those points rather than off the line through them."""
+    reads between those points rather than off the line through them. It starts at the entry's
+    small-message latency (0 MB), so a message below the smallest measured one is not costed by
+    extending a noisy first segment, and never falls with size: a measurement where a bigger
+    message came out faster is noise, and would let a split save communication."""
     if tp == 1 or not ar.points or len(ar.points) < 2:
         return None
     share = 2 * (tp - 1) / tp
-    return [[b / 1e6, b / 1e6 * share / bw] for b, bw in sorted(ar.points)]  # 1 GB/s = 1 MB/ms
+    table, most = [], 0.0
+    for mb, ms in [[0.0, ar.latency_us / 1e3]] + [[b / 1e6, b / 1e6 * share / bw] for b, bw in sorted(ar.points)]:
+        most = max(most, ms)  # 1 GB/s = 1 MB/ms
+        table.append([mb, most])
+    return table
 
 
 class _Costs:

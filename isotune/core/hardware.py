@@ -115,15 +115,18 @@ def _sourced(d: dict, key: str, where: str) -> Sourced:
 
 
 def _points(d: dict, where: str) -> list[list[float]] | None:
-    """A measured curve, [[size, value], ...]: at least two distinct positive sizes, positive values."""
+    """A measured curve, [[size, value], ...]: two or more positive sizes, each once (a curve is
+    read between its points), positive values."""
     points = d.get("points")
     if points is None:
         return None
     ok = isinstance(points, list) and all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, int | float) and x > 0 for x in p) for p in points
     )
-    if not ok or len({p[0] for p in points}) < 2:
-        raise BadInput(f"{where}: points must be [[size, value], ...] of positive numbers at two sizes or more")
+    if not ok or len(points) < 2 or len({p[0] for p in points}) < len(points):
+        raise BadInput(
+            f"{where}: points must be [[size, value], ...] of positive numbers at two sizes or more, each size once"
+        )
     return points
 
 

@@ -80,8 +80,8 @@ class CostFit:
     def allreduce_ms(self, n_bytes: int, tokens_mb: float = 0.0) -> float:
         """One all-reduce of n_bytes when the link's bucket holds tokens_mb (0: back-to-back)."""
         mb = n_bytes / 1e6
-        if self.allreduce_table and not self.burst_mb:  # extended by its end segments, never below the latency
-            return max(self.latency_ms, interp(self.allreduce_table, mb))
+        if self.allreduce_table and not self.burst_mb:  # from 0 MB up; past the last size, its last segment
+            return interp(self.allreduce_table, mb)
         fast = min(mb, tokens_mb)
         return self.latency_ms + fast * self.burst_ms_per_mb + (mb - fast) * self.ms_per_mb
 

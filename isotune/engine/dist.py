@@ -282,8 +282,12 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
 
 
 def synchronize(info: DistInfo) -> None:
-    if info.device.type == "cuda":
-        torch.cuda.synchronize(info.device)
+    synchronize_device(info.device)
+
+
+def synchronize_device(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:

@@ -38,6 +38,8 @@ def prefill(
     (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
     before the final norm, and fills the KV cache for those positions. `trace`, when given,
     receives one event per op with its true start and end (see Recorder)."""
+    if start_pos + len(ids) > model.max_len:  # past the cache, writes would land nowhere, silently
+        raise ValueError(f"positions up to {start_pos + len(ids)} do not fit the KV cache of {model.max_len}")
     if ops is None:
         ops = build_schedule(model.spec.layers, len(bounds) - 1)
     x = model.embed(ids)  # (S, hidden), replicated
@@ -143,10 +145,10 @@ def prepare_graphs(model: TPModel, start: int) -> None:
     failed = dist.max_on([0.0 if why is None else 1.0], model.device)[0]
     if failed:
         decoder.graph = None
+        decoder.why = why or "another rank could not capture"
         rank0 = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
         if rank0:
-            print(f"note: --cuda-graphs: decode steps run without a graph ({why or 'another rank could not capture'})",
-                  file=sys.stderr)  # fmt: skip
+            print(f"note: --cuda-graphs: decode steps run without a graph ({decoder.why})", file=sys.stderr)
 
 
 def _graphed_decode(model: TPModel, last_hidden, start: int, steps: int, stop, on_token) -> list[int]:

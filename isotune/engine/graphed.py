@@ -35,6 +35,7 @@ class StaticDecoder:
         self.keys = torch.arange(model.max_len, device=dev)  # (max_len,) cache positions
         self.logits = torch.zeros(1, model.spec.vocab, dtype=torch.float32, device=dev)  # (1, vocab)
         self.graph = None
+        self.why: str | None = None  # why no graph was captured, once capture was tried and failed
 
     def set(self, token: int, pos: int) -> None:
         self.token.fill_(token)
@@ -75,6 +76,8 @@ class StaticDecoder:
         """Record step() as a CUDA graph (after warm-up steps on a side stream, as CUDA graphs
         require); the current token and position are re-run, which rewrites the same cache row.
         Returns why it could not be captured (the steps then run eagerly), or None."""
+        if self.m.device.type != "cuda":
+            return "CUDA graphs need a CUDA device"
         try:
             self._capture()
         except RuntimeError as e:  # e.g. a collective this torch/NCCL cannot capture

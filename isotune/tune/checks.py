@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import sys
 import time
 from collections import defaultdict
@@ -16,6 +17,7 @@ import torch
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.core.stats import interval, paired_change
+from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.model import TPModel, build_model, random_prompt
@@ -126,40 +128,42 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
 @torch.inference_mode()
 def decode_speed(model: TPModel, cache_lens: list[int], steps: int, repeats: int, seed: int = 0) -> list[dict]:
     """Per cache length: `steps` greedy tokens, eager steps against replays of one captured CUDA
-    graph (run --cuda-graphs), timed interleaved after a warm-up round. The graphed step attends
-    over the whole cache (model.max_len positions, masked) where eager attends over the tokens
-    so far, so short caches in a long model are where the graph can lose. (Where capture fails,
-    on CPU for one, the static step runs eagerly and one note line says so.)"""
+    graph (run --cuda-graphs), timed interleaved in a shuffled order after a warm-up round. The
+    graphed step attends over the whole cache (model.max_len positions, masked) where eager
+    attends over the tokens so far, so short caches in a long model are where the graph can
+    lose. Where capture fails (on CPU, for one) the static step runs eagerly: `graph` says
+    which was timed. The model's decoder is dropped afterwards."""
     from isotune.engine.executor import greedy_decode, prepare_graphs
 
     rows = []
-    for s in cache_lens:
-        ids = torch.tensor(random_prompt(s, model.spec.vocab, seed), device=model.device)
-        last = prefill(model, ids, [0, s])[-1:]  # (1, hidden); the cache holds 0..s-1
-        prepare_graphs(model, s)  # captured once, outside the timing
-        times: dict[str, list[float]] = {"eager": [], "graphed": []}
-        tokens: dict[str, list[int]] = {}
-        for _ in range(repeats + 1):
-            for name in times:
-                sync(model.device)
-                t0 = time.perf_counter()
-                tokens[name] = greedy_decode(model, last, s, steps, graphs=name == "graphed")  # rewrites s..s+steps
-                sync(model.device)
-                times[name].append(time.perf_counter() - t0)
-        eager, graphed = times["eager"][1:], times["graphed"][1:]  # the first round warmed up
-        change = paired_change(eager, graphed)
-        rows.append(
-            {"cache_tokens": s, "max_len": model.max_len, "steps": steps}
-            | {"eager_tok_s": steps / interval(eager).estimate, "graphed_tok_s": steps / interval(graphed).estimate}
-            | {"change": change.estimate, "low": change.low, "high": change.high}
-            | {"same_tokens": tokens["eager"] == tokens["graphed"]}
-        )
-    return rows
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    try:
+        for s in cache_lens:
+            ids = torch.tensor(random_prompt(s, model.spec.vocab, seed), device=model.device)
+            last = prefill(model, ids, [0, s])[-1:]  # (1, hidden); the cache holds 0..s-1
+            prepare_graphs(model, s)  # captured once, outside the timing
+            times: dict[str, list[float]] = {"eager": [], "graphed": []}
+            tokens: dict[str, list[int]] = {}
+            for rep in range(repeats + 1):
+                order = list(times)
+                random.Random(rep).shuffle(order)  # neither always runs first
+                for name in order:
+                    dist.synchronize_device(model.device)
+                    t0 = time.perf_counter()
+                    tokens[name] = greedy_decode(model, last, s, steps, graphs=name == "graphed")  # rows s..s+steps-2
+                    dist.synchronize_device(model.device)
+                    times[name].append(time.perf_counter() - t0)
+            eager, graphed = times["eager"][1:], times["graphed"][1:]  # the first round warmed up
+            change = paired_change(eager, graphed)
+            first_diff = next((i for i, (a, b) in enumerate(zip(*tokens.values(), strict=True)) if a != b), None)
+            rows.append(
+                {"cache_tokens": s, "max_len": model.max_len, "tokens": steps, "graph": model.decoder.graph is not None}
+                | {"eager_tok_s": steps / interval(eager).estimate, "graphed_tok_s": steps / interval(graphed).estimate}
+                | {"change": change.estimate, "low": change.low, "high": change.high, "first_diff": first_diff}
+            )
+    finally:
+        why = getattr(getattr(model, "decoder", None), "why", None)
+        model.decoder = None  # its graph and memory pool go; a later capture starts afresh
+    return [r | {"why": why} for r in rows]
 
 
 def build(model: str, layers: int | None, dtype: str, max_len: int, device: str) -> TPModel:

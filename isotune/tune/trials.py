@@ -103,29 +103,36 @@ def run_study(
         if deadline is not None and time.monotonic() >= deadline:
             return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
         trial = study.ask()
-        trial.set_user_attr(studies.OWNER_ATTR, studies.owner())
-        studies.stamp(trial, 0)
-        bounds = suggest_bounds(trial, seq_len, cfg.max_chunks, cfg.align)
-        trial.set_user_attr("bounds", bounds)
-        if tuple(bounds) in cache:  # another draw that rounds to the same boundaries
-            trial.set_user_attr("reused", True)
-            study.tell(trial, cache[tuple(bounds)])
-            continue
-        try:
-            with studies.TrialBeat(trial):
-                value = evaluate(bounds, trial)
-        except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-            continue
+        try:  # from here the trial is RUNNING in the storage: any way out must finish it
+            _run_trial(study, trial, seq_len, cfg, cache, evaluate, say)
         except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        cache[tuple(bounds)] = value  # a sound measurement even if its trial was failed meanwhile
-        if study.tell(trial, value, skip_if_finished=True).state == TrialState.FAIL:
-            say(
-                f"trial {trial.number}'s result ({value:.2f} ms) was dropped: another worker failed it "
-                "when its beats stopped reaching the storage"
-            )
+
+
+def _run_trial(study, trial, seq_len: int, cfg: SearchConfig, cache: dict, evaluate, say) -> None:
+    """Draw the trial's split, measure it (or reuse a measurement of the same boundaries) and
+    tell the study."""
+    trial.set_user_attr(studies.OWNER_ATTR, studies.owner())
+    studies.stamp(trial, 0)
+    bounds = suggest_bounds(trial, seq_len, cfg.max_chunks, cfg.align)
+    trial.set_user_attr("bounds", bounds)
+    if tuple(bounds) in cache:  # another draw that rounds to the same boundaries
+        trial.set_user_attr("reused", True)
+        study.tell(trial, cache[tuple(bounds)])
+        return
+    try:
+        with studies.TrialBeat(trial):
+            value = evaluate(bounds, trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        return
+    cache[tuple(bounds)] = value  # a sound measurement even if its trial was failed meanwhile
+    if study.tell(trial, value, skip_if_finished=True).state == TrialState.FAIL:
+        say(
+            f"trial {trial.number}'s result ({value:.2f} ms) was dropped: another worker failed it "
+            "when its beats stopped reaching the storage"
+        )
 
 
 def best_splits(study: optuna.Study, top: int) -> list[list[int]]:

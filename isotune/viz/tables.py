@@ -58,7 +58,15 @@ def show_profile(p: Profile, path: str = "") -> None:
     else:
         head.add_row("attention ms", f"{fit.attn[0]:.3g} + {fit.attn[1]:.3g}·q + {fit.attn[2]:.3g}·q·(p + q/2)")
         head.add_row("MLP ms", f"{fit.mlp[0]:.3g} + {fit.mlp[1]:.3g}·tokens")
-    head.add_row("all-reduce ms", f"{fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB (back-to-back)")
+    if fit.allreduce_table:  # what the cost model reads; the line is only its summary
+        sizes = [mb for mb, _ in fit.allreduce_table if mb > 0]
+        head.add_row(
+            "all-reduce ms",
+            f"by message size, {len(sizes)} sizes {sizes[0]:.3g}..{sizes[-1]:.3g} MB, read between them "
+            f"(≈ {fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB)",
+        )
+    else:
+        head.add_row("all-reduce ms", f"{fit.latency_ms:.3g} + {fit.ms_per_mb:.3g}·MB (back-to-back)")
     if fit.sync_skew or fit.comm_scale != 1.0:
         head.add_row(
             "inside a prefill",

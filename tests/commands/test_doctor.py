@@ -52,12 +52,26 @@ def test_doctor_bad_input(cli, tmp_path):
 
 def test_the_decode_check_times_eager_against_the_static_step_and_keeps_the_tokens():
     """The plumbing of doctor's decode check, on CPU: no graph can be captured here, so the
-    'graphed' side is the static step run eagerly (one note line says so). Both decode the same
-    tokens, at a short and a full cache, with an interval around the change."""
+    'graphed' side is the static step run eagerly, and the rows say so (`graph`, `why`). Both
+    decode the same tokens, at a short cache and a full one, with an interval around the change;
+    the model's decoder is dropped afterwards."""
     from isotune.tune import checks
 
     m = checks.build("tiny", 2, "float32", 256, "cpu")
     rows = checks.decode_speed(m, [64, 224], 32, 3)
     assert [r["cache_tokens"] for r in rows] == [64, 224] and all(r["max_len"] == 256 for r in rows)
-    assert all(r["same_tokens"] and r["eager_tok_s"] > 0 and r["graphed_tok_s"] > 0 for r in rows)
+    assert all(r["first_diff"] is None and r["eager_tok_s"] > 0 and r["graphed_tok_s"] > 0 for r in rows)
     assert all(r["low"] <= r["change"] <= r["high"] for r in rows)
+    assert not rows[0]["graph"] and rows[0]["why"] == "CUDA graphs need a CUDA device" and m.decoder is None
+
+
+def test_a_prefill_past_the_kv_cache_is_an_error_not_a_silent_empty_write():
+    import pytest
+    import torch
+
+    from isotune.engine.executor import prefill
+    from isotune.tune import checks
+
+    m = checks.build("tiny", 2, "float32", 64, "cpu")
+    with pytest.raises(ValueError, match="do not fit the KV cache of 64"):
+        prefill(m, torch.tensor([1, 2]), [0, 2], start_pos=63)

@@ -62,6 +62,10 @@ def _entry(**change) -> dict:
             "points must be .* at two sizes or more",
         ),
         ({"gpu.sm_count": {"value": 132, "source": "s", "points": [[16, "fast"], [64, 1]]}}, "points must be"),
+        (  # a size twice: the curve read between its points would divide by zero there
+            {"gpu.sm_count": {"value": 132, "source": "s", "points": [[16, 1], [64, 2], [64, 3]]}},
+            "each size once",
+        ),
     ],
 )
 def test_an_entry_without_a_field_or_its_source_is_refused(tmp_path, change, words):
@@ -132,6 +136,9 @@ def test_bus_bandwidth_measured_by_size_is_read_between_those_times(tmp_path):
         assert fit.allreduce_ms(int(nbytes)) == pytest.approx(ms, rel=1e-9)
         assert fit.latency_ms + nbytes / 1e6 * fit.ms_per_mb == pytest.approx(ms, rel=0.25)  # the line
     assert fit.allreduce_ms(int(2.5e6)) == pytest.approx((times[0] + times[1]) / 2, rel=1e-9)  # halfway
+    latency = d["interconnect"]["allreduce"][0]["latency_us"] / 1e3
+    assert fit.allreduce_ms(32) == pytest.approx(latency, rel=1e-3)  # below the smallest size: toward the latency
+    assert latency < fit.allreduce_ms(int(0.5e6)) < times[0]
     assert fit.latency_ms > 0 and any("measured at 3 message sizes" in line for line in prof.assumptions)
     save_profile(prof, tmp_path / "p.yaml")
     assert load_profile(tmp_path / "p.yaml").fit.allreduce_ms(int(2.5e6)) == fit.allreduce_ms(int(2.5e6))
@@ -147,3 +154,17 @@ def test_an_installed_package_carries_the_catalog():
     globs = re.findall(r'"([^"]+)"', re.search(r"^isotune = \[(.*)\]", block, re.M).group(1))
     files = [f"catalog/{p.name}" for p in CATALOG.iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files)
+
+
+def test_no_catalog_all_reduce_gets_faster_with_size():
+    """A measured point where a bigger message came out faster (the cpu entry's 4 MB vs 8 MB) is
+    noise: read as it is, two half-size all-reduces would cost less than one, and a split would
+    'save' communication. Every analytic profile's all-reduce is non-decreasing in size."""
+    sizes = [int(x * 1e6) for x in (0.001, 0.1, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128)]
+    for name in hardware_names():
+        hw = load_hardware(name)
+        for ar in hw.allreduce:
+            fit = analytic_profile(hw, load_spec("small"), ar.tp, "bfloat16").fit
+            times = [fit.allreduce_ms(n) for n in sizes]
+            assert times == sorted(times), (name, ar.tp)
+            assert all(2 * fit.allreduce_ms(n // 2) >= fit.allreduce_ms(n) for n in sizes[1:]), (name, ar.tp)
