@@ -93,11 +93,9 @@ def _allreduce_line(ar, tp: int) -> tuple[float, float]:
     where a link seldom reaches its large-message rate)."""
     if tp == 1:
         return 0.0, 0.0
-    share = 2 * (tp - 1) / tp
     if not ar.points or len(ar.points) < 2:
-        return ar.latency_us / 1e3, share / ar.busbw_gb_s
-    xs = [b / 1e6 for b, _ in ar.points]  # MB
-    ys = [mb * share / bw for mb, (_, bw) in zip(xs, ar.points, strict=True)]  # ms (1 GB/s = 1 MB/ms)
+        return ar.latency_us / 1e3, 2 * (tp - 1) / tp / ar.busbw_gb_s
+    xs, ys = zip(*_measured_ms(ar, tp), strict=True)
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return max(0.0, my - slope * mx), max(0.0, slope)
@@ -111,12 +109,17 @@ def _allreduce_table(ar, tp: int) -> list[list[float]] | None:
     message came out faster is noise, and would let a split save communication."""
     if tp == 1 or not ar.points or len(ar.points) < 2:
         return None
-    share = 2 * (tp - 1) / tp
     table, most = [], 0.0
-    for mb, ms in [[0.0, ar.latency_us / 1e3]] + [[b / 1e6, b / 1e6 * share / bw] for b, bw in sorted(ar.points)]:
-        most = max(most, ms)  # 1 GB/s = 1 MB/ms
+    for mb, ms in [(0.0, ar.latency_us / 1e3), *_measured_ms(ar, tp)]:
+        most = max(most, ms)
         table.append([mb, most])
     return table
+
+
+def _measured_ms(ar, tp: int) -> list[tuple[float, float]]:
+    """(MB, ms) of one all-reduce at each size the entry measured: 2(n-1)/n of the bytes at that
+    size's bus bandwidth (1 GB/s = 1 MB/ms), by size."""
+    return [(b / 1e6, b / 1e6 * 2 * (tp - 1) / tp / bw) for b, bw in sorted(ar.points)]
 
 
 class _Costs:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime
 import os
-import time
 from typing import TYPE_CHECKING
 
 import torch.distributed as tdist
+
+from isotune.engine.rendezvous import wait_for_all
 
 if TYPE_CHECKING:
     from isotune.engine.dist import DistInfo
@@ -78,20 +79,7 @@ def init_group(info: DistInfo) -> None:
         store = info.rendezvous.meet()
     else:  # a spawned rank: the parent's store
         store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
-        meet(store, info.world)
+        wait_for_all(store, "isotune/joined", info.world, max(TIMEOUT_S, JOIN_TIMEOUT_S))
     tdist.init_process_group(
         info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
     )
-
-
-def meet(store, world: int) -> None:
-    """Wait (up to JOIN_TIMEOUT_S) until every rank has checked in: the process group's own
-    connect then finds them all there, well within the collective timeout it uses."""
-    store.add("isotune/joined", 1)
-    deadline = time.monotonic() + max(TIMEOUT_S, JOIN_TIMEOUT_S)
-    while store.add("isotune/joined", 0) < world:
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"the other ranks did not get ready within {JOIN_TIMEOUT_S:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
-            )
-        time.sleep(0.02)

@@ -12,9 +12,11 @@ rank ends the wait, naming the peer, once that peer's beat stops.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.distributed as tdist
@@ -23,7 +25,22 @@ BEAT_S = float(os.environ.get("ISOTUNE_BEAT_S", "2"))  # a rank's heartbeat peri
 # beats a peer may miss before it counts as gone: a thread that reads a checkpoint tensor may
 # hold the GIL for seconds on a slow file system, and the join timeout is far longer anyway
 SILENT_BEATS = 60
-JOINED_POLL_S = 0.05  # how often a waiting rank looks whether all have checked in
+JOINED_POLL_S = 0.02  # how often a waiting rank looks whether all have checked in
+
+
+def wait_for_all(store, key: str, world: int, join_s: float, look: Callable[[float], None] | None = None) -> None:
+    """Check in under `key` and wait (up to join_s) until `world` ranks have: the process group's
+    own connect then finds them all there, well within the collective timeout it uses.
+    `look(now)`, when given, runs between polls and may end the wait by raising."""
+    store.add(key, 1)
+    start = time.monotonic()
+    while store.add(key, 0) < world:
+        now = time.monotonic()
+        if look is not None:
+            look(now)
+        if now - start > join_s:
+            raise TimeoutError(f"the other ranks did not get ready within {join_s:.0f} s (ISOTUNE_JOIN_TIMEOUT)")
+        time.sleep(JOINED_POLL_S)
 
 
 class PeerGone(RuntimeError):
@@ -85,23 +102,20 @@ class Rendezvous:
     def meet(self):
         """Check in and wait until all ranks have; raise PeerGone when a peer's beat stops (or
         never starts), TimeoutError after the join timeout. Returns the store."""
-        store = self.store
-        start = last_look = time.monotonic()
+        store, start = self.store, time.monotonic()
         seen: dict[int, tuple[int, float]] = {}  # rank -> (its last beat count, when it changed)
+        looked = [-math.inf]  # when the beats were last read
+
+        def look(now: float) -> None:
+            if now - looked[0] < BEAT_S / 2:  # beats change every BEAT_S: read them half as often
+                return
+            looked[0] = now
+            for r in range(self.world):
+                if r != self.rank:
+                    self._check(r, store.add(self._key(f"beat/{r}"), 0), now, start, seen)
+
         try:
-            store.add(self._key("joined"), 1)
-            while store.add(self._key("joined"), 0) < self.world:
-                now = time.monotonic()
-                if now - last_look >= BEAT_S / 2 or not seen:  # beats change every BEAT_S: look half as often
-                    last_look = now
-                    for r in range(self.world):
-                        if r != self.rank:
-                            self._check(r, store.add(self._key(f"beat/{r}"), 0), now, start, seen)
-                if now - start > self.join_s:
-                    raise TimeoutError(
-                        f"the other ranks did not get ready within {self.join_s:.0f} s (ISOTUNE_JOIN_TIMEOUT)"
-                    )
-                time.sleep(JOINED_POLL_S)
+            wait_for_all(store, self._key("joined"), self.world, self.join_s, look)
         except tdist.DistError:  # the store's host (rank 0, or torchrun's agent) went away
             raise PeerGone(
                 "the launcher's store (MASTER_ADDR:MASTER_PORT) went away before every rank was ready: "

@@ -46,13 +46,11 @@ def host_issue_ms(fn, device: torch.device, repeats: int = 5) -> float:
     the host's time grows to the GPU's.) On CPU the op runs as it is issued: its whole time."""
     best = float("inf")
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        dist.synchronize_device(device)
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    dist.synchronize_device(device)
     return best * 1e3
 
 
