@@ -168,24 +168,56 @@ def _launches(preset, dev, align, lens) -> Check:
     name = "launch-bound"
     if dev != "cuda":
         return Check(name=name, status=SKIPPED, summary="CPU ranks: the host is the compute, no launches to wait on")
+    from torch._dynamo.utils import counters
+
     s = min(lens)
     m, rows = preset(), []
+    recompiled = 0
     try:
         for compiled in (False, True):
             if compiled:
                 compile_model(m, decode=False)  # the same model, its elementwise steps fused
+                graphs = counters["stats"]["unique_graphs"]
             rows += [{"compile": compiled, "tokens": s} | r for r in checks.launch_bound(m, s, align)]
+            if compiled:
+                recompiled = counters["stats"]["unique_graphs"] - graphs
     finally:
         m.ops = EAGER  # the model stays what the other checks expect
-    eager_host = [r for r in rows if not r["compile"] and r["bound"] == "host"]
-    fused_host = [r for r in rows if r["compile"] and r["bound"] == "host"]
-    if not eager_host:
-        summary = f"the GPU sets the pace at {s} tokens up to {rows[-1]['chunks']} chunks: eager launches stay hidden"
+    return Check(name=name, status=OK, summary=launch_summary(rows, s, recompiled), rows=rows)
+
+
+def launch_summary(rows: list[dict], tokens: int, recompiled: int) -> str:
+    """One line from launch_bound's rows, eager and compiled: from how many chunks the host sets
+    the pace, by how much, and what --compile does to the host's time."""
+    eager = [r for r in rows if not r["compile"]]
+    fused = {r["chunks"]: r for r in rows if r["compile"]}
+    host_bound = [r for r in eager if r["bound"] == "host"]
+    per = "ms per layer, host issue vs GPU run"
+    if not host_bound:
+        r = eager[-1]
+        said = f"the GPU sets the pace at {tokens} tokens up to {r['chunks']} chunk(s) ({r['host_ms']:.2f} vs "
+        said += f"{r['gpu_ms']:.2f} {per})" if r["gpu_ms"] is not None else "? ms: the GPU's time was not separable)"
     else:
-        k = min(r["chunks"] for r in eager_host)
-        fix = "--compile fixes it" if not fused_host else "still host-bound compiled"
-        summary = f"at {s} tokens, from {k} chunks the host issues a layer slower than the GPU runs it; {fix}"
-    return Check(name=name, status=OK, summary=summary, rows=rows)
+        r = host_bound[0]
+        said = (
+            f"at {tokens} tokens the host sets the pace from {r['chunks']} chunk(s): {r['host_ms']:.2f} vs "
+            f"{r['gpu_ms']:.2f} {per}"
+        )
+        c = fused.get(r["chunks"])
+        if c is not None and c["gpu_ms"] is not None:
+            verdict = "fixes it" if c["bound"] == "GPU" else "does not fix it"
+            said += f"; --compile {verdict} ({c['host_ms']:.2f} vs {c['gpu_ms']:.2f} ms)"
+    one, fone = eager[0], fused.get(eager[0]["chunks"])
+    if fone is not None:
+        said += f"; compiled, the host takes {fone['host_ms'] / one['host_ms']:.2f}x eager's time to issue a layer"
+        if one.get("kernels") and fone.get("kernels"):
+            said += f" ({fone['kernels']} kernels against {one['kernels']})"
+    unknown = [r for r in rows if r["gpu_ms"] is None]
+    if unknown:
+        said += f"; the GPU's time was not separable at {len(unknown)} point(s) (no hold outlasted the host's issue)"
+    if recompiled:
+        said += f"; the compiled steps recompiled {recompiled} time(s) while measured"
+    return said
 
 
 def _decode(preset, dev, lens, repeats) -> Check:

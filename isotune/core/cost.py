@@ -105,9 +105,14 @@ def host_lane_text(profile: Profile) -> str:
         return "none: launches assumed hidden (see the assumptions)"
     if host <= 0:
         return "none: on CPU ranks the host's time is the compute itself"
-    sizes = sorted({int(t) for t, _ in fit.mlp_table or []} | {int(q) for q, *_ in fit.attn_table or []})
-    gpu_bound = next((t for t in sizes if fit.attn_ms(t, 0) + fit.mlp_ms(t) >= host), None)
     head = f"{fit.host_attn_ms:.3g} + {fit.host_mlp_ms:.3g} ms to issue a layer (attention + MLP)"
+    if fit.gpu_layer_table:  # the GPU's own time: the in-context tables show the host's pace where it is slower
+        sizes = [int(t) for t, _ in fit.gpu_layer_table]
+        gpu_bound = next((int(t) for t, ms in fit.gpu_layer_table if ms >= host), None)
+    else:
+        sizes = sorted({int(t) for t, _ in fit.mlp_table or []} | {int(q) for q, *_ in fit.attn_table or []})
+        gpu_bound = next((t for t in sizes if fit.attn_ms(t, 0) + fit.mlp_ms(t) >= host), None)
+        head += " (against in-context times, which show the host's pace where it is slower: re-profile)"
     if gpu_bound is None:
         return f"{head}: launch-bound at every measured size (try --compile)"
     if gpu_bound == sizes[0]:

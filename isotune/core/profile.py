@@ -61,6 +61,11 @@ class CostFit:
     # sets the pace (launch-bound). 0 on CPU ranks, where the host's time is the compute.
     host_attn_ms: float = 0.0
     host_mlp_ms: float = 0.0
+    # GPUs: the GPU's own ms for layer 0's attention (prefix 0) and MLP by chunk tokens
+    # ([[tokens, ms], ...]), every kernel queued before the first runs. The tables above are
+    # timed inside prefills, where a host-bound op shows the host's pace, so they cannot say
+    # which of the two is slower; this can. None on CPU ranks and in older profiles.
+    gpu_layer_table: list[list[float]] | None = None
     # an all-reduce timed by message size ([[MB, ms], ...]): a catalog entry's measured curve,
     # which a line (latency + ms/MB) fits badly at the 0.5-5 MB of short chunks
     allreduce_table: list[list[float]] | None = None

@@ -11,6 +11,7 @@ import random
 import sys
 import time
 from collections import defaultdict
+from itertools import pairwise
 
 import torch
 
@@ -21,7 +22,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.model import TPModel, build_model, random_prompt
-from isotune.engine.timing import layer_issue_ms, time_prefills
+from isotune.engine.timing import issue_and_run_ms, kernels_issued, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
 
 # max |logit difference| ISO may show against the unsplit prefill: summation order differs
@@ -101,11 +102,14 @@ def chunking_overhead(
 
 @torch.inference_mode()
 def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> list[dict]:
-    """Per chunk count: the host's ms to issue one layer's compute (each chunk's attention and
-    MLP, issued onto an empty queue: engine.timing.host_issue_ms) against the GPU's ms to run
-    it (CUDA events in a traced prefill). Where the host's is larger the GPU waits on launches
-    (see --compile)."""
+    """Per chunk count: one layer's compute (each chunk's attention and MLP, layer 0) three ways,
+    in ms: `host_ms`, the host's time to issue it (`kernels` of them on a GPU); `gpu_ms`, the GPU's time to run it with every
+    kernel queued beforehand (engine.timing.issue_and_run_ms: the GPU alone); and `prefill_ms`,
+    what the layer took between its CUDA events inside a traced compute-only prefill, the pace a
+    run sees, which cannot tell the two apart. Where host_ms is the larger the GPU waits on
+    launches (see --compile)."""
     ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)
+    x = torch.zeros(seq_len, model.spec.hidden, dtype=model.dtype, device=model.device)  # (S, hidden)
     rows = []
     for k in (1, 2, 4, 8):
         if seq_len // k < align:
@@ -114,14 +118,22 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
         prefill(model, ids, bounds, mode=COMPUTE_ONLY)  # warm-up
         events: list[dict] = []
         prefill(model, ids, bounds, mode=COMPUTE_ONLY, trace=events)
-        gpu = defaultdict(float)
+        paced = defaultdict(float)
         for e in events:
             if e["kind"] == "compute":
-                gpu[e["layer"]] += e["end_ms"] - e["start_ms"]
-        g = sum(gpu.values()) / len(gpu)
-        x = torch.zeros(bounds[1], model.spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
-        h = k * sum(layer_issue_ms(model, x))
-        rows.append({"chunks": k, "host_ms": h, "gpu_ms": g, "bound": "host" if h > g else "GPU"})
+                paced[e["layer"]] += e["end_ms"] - e["start_ms"]
+
+        def layer(b=bounds) -> None:  # layer 0's cache rows written here are rewritten before read
+            for a, z in pairwise(b):
+                model.attn(0, x[a:z], a)
+                model.mlp(0, x[a:z])
+
+        host, gpu = issue_and_run_ms(layer, model.device)
+        bound = "unknown" if gpu is None else "host" if host > gpu else "GPU"
+        rows.append(
+            {"chunks": k, "kernels": kernels_issued(layer, model.device), "host_ms": host, "gpu_ms": gpu}
+            | {"prefill_ms": sum(paced.values()) / len(paced), "bound": bound}
+        )
     return rows
 
 

@@ -9,6 +9,7 @@ rank and the max taken, since the slowest rank sets the pace of every collective
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
-from isotune.engine.timing import device_ms, layer_issue_ms
+from isotune.engine.timing import device_ms, issue_and_run_ms, layer_issue_ms
 from isotune.engine.topology import describe
 from isotune.tune import in_context
 
@@ -91,7 +92,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
         a, m = in_context.compute_samples(model, info, ids[s], cfg.align, cfg.repeats)
         attn, mlp = attn + a, mlp + m
         step(f"compute inside prefills, {s} tokens")
-    host = _host_lane(model, info, x_full[: cfg.align])
+    host = _host_lane(model, info, x_full, cfg.align, sorted({int(t) for t, _ in mlp}))
     ar = []
     for t in tpts:
         buf = x_full[:t].clone()
@@ -167,6 +168,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             mlp_table=table_of(mlp),
             host_attn_ms=host.get("attn", 0.0),
             host_mlp_ms=host.get("mlp", 0.0),
+            gpu_layer_table=host.get("gpu_layer") or None,
         ),
         attn_samples=attn,
         mlp_samples=mlp,
@@ -214,13 +216,28 @@ def fit_burst(idle: list[list[float]], latency: float, rate: float) -> tuple[flo
     return best[1], best[2]
 
 
-def _host_lane(model, info: DistInfo, x: torch.Tensor) -> dict[str, float]:
+def _host_lane(model, info: DistInfo, x: torch.Tensor, align: int, tokens: list[int]) -> dict:
     """GPUs: the host's ms to issue one attention and one MLP op (their launches hardly depend on
-    the chunk's size), the slowest rank's; nothing on CPU ranks, where the host is the compute."""
+    the chunk's size: timed at `align` tokens), and the GPU's own ms for layer 0's two ops at each
+    chunk size in `tokens`, every kernel queued before the first runs
+    (engine.timing.issue_and_run_ms); the slowest rank's of each. Nothing on CPU ranks, where the
+    host is the compute. x (max tokens, hidden) holds the chunks."""
     if info.device.type != "cuda":
         return {}
-    attn, mlp = dist.max_across(list(layer_issue_ms(model, x)), info)
-    return {"attn": attn, "mlp": mlp}
+    attn, mlp = dist.max_across(list(layer_issue_ms(model, x[:align])), info)
+
+    def layer(t: int) -> None:  # layer 0's cache rows written here are rewritten before read
+        model.attn(0, x[:t], 0)
+        model.mlp(0, x[:t])
+
+    gpu = [issue_and_run_ms(lambda t=t: layer(t), info.device)[1] for t in tokens]
+    # a size no hold could time on some rank (None: inf here) is left out
+    gpu = dist.max_across([math.inf if ms is None else ms for ms in gpu], info)
+    return {
+        "attn": attn,
+        "mlp": mlp,
+        "gpu_layer": [[t, ms] for t, ms in zip(tokens, gpu, strict=True) if ms < math.inf],
+    }
 
 
 def _all_reduce(buf):

@@ -28,6 +28,8 @@ PERCENT = ("change", "low", "high")  # relative changes: shown as percentages
 
 
 def _cell(key: str, v) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return f"{v:+.1%}" if key in PERCENT else f"{v:.4g}"
     return str(v)

@@ -75,3 +75,37 @@ def test_a_prefill_past_the_kv_cache_is_an_error_not_a_silent_empty_write():
     m = checks.build("tiny", 2, "float32", 64, "cpu")
     with pytest.raises(ValueError, match="do not fit the KV cache of 64"):
         prefill(m, torch.tensor([1, 2]), [0, 2], start_pos=63)
+
+
+def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host_leads():
+    """The plumbing of doctor's launch-bound check, on CPU (where issuing an op is running it, so
+    host and GPU times are one): a row per chunk count that fits the alignment, each with the
+    layer's time inside a traced prefill. The summary, from rows shaped like the H200's (host
+    issue 0.42 ms per chunk of a layer, GPU 1.09 ms unsplit), names the first host-bound count
+    and what --compile did to the host's time."""
+    from isotune.commands.doctor import launch_summary
+    from isotune.tune import checks
+
+    m = checks.build("tiny", 2, "float32", 256, "cpu")
+    rows = checks.launch_bound(m, 64, 16)
+    assert [r["chunks"] for r in rows] == [1, 2, 4]  # 8 chunks of 8 tokens are under the alignment
+    assert all(r["host_ms"] == r["gpu_ms"] > 0 and r["prefill_ms"] > 0 and r["bound"] == "GPU" for r in rows)
+    assert all(r["kernels"] is None for r in rows)  # a CPU launches no kernels
+
+    def row(compiled, k, host, gpu):
+        return {"compile": compiled, "chunks": k, "kernels": k * (40 if compiled else 60), "host_ms": host} | {
+            "gpu_ms": gpu,
+            "bound": "unknown" if gpu is None else "host" if host > gpu else "GPU",
+        }
+
+    h200 = [row(False, 1, 0.42, 1.09), row(False, 2, 0.93, 0.62), row(False, 4, 1.56, 0.70)]
+    fused = [row(True, 1, 1.23, 1.02), row(True, 2, 2.0, None)]
+    said = launch_summary(h200 + fused, 1024, recompiled=0)
+    assert "the host sets the pace from 2 chunk(s): 0.93 vs 0.62 ms" in said
+    assert (
+        "2.93x eager's time to issue a layer (40 kernels against 60)" in said and "not separable at 1 point(s)" in said
+    )
+    assert "recompiled" not in said and "--compile" not in said  # compiled 2 chunks: no GPU time to judge by
+    gpu_bound = launch_summary(h200[:1] + fused[:1], 1024, recompiled=3)
+    assert gpu_bound.startswith("the GPU sets the pace at 1024 tokens up to 1 chunk(s) (0.42 vs 1.09 ms")
+    assert "recompiled 3 time(s)" in gpu_bound

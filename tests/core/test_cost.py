@@ -133,3 +133,24 @@ def test_host_lane_sets_the_pace_where_launches_outlast_the_gpu():
     assert host_lane_text(p).endswith("chunks under 128 tokens wait on the host (launch-bound; try --compile)")
     p.fit.host_attn_ms = p.fit.host_mlp_ms = 0.0
     assert host_lane_text(p).startswith("none")
+
+
+def test_the_host_lane_is_judged_against_the_gpus_own_time_where_the_profile_has_it(tmp_path):
+    """Inside a prefill a host-bound op shows the host's pace, so in-context tables at or above
+    the host's time say nothing about who leads; the GPU's own time (all kernels queued first)
+    does. The line says which it was judged against, and the table survives a save and load."""
+    p = _profile(layers=2)
+    p.fit.host_attn_ms = p.fit.host_mlp_ms = 0.5  # 1 ms to issue a layer
+    p.fit.mlp_table = [[t, 0.6] for t in (64, 128, 256, 512)]  # in context: the host's pace, and more
+    p.fit.attn_table = [[t, 0.6] for t in (64, 128, 256, 512)]
+    said = host_lane_text(p)
+    assert "launches stay hidden" in said and "against in-context times" in said
+    p.fit.gpu_layer_table = [[64, 0.2], [128, 0.3], [256, 0.6], [512, 1.1]]  # the GPU alone
+    assert host_lane_text(p) == (
+        "0.5 + 0.5 ms to issue a layer (attention + MLP): chunks under 512 tokens wait on the host "
+        "(launch-bound; try --compile)"
+    )
+    save_profile(p, tmp_path / "p.yaml")
+    assert load_profile(tmp_path / "p.yaml").fit.gpu_layer_table == p.fit.gpu_layer_table
+    p.fit.gpu_layer_table = [[64, 0.1], [512, 0.9]]
+    assert host_lane_text(p).endswith("launch-bound at every measured size (try --compile)")

@@ -18,7 +18,7 @@ from isotune.engine.fused import EAGER
 from isotune.engine.group import COMM_CTAS_ENV, init_group
 from isotune.engine.layers import _flash_reads_gqa, chunk_attention
 from isotune.engine.model import build_model
-from isotune.engine.timing import device_ms
+from isotune.engine.timing import device_ms, issue_and_run_ms, kernels_issued, spin_cycles_per_ms
 from isotune.engine.weights import load_weights
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -110,10 +110,7 @@ def test_a_slow_link_all_reduce_overlaps_the_next_chunks_compute(nccl, monkeypat
     attention without waiting for chunk 0's all-reduce, so it runs, and ends, while that sum is
     still in flight; an engine that waited (or put both on one stream) would start chunk 1 only
     after the sum landed."""
-    dev = torch.device("cuda", 0)
-    torch.cuda._sleep(1000)  # load the kernel: the calibration below times the sleep alone
-    torch.cuda.synchronize()
-    cycles = int(3e6 / device_ms(lambda: torch.cuda._sleep(1_000_000), dev, 3))  # ~3 ms
+    cycles = int(3 * spin_cycles_per_ms(torch.device("cuda", 0)))  # ~3 ms
     link = torch.cuda.Stream()
     real = dist.all_reduce_async
 
@@ -191,6 +188,32 @@ def test_event_timing_leaves_the_host_sync_out():
     torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) * 1e3
     assert 0 < device_ms(fn, x.device, 100) < wall
+
+
+def test_a_held_stream_times_the_gpu_alone_where_the_host_sets_the_pace():
+    """50 tiny kernels, each issued after ~50 µs of host work: the GPU waits on the host. Events
+    around an unheld call time the host's pace; issue_and_run_ms holds the stream until all 50
+    are queued, and its events time the kernels alone (a few µs each)."""
+    x = torch.zeros(16, device="cuda")
+
+    def fn():
+        for _ in range(50):
+            t = time.perf_counter()
+            while time.perf_counter() - t < 5e-5:  # the host's work between launches
+                pass
+            x.add_(1.0)
+
+    fn()
+    torch.cuda.synchronize()
+    unheld = device_ms(fn, x.device)
+    host, gpu = issue_and_run_ms(fn, x.device)
+    assert host > 2.0 and unheld > 0.8 * host  # the events saw the host's pace
+    assert gpu is not None and 0 < gpu < 0.25 * host, (host, gpu)
+
+
+def test_the_kernels_a_call_issues_are_counted():
+    x = torch.zeros(64, device="cuda")
+    assert kernels_issued(lambda: (x.add_(1.0), x.mul_(2.0), x.sub_(1.0)), x.device) == 3
 
 
 def _decode_both(info, s: int = 512, steps: int = 16) -> tuple[list[int], list[int]]:

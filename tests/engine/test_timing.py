@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from isotune.engine.timing import device_ms, host_issue_ms
+from isotune.engine.timing import device_ms, host_issue_ms, issue_and_run_ms
 
 CPU = torch.device("cpu")
 
@@ -25,3 +25,10 @@ def test_host_issue_ms_keeps_the_least_of_its_tries():
     pauses = iter([0.03, 0.005, 0.02])
     ms = host_issue_ms(lambda: time.sleep(next(pauses)), CPU, repeats=3)
     assert 5.0 <= ms < 20.0
+
+
+def test_on_cpu_issuing_an_op_is_running_it():
+    """No queue to hold on CPU: the host's time and the 'GPU' time are one measurement."""
+    pauses = iter([0.03, 0.005, 0.02])
+    host, run = issue_and_run_ms(lambda: time.sleep(next(pauses)), CPU, repeats=3)
+    assert host == run and 5.0 <= host < 20.0
