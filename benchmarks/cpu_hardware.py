@@ -63,18 +63,18 @@ def compute_rates() -> dict:
 def _elementwise_gb_s() -> float:
     """The rate isotune's eager RMSNorm, RoPE and SwiGLU reach, counted in their minimal bytes
     (what a fused kernel moves): eager, each makes several passes in fp32."""
-    from isotune.engine.layers import rms_norm, rope_qk, swiglu
+    from isotune.engine.layers import apply_rope, rms_norm, swiglu
 
     t, h, f, d = 1024, 1024, 1408, 128
     x, wn = torch.randn(t, h, dtype=torch.bfloat16), torch.randn(h, dtype=torch.bfloat16)
-    q, k = torch.randn(t, 4, d, dtype=torch.bfloat16), torch.randn(t, 2, d, dtype=torch.bfloat16)
-    cos, sin = torch.randn(t, d, dtype=torch.bfloat16), torch.randn(t, d, dtype=torch.bfloat16)
+    qk = torch.randn(t, 4 + 2, d, dtype=torch.bfloat16)  # a chunk's query and key heads
+    cos, sin = torch.randn(t, 1, d, dtype=torch.bfloat16), torch.randn(t, 1, d, dtype=torch.bfloat16)
     gu = torch.randn(t, 2 * f, dtype=torch.bfloat16)
     minimal = 2 * (2 * t * h + 2 * t * 6 * d + 3 * t * f)  # bf16 bytes: read + write of each step
 
     def steps():
         rms_norm(x, wn, 1e-5)
-        rope_qk(q, k, cos, sin)
+        apply_rope(qk, cos, sin)
         swiglu(gu)
 
     return minimal / _median_s(steps) / 1e9

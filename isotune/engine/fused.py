@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from isotune.engine.layers import rms_norm, rope_qk, swiglu
+from isotune.engine.layers import apply_rope, rms_norm, swiglu
 
 if TYPE_CHECKING:
     from isotune.engine.model import TPModel
@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LayerOps:
     norm: object  # (x (T, hidden), weight, eps) -> (T, hidden)
-    rope_qk: object  # (q (T, Hq, D), k (T, Hkv, D), cos, sin) -> both rotated
+    rope: object  # (qk (T, Hq+Hkv, D), cos, sin_signed (T, 1, D)) -> rotated
     swiglu: object  # (T, 2F) -> (T, F)
     compiled: bool = False
 
 
-EAGER = LayerOps(norm=rms_norm, rope_qk=rope_qk, swiglu=swiglu)
+EAGER = LayerOps(norm=rms_norm, rope=apply_rope, swiglu=swiglu)
 
 
 def compiled_ops() -> LayerOps:
@@ -40,7 +40,7 @@ def compiled_ops() -> LayerOps:
     def fuse(fn):
         return torch.compile(fn, dynamic=True, fullgraph=True)
 
-    return LayerOps(norm=fuse(rms_norm), rope_qk=fuse(rope_qk), swiglu=fuse(swiglu), compiled=True)
+    return LayerOps(norm=fuse(rms_norm), rope=fuse(apply_rope), swiglu=fuse(swiglu), compiled=True)
 
 
 WARM_TOKENS = 37  # a length equal to no model dimension: one that did would be specialised on

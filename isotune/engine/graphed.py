@@ -55,19 +55,19 @@ class StaticDecoder:
         m, d = self.m, self.m.spec.head_dim
         w = m.w.layers[layer]
         h = m.ops.norm(x, w.attn_norm, m.spec.norm_eps)
-        q, k, v = F.linear(h, w.wqkv, w.bqkv).split([m.q_dim, m.kv_dim, m.kv_dim], dim=-1)  # (1, *)
-        cos, sin = m.cos.index_select(0, self.pos), m.sin.index_select(0, self.pos)  # (1, D)
-        q, k = m.ops.rope_qk(q.view(1, -1, d), k.view(1, -1, d), cos, sin)  # (1, Hq, D), (1, Hkv, D)
-        m.k_cache[layer, 0].index_copy_(1, self.pos, k.transpose(0, 1))  # (Hkv, max_len, D) at pos
-        m.v_cache[layer, 0].index_copy_(1, self.pos, v.view(1, -1, d).transpose(0, 1))
+        qk, v = F.linear(h, w.wqkv, w.bqkv).split([m.q_dim + m.kv_dim, m.kv_dim], dim=-1)  # (1, *)
+        cos, sin = m.cos.index_select(0, self.pos), m.sin.index_select(0, self.pos)  # (1, 1, D)
+        q, k = m.ops.rope(qk.view(1, -1, d), cos, sin).split(m.heads, dim=1)  # (1, Hq, D), (1, Hkv, D)
+        m.k_rows[layer].index_copy_(0, self.pos, k)  # (max_len, Hkv, D) at pos
+        m.v_rows[layer].index_copy_(0, self.pos, v.view(1, -1, d))
         seen = (self.keys <= self.pos)[None, None, None, :]  # (1, 1, 1, max_len): positions written
         # A group's query heads share one K/V head (query head h reads K/V head h // G), so they
         # go in as G query rows against it: no GQA expansion of the whole cache per step (SDPA's
         # masked kernels do not take enable_gqa, and its math fallback repeats the cache)
         out = F.scaled_dot_product_attention(
             q.view(1, m.shard.kv_heads, -1, d),  # (1, Hkv, G, D)
-            m.k_cache[layer],  # (1, Hkv, max_len, D)
-            m.v_cache[layer],
+            m.k_layer[layer],  # (1, Hkv, max_len, D)
+            m.v_layer[layer],
             attn_mask=seen,
         )  # (1, Hkv, G, D)
         return F.linear(out.reshape(1, m.q_dim), w.wo)  # (1, hidden) partial sum

@@ -31,11 +31,17 @@ class TPModel:
         self.dtype, self.device = dtype, torch.device(device)
         self.max_len = max_len
         inv = rope_inv_freq(spec.head_dim, spec.rope_theta, spec.rope_scaling)
-        self.cos, self.sin = rope_tables(max_len, inv, dtype, device)  # (max_len, head_dim)
+        self.cos, self.sin = rope_tables(max_len, inv, dtype, device)  # (max_len, 1, head_dim), sin signed
         # The KV cache is preallocated; chunks write their K/V in place, never concatenate.
         cache_shape = (spec.layers, 1, shard.kv_heads, max_len, spec.head_dim)
         self.k_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
         self.v_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
+        # views made once, not per chunk (each view op is host time on every layer of every
+        # chunk): a layer's cache as attention reads it, and time-major as a chunk writes it
+        self.k_layer, self.v_layer = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))  # (1, Hkv, L, D)
+        self.k_rows = [c[0].transpose(0, 1) for c in self.k_layer]  # (max_len, Hkv, D) views
+        self.v_rows = [c[0].transpose(0, 1) for c in self.v_layer]
+        self.heads = (shard.q_heads, shard.kv_heads)
         self.q_dim = shard.q_heads * spec.head_dim
         self.kv_dim = shard.kv_heads * spec.head_dim
         self.ops = EAGER  # the elementwise steps: eager, or compiled by engine.fused.compile_model
@@ -51,15 +57,15 @@ class TPModel:
         t, end = x.shape[0], start + x.shape[0]
         h = self.ops.norm(x, w.attn_norm, self.spec.norm_eps)
         qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
-        q, k, v = qkv.split([self.q_dim, self.kv_dim, self.kv_dim], dim=-1)
-        cos, sin = self.cos[start:end], self.sin[start:end]  # (T, D)
-        q, k = self.ops.rope_qk(q.view(t, -1, d), k.view(t, -1, d), cos, sin)  # (T, Hq, D), (T, Hkv, D)
-        self.k_cache[layer, 0, :, start:end] = k.transpose(0, 1)  # (Hkv, T, D) in place
-        self.v_cache[layer, 0, :, start:end] = v.view(t, -1, d).transpose(0, 1)
+        qk, v = qkv.split([self.q_dim + self.kv_dim, self.kv_dim], dim=-1)  # views
+        qk = self.ops.rope(qk.view(t, -1, d), self.cos[start:end], self.sin[start:end])  # (T, Hq+Hkv, D)
+        q, k = qk.split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
+        self.k_rows[layer][start:end] = k  # in place
+        self.v_rows[layer][start:end] = v.view(t, -1, d)
         out = chunk_attention(
             q.transpose(0, 1).unsqueeze(0),  # (1, Hq, T, D)
-            self.k_cache[layer],
-            self.v_cache[layer],
+            self.k_layer[layer],  # (1, Hkv, max_len, D)
+            self.v_layer[layer],
             start,
             end,
         )
