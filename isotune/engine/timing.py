@@ -58,15 +58,23 @@ _SPIN_CYCLES_PER_MS: dict[int, float] = {}  # CUDA device index -> cycles of tor
 
 
 def spin_cycles_per_ms(device: torch.device) -> float:
-    """Clock cycles per ms of `torch.cuda._sleep` (a kernel that spins for a count of GPU clock
-    cycles) on `device`, measured once: how long a hold of the stream lasts."""
+    """Clock cycles per ms of `torch.cuda._sleep` (a kernel that spins on the SM's cycle counter)
+    on `device`, measured once: how long a hold of the stream lasts. The count is in SM clock
+    cycles, so the GPU is first kept busy long enough to leave its idle clocks, and the fastest
+    of three 10 ms spins is kept: a calibration at idle clocks would make later holds short."""
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in _SPIN_CYCLES_PER_MS:
         with torch.cuda.device(index):
             torch.cuda._sleep(1000)  # load the kernel: the calibration times the spin alone
             torch.cuda.synchronize()
-            _SPIN_CYCLES_PER_MS[index] = 1e6 / device_ms(lambda: torch.cuda._sleep(1_000_000), device, 3)
+            rough = 1e6 / device_ms(lambda: torch.cuda._sleep(1_000_000), device)
+            torch.cuda._sleep(int(50 * rough))  # ~50 ms busy: the clocks ramp up
+            tries = [device_ms(lambda: torch.cuda._sleep(int(10 * rough)), device) for _ in range(3)]
+            _SPIN_CYCLES_PER_MS[index] = int(10 * rough) / min(tries)
     return _SPIN_CYCLES_PER_MS[index]
+
+
+MAX_HOLD_MS = 250.0  # a hold that long not covering the issue means the host is blocked, not slow
 
 
 def issue_and_run_ms(fn, device: torch.device, repeats: int = 3) -> tuple[float, float | None]:
@@ -85,7 +93,7 @@ def issue_and_run_ms(fn, device: torch.device, repeats: int = 3) -> tuple[float,
         t = host_issue_ms(fn, device, repeats)
         return t, t
     host = host_issue_ms(fn, device, repeats)
-    hold_ms, gpu = 2 * host + 1.0, []
+    hold_ms, gpu = min(MAX_HOLD_MS, 2 * host + 1.0), []
     for _ in range(2 * repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         dist.synchronize_device(device)
@@ -99,14 +107,19 @@ def issue_and_run_ms(fn, device: torch.device, repeats: int = 3) -> tuple[float,
             gpu.append(start.elapsed_time(end))
             if len(gpu) == repeats:
                 break
+        elif hold_ms >= MAX_HOLD_MS:
+            break
         else:
-            hold_ms *= 4
+            hold_ms = min(MAX_HOLD_MS, 4 * hold_ms)
     return host, min(gpu) if gpu else None
 
 
 def kernels_issued(fn, device: torch.device) -> int | None:
     """How many kernels (and device copies) one call of fn puts on the GPU, from torch.profiler's
-    CUDA activity: what the host's issue time is spent on. None on CPU, which launches none."""
+    CUDA activity: what the host's issue time is spent on. None on CPU, which launches none.
+    Count after timing, not between timings: once a profiler session with CUDA activity has run,
+    CUPTI stays attached (unless TEARDOWN_CUPTI=1) and slows later launches (pytorch#144455).
+    Compiled code's user-scope ranges show as device events too; they are no kernels."""
     if device.type != "cuda":
         return None
     from torch.autograd import DeviceType
@@ -115,7 +128,7 @@ def kernels_issued(fn, device: torch.device) -> int | None:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize(device)
-    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+    return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA and not e.is_user_annotation)
 
 
 def layer_issue_ms(model: TPModel, x: torch.Tensor) -> tuple[float, float]:

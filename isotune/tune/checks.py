@@ -103,7 +103,7 @@ def chunking_overhead(
 @torch.inference_mode()
 def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> list[dict]:
     """Per chunk count: one layer's compute (each chunk's attention and MLP, layer 0) three ways,
-    in ms: `host_ms`, the host's time to issue it (`kernels` of them on a GPU); `gpu_ms`, the GPU's time to run it with every
+    in ms: `host_ms`, the host's time to issue it; `gpu_ms`, the GPU's time to run it with every
     kernel queued beforehand (engine.timing.issue_and_run_ms: the GPU alone); and `prefill_ms`,
     what the layer took between its CUDA events inside a traced compute-only prefill, the pace a
     run sees, which cannot tell the two apart. Where host_ms is the larger the GPU waits on
@@ -131,10 +131,23 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
         host, gpu = issue_and_run_ms(layer, model.device)
         bound = "unknown" if gpu is None else "host" if host > gpu else "GPU"
         rows.append(
-            {"chunks": k, "kernels": kernels_issued(layer, model.device), "host_ms": host, "gpu_ms": gpu}
-            | {"prefill_ms": sum(paced.values()) / len(paced), "bound": bound}
+            {
+                "chunks": k,
+                "host_ms": host,
+                "gpu_ms": gpu,
+                "prefill_ms": sum(paced.values()) / len(paced),
+                "bound": bound,
+            }
         )
     return rows
+
+
+@torch.inference_mode()
+def layer_kernels(model: TPModel, tokens: int) -> int | None:
+    """The kernels one layer's compute issues for one chunk of `tokens` (engine.timing
+    .kernels_issued; None on CPU). Call it after every timing a process will make."""
+    x = torch.zeros(tokens, model.spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
+    return kernels_issued(lambda: (model.attn(0, x, 0), model.mlp(0, x)), model.device)
 
 
 @torch.inference_mode()

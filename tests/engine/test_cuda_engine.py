@@ -106,11 +106,11 @@ def test_a_traced_two_chunk_run_orders_each_consumer_after_its_all_reduce(nccl):
 
 def test_a_slow_link_all_reduce_overlaps_the_next_chunks_compute(nccl, monkeypatch):
     """Overlap on one GPU: each all-reduce is the real (1-rank) NCCL one, issued from a stream that
-    first sleeps ~3 ms, the wire time a link between two GPUs would add. ISO issues chunk 1's
+    first sleeps ~5 ms, the wire time a link between two GPUs would add. ISO issues chunk 1's
     attention without waiting for chunk 0's all-reduce, so it runs, and ends, while that sum is
     still in flight; an engine that waited (or put both on one stream) would start chunk 1 only
     after the sum landed."""
-    cycles = int(3 * spin_cycles_per_ms(torch.device("cuda", 0)))  # ~3 ms
+    cycles = int(5 * spin_cycles_per_ms(torch.device("cuda", 0)))  # ~5 ms
     link = torch.cuda.Stream()
     real = dist.all_reduce_async
 
@@ -133,7 +133,8 @@ def test_a_slow_link_all_reduce_overlaps_the_next_chunks_compute(nccl, monkeypat
     by = {(e["kind"], e["stage"], e["layer"], e["chunk"]): e for e in events}
     comm, nxt = by["comm", "attn", 0, 0], by["compute", "attn", 0, 1]
     assert comm["end_ms"] - comm["start_ms"] > 1.5  # the sleep is in the comm lane
-    assert comm["start_ms"] < nxt["start_ms"] and nxt["end_ms"] < comm["end_ms"]  # inside the sum's flight
+    # inside the sum's flight (both start events may land on one timer tick: nothing runs between)
+    assert comm["start_ms"] <= nxt["start_ms"] + 1e-3 and nxt["end_ms"] < comm["end_ms"]
     # its reader waited (two streams wait on one NCCL event: their timestamps may differ by µs)
     assert by["compute", "mlp", 0, 0]["start_ms"] >= comm["end_ms"] - 0.02
 
@@ -211,9 +212,12 @@ def test_a_held_stream_times_the_gpu_alone_where_the_host_sets_the_pace():
     assert gpu is not None and 0 < gpu < 0.25 * host, (host, gpu)
 
 
-def test_the_kernels_a_call_issues_are_counted():
+def test_the_kernels_a_call_issues_are_counted_in_every_profiler_session():
+    """Five sessions in one process (doctor opens several): later sessions must not drop kernel
+    records (pytorch#192021 saw that on torch 2.10's Kineto)."""
     x = torch.zeros(64, device="cuda")
-    assert kernels_issued(lambda: (x.add_(1.0), x.mul_(2.0), x.sub_(1.0)), x.device) == 3
+    counts = [kernels_issued(lambda: (x.add_(1.0), x.mul_(2.0), x.sub_(1.0)), x.device) for _ in range(5)]
+    assert counts == [3] * 5
 
 
 def _decode_both(info, s: int = 512, steps: int = 16) -> tuple[list[int], list[int]]:
