@@ -93,7 +93,9 @@ def findings(plan: Plan) -> list[str]:
         else:
             lines.append(f"  it does not at {span}: {_why_not(group)}")
     shares = [b.comm_ms / b.baseline_ms for b in plan.buckets if b.comm_ms and b.baseline_ms]
-    if shares:
+    if topo.get("tp") == 1:
+        lines.append("  why: one rank, so no all-reduces: a split only adds chunking's cost (tp 2+ to overlap)")
+    elif shares:
         why = f"  why: all-reduces are {_range(shares)} of the unsplit prefill"
         cpu = [b.comm_cpu_ms / b.baseline_ms for b in plan.buckets if b.comm_cpu_ms and b.baseline_ms]
         if cpu:

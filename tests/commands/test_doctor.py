@@ -41,6 +41,7 @@ def test_doctor_bad_input(cli, tmp_path):
         (["-o", str(tmp_path / "f")], "is a file: give a folder"),
         (["-o", str(tmp_path / "no" / "d")], "parent folder does not exist"),
         (["--repeats", "1"], "intervals need at least 2"),
+        (["--tp", "0"], "needs 1 rank or more"),
         (["--seq-lens", "1k"], "1k"),
         (["--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
         (["--model", "nope"], "nope"),
@@ -109,3 +110,15 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
     gpu_bound = launch_summary(h200[:1] + fused[:1], 1024, recompiled=3)
     assert gpu_bound.startswith("the GPU sets the pace at 1024 tokens up to 1 chunk(s) (0.42 vs 1.09 ms")
     assert "recompiled 3 time(s)" in gpu_bound
+
+
+def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
+    """One GPU gets the pipeline at tp 1 (its CUDA paths run; nothing can overlap). The same
+    branch on CPU: the three commands run at tp 1 and the verdict says what it does not show."""
+    from isotune.commands.doctor import _pipeline
+
+    c = _pipeline("tiny", 2, "cpu", 1, [128, 256], tmp_path)
+    assert c.status == "ok", c.summary
+    assert c.summary.startswith("tp 1 on cpu: one rank has no all-reduce to hide") and len(c.rows) == 2
+    assert "tp 1" in (tmp_path / "pipeline.txt").read_text() and (tmp_path / "bench.json").is_file()
+    assert all(r["plan_chunks"] >= 1 for r in c.rows)
