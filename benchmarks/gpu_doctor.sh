@@ -6,8 +6,10 @@
 #   bash benchmarks/gpu_doctor.sh prepare [PYVER]   # here: optuna and its deps for PYVER (3.12) into .whl/
 #   bash benchmarks/gpu_doctor.sh run OUT           # there (carry .whl): install to /tmp/site, doctor into OUT
 #
-# `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt) in OUT; copy it
-# under $OUT of the device call to bring it back, then into profiles/samples/doctor-<gpu>/.
+# `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt) in
+# OUT. Give it a folder under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its
+# report after every check, so even a call stopped at its time limit brings back what was found.
+# Then copy it into profiles/samples/doctor-<gpu>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case ${1:-} in

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +28,7 @@ from isotune.engine.dist import resolve_device
 from isotune.engine.fused import EAGER, compile_model
 from isotune.engine.model import TPModel
 from isotune.tune import checks
-from isotune.viz.doctor_report import FAIL, OK, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
+from isotune.viz.doctor_report import FAIL, OK, PENDING, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
 
 # defaults per device: a GPU gets the issue's 1k-8k tokens on an 8B-shaped model; a CPU, sizes
 # that finish in a minute or two on a small machine
@@ -88,6 +91,17 @@ def doctor(
         ("profile, search, bench", _pipeline, model, layers, dev, tp, lens, folder),
     ]
     results: list[Check] = []
+    env = checks.environment()
+    title = f"isotune doctor, {datetime.date.today().isoformat()}, {env.get('gpus') if dev == 'cuda' else 'CPU only'}"
+
+    def write() -> None:
+        """The report so far, rewritten after every check: a doctor killed midway (a hung GPU, a
+        lent machine's time running out) still leaves what it found, and what it did not reach."""
+        later = [Check(name=what, status=PENDING, summary="doctor stopped before this check") for what, *_ in steps]
+        shown = results + later[len(results) :]
+        atomic_write_text(folder / "report.md", markdown(title, env, shown))
+        atomic_write_text(folder / "report.json", as_json(env, shown))
+
     with Progress(transient=True, console=console(stderr=True)) as bar:
         task = bar.add_task("doctor", total=len(steps))
 
@@ -100,17 +114,45 @@ def doctor(
                     name=what, status=FAIL, summary=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 )
             results.append(c)
+            write()
             bar.console.print(f"{c.name}: {c.status}: {c.summary}")
             bar.advance(task)
 
-        env = checks.environment()
+        write()
         for what, fn, *args in steps:
             step(what, fn, *args)
-    title = f"isotune doctor, {datetime.date.today().isoformat()}, {env.get('gpus') if dev == 'cuda' else 'CPU only'}"
-    atomic_write_text(folder / "report.md", markdown(title, env, results))
-    atomic_write_text(folder / "report.json", as_json(env, results))
     show_summary(title, results, str(folder / "report.md"))
     return 1 if any(c.status == FAIL for c in results) else 0
+
+
+def _timeout_s() -> float:
+    return float(os.environ.get("ISOTUNE_DOCTOR_STEP_S", "600"))
+
+
+@dataclass
+class _Ran:
+    returncode: int | None  # None: stopped at the time limit
+    stdout: str
+    stderr: str
+    stopped: str = ""  # why it was stopped, when it was
+
+
+def _run(cmd: list[str], cwd: Path | None) -> _Ran:
+    """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s): a hung GPU test or rank
+    must not take the rest of the report with it. The child leads its own process group, so its
+    spawned ranks are stopped with it."""
+    limit = _timeout_s()
+    p = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = p.communicate(timeout=limit)
+        return _Ran(p.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        why = f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+        return _Ran(None, out, f"{err}\n{why}", why)
 
 
 def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
@@ -126,11 +168,10 @@ def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
     tests = Path(__file__).resolve().parents[2] / "tests"
     if not tests.is_dir():
         return Check(name=name, status=SKIPPED, summary=f"no test folder at {tests}: run doctor from a source checkout")
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)],
-        capture_output=True, text=True, cwd=tests.parent,
-    )  # fmt: skip
+    r = _run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)], tests.parent)
     atomic_write_text(folder / "cuda-tests.txt", r.stdout + r.stderr)
+    if r.returncode is None:
+        return Check(name=name, status=FAIL, summary=f"the cuda tests {r.stopped}", detail=r.stdout[-3000:])
     last = (r.stdout.strip().splitlines() or ["no output"])[-1]
     return Check(name=name, status=OK if r.returncode == 0 else FAIL, summary=last, detail=r.stdout[-3000:])
 
@@ -272,9 +313,11 @@ def _pipeline(model, layers, dev, tp, lens, folder: Path) -> Check:
     ]  # fmt: skip
     log = []
     for args in steps:
-        r = subprocess.run([sys.executable, "-m", "isotune", *args], capture_output=True, text=True)
+        r = _run([sys.executable, "-m", "isotune", *args], None)
         log.append(f"$ isotune {' '.join(args)}\n{r.stdout}{r.stderr}")
         atomic_write_text(folder / "pipeline.txt", "\n".join(log))
+        if r.returncode is None:
+            return Check(name=name, status=FAIL, summary=f"isotune {args[0]} {r.stopped}", detail=log[-1][-3000:])
         if r.returncode != 0:
             why = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
             return Check(name=name, status=FAIL, summary=f"isotune {args[0]} failed: {why}", detail=log[-1][-3000:])

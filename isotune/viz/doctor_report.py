@@ -12,13 +12,13 @@ from rich.table import Table
 from isotune.viz.png import png_bytes, pyplot
 from isotune.viz.tables import console
 
-OK, FAIL, SKIPPED = "ok", "FAIL", "skipped"
+OK, FAIL, SKIPPED, PENDING = "ok", "FAIL", "skipped", "not run yet"
 
 
 @dataclass(kw_only=True)
 class Check:
     name: str
-    status: str  # OK, FAIL or SKIPPED
+    status: str  # OK, FAIL or SKIPPED (PENDING in a report written while doctor runs)
     summary: str  # one line: the verdict with its numbers, or why it was skipped
     rows: list[dict] = field(default_factory=list)  # a table, when the check has one
     detail: str = ""  # raw output worth keeping (test summary, nvidia-smi topo, bench table)

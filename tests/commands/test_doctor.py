@@ -2,6 +2,7 @@
 profile -> search -> bench), says what it skipped and why, and writes a report."""
 
 import json
+import os
 
 
 def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
@@ -122,3 +123,52 @@ def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     assert c.summary.startswith("tp 1 on cpu: one rank has no all-reduce to hide") and len(c.rows) == 2
     assert "tp 1" in (tmp_path / "pipeline.txt").read_text() and (tmp_path / "bench.json").is_file()
     assert all(r["plan_chunks"] >= 1 for r in c.rows)
+
+
+def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path, monkeypatch):
+    """A hung child (a GPU test, a rank) must not take the report with it: past
+    ISOTUNE_DOCTOR_STEP_S the step's whole process group is killed and the check FAILs saying so."""
+    import os
+
+    from isotune.commands.doctor import _pipeline
+
+    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "3")
+    c = _pipeline("small", 2, "cpu", 2, [1024, 2048], tmp_path)  # a 2-rank profile takes longer than 3 s
+    assert c.status == "FAIL" and c.summary == (
+        "isotune profile stopped after 3 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+    )
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if str(tmp_path).encode() in cmd:
+            left.append(pid)
+    assert not left, "the profile's ranks outlived the step"
+
+
+def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
+    """The report is rewritten after every check: killed at any point, the folder holds what was
+    found and names the checks not reached."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "doc"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "isotune", "doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        if (out / "report.json").is_file() and '"ok"' in (out / "report.json").read_text():
+            break  # a check has finished
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    report = json.loads((out / "report.json").read_text())
+    statuses = [c["status"] for c in report["checks"]]
+    assert len(statuses) == 6 and "ok" in statuses and statuses[-1] == "not run yet"
+    assert "doctor stopped before this check" in (out / "report.md").read_text()
