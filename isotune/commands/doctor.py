@@ -86,6 +86,7 @@ def doctor(
         ("CUDA tests", _cuda_tests, dev, folder, skip_tests),
         ("ISO == baseline", _iso, preset, layers, checkpoint, dev, d["align"], lens),
         ("chunking overhead", _overhead, preset, layers, dev, d["align"], lens, repeats, folder),
+        ("chunking: by part", _parts, preset, dev, d["align"], lens),
         ("decode: CUDA graphs", _decode, preset, dev, lens, repeats),
         ("launch-bound", _launches, preset, dev, d["align"], lens),  # last in-process: it ends profiling
         ("profile, search, bench", _pipeline, model, layers, dev, tp, lens, folder),
@@ -206,6 +207,20 @@ def _overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
         f"(95% CI {worst['low']:+.1%}..{worst['high']:+.1%}); figure chunking.png"
     )
     return Check(name="chunking overhead", status=OK, summary=summary, rows=rows)
+
+
+def _parts(preset, dev, align, lens) -> Check:
+    s = max(lens)
+    rows = checks.chunking_parts(preset(), s, align)
+    if not rows:
+        return Check(name="chunking: by part", status=FAIL, summary="no part's GPU time could be separated")
+    how = "the GPU's own time, kernels queued first" if dev == "cuda" else "measured on CPU"
+    said = ", ".join(
+        "{} {:.3g} -> {:.3g} ms ({:+.1%})".format(r["part"], r["unsplit_ms"], r["split_ms"], r["change"]) for r in rows
+    )
+    whole = sum(r["split_ms"] for r in rows) / sum(r["unsplit_ms"] for r in rows) - 1
+    summary = f"layer 0 at {s} tokens, unsplit -> 2 chunks ({how}): {said}; the layer {whole:+.1%}"
+    return Check(name="chunking: by part", status=OK, summary=summary, rows=rows)
 
 
 def _launches(preset, dev, align, lens) -> Check:

@@ -72,6 +72,10 @@ class TPModel:
         out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
         return F.linear(out, w.wo)  # (T, hidden) partial sum
 
+    def kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A layer's K and V caches as attention reads them, (1, Hkv, max_len, D) each."""
+        return self.k_layer[layer], self.v_layer[layer]
+
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """Partial MLP output; x (T, hidden) is the residual after attention."""
         w = self.w.layers[layer]

@@ -21,6 +21,7 @@ from isotune.core.stats import interval, paired_change
 from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
+from isotune.engine.layers import chunk_attention
 from isotune.engine.model import TPModel, build_model, random_prompt
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
@@ -139,6 +140,40 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
                 "bound": bound,
             }
         )
+    return rows
+
+
+@torch.inference_mode()
+def chunking_parts(model: TPModel, seq_len: int, align: int) -> list[dict]:
+    """Where a 2-way split's extra compute goes, in layer 0 at seq_len tokens: per part, its ms
+    unsplit and split in two even chunks (engine.timing.issue_and_run_ms: on a GPU its own time
+    with every kernel queued first, on CPU the op's time). The parts: the attention kernel alone
+    (over the cache the attention op wrote), the rest of the attention op (norm, QKV and output
+    projections, RoPE, cache writes) and the MLP. A part whose GPU time could not be separated
+    is left out."""
+    d, (hq, _) = model.spec.head_dim, model.heads
+    x = torch.zeros(seq_len, model.spec.hidden, dtype=model.dtype, device=model.device)  # (S, hidden)
+    # queries laid out as the attention op makes them: (S, Hq, D) transposed to (1, Hq, S, D)
+    q = torch.zeros(seq_len, hq, d, dtype=model.dtype, device=model.device).transpose(0, 1).unsqueeze(0)
+    ms: dict[str, dict[int, float | None]] = {"attention kernel": {}, "attention op": {}, "MLP": {}}
+    for k in (1, 2):
+        spans = list(pairwise(chunk_bounds(seq_len, [1 / k] * k, align)))
+        for part, fn in (
+            ("attention op", lambda s=spans: [model.attn(0, x[a:b], a) for a, b in s]),  # fills the cache
+            ("attention kernel", lambda s=spans: [chunk_attention(q[:, :, a:b], *model.kv(0), a, b) for a, b in s]),
+            ("MLP", lambda s=spans: [model.mlp(0, x[a:b]) for a, b in s]),
+        ):
+            ms[part][k] = issue_and_run_ms(fn, model.device)[1]
+    op, kernel = ms.pop("attention op"), ms["attention kernel"]
+    ms = {
+        "attention kernel": kernel,
+        "attention, the rest": {k: op[k] - kernel[k] for k in (1, 2) if op[k] is not None and kernel[k] is not None},
+        "MLP": ms["MLP"],
+    }
+    rows = []
+    for part, by_k in ms.items():
+        if by_k.get(1) is not None and by_k.get(2) is not None:
+            rows.append({"part": part, "unsplit_ms": by_k[1], "split_ms": by_k[2], "change": by_k[2] / by_k[1] - 1})
     return rows
 
 

@@ -28,6 +28,14 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     }
     assert all(row["low"] <= row["change"] <= row["high"] for row in overhead)
     assert (out / "chunking.png").read_bytes()[:4] == b"\x89PNG"
+    parts = by["chunking: by part"]
+    assert parts["status"] == "ok" and [r["part"] for r in parts["rows"]] == [
+        "attention kernel",
+        "attention, the rest",
+        "MLP",
+    ]
+    assert all(r["unsplit_ms"] > 0 and r["split_ms"] > 0 for r in parts["rows"])
+    assert parts["summary"].startswith("layer 0 at 256 tokens, unsplit -> 2 chunks (measured on CPU)")
     pipe = by["profile, search, bench"]
     assert pipe["status"] == "ok" and [row["tokens"] for row in pipe["rows"]] == [128, 256]
     assert all((out / f).is_file() for f in ("profile.yaml", "plan.yaml", "bench.json", "report.md"))
@@ -170,5 +178,5 @@ def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
     p.wait()
     report = json.loads((out / "report.json").read_text())
     statuses = [c["status"] for c in report["checks"]]
-    assert len(statuses) == 6 and "ok" in statuses and statuses[-1] == "not run yet"
+    assert len(statuses) == 7 and "ok" in statuses and statuses[-1] == "not run yet"
     assert "doctor stopped before this check" in (out / "report.md").read_text()
