@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import datetime
 import functools
-import os
-import signal
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from isotune.commands.child import run_child
 from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_bytes, atomic_write_text
@@ -28,7 +25,18 @@ from isotune.engine.dist import resolve_device
 from isotune.engine.fused import EAGER, compile_model
 from isotune.engine.model import TPModel
 from isotune.tune import checks
-from isotune.viz.doctor_report import FAIL, OK, PENDING, SKIPPED, Check, as_json, chunking_png, markdown, show_summary
+from isotune.viz.doctor_report import (
+    FAIL,
+    OK,
+    PENDING,
+    SKIPPED,
+    Check,
+    as_json,
+    chunking_png,
+    launch_summary,
+    markdown,
+    show_summary,
+)
 
 # defaults per device: a GPU gets the issue's 1k-8k tokens on an 8B-shaped model; a CPU, sizes
 # that finish in a minute or two on a small machine
@@ -126,36 +134,6 @@ def doctor(
     return 1 if any(c.status == FAIL for c in results) else 0
 
 
-def _timeout_s() -> float:
-    return float(os.environ.get("ISOTUNE_DOCTOR_STEP_S", "600"))
-
-
-@dataclass
-class _Ran:
-    returncode: int | None  # None: stopped at the time limit
-    stdout: str
-    stderr: str
-    stopped: str = ""  # why it was stopped, when it was
-
-
-def _run(cmd: list[str], cwd: Path | None) -> _Ran:
-    """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s): a hung GPU test or rank
-    must not take the rest of the report with it. The child leads its own process group, so its
-    spawned ranks are stopped with it."""
-    limit = _timeout_s()
-    p = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = p.communicate(timeout=limit)
-        return _Ran(p.returncode, out, err)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        why = f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
-        return _Ran(None, out, f"{err}\n{why}", why)
-
-
 def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
     name = "CUDA tests"
     if skip:
@@ -169,7 +147,9 @@ def _cuda_tests(dev: str, folder: Path, skip: bool) -> Check:
     tests = Path(__file__).resolve().parents[2] / "tests"
     if not tests.is_dir():
         return Check(name=name, status=SKIPPED, summary=f"no test folder at {tests}: run doctor from a source checkout")
-    r = _run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)], tests.parent)
+    r = run_child(
+        [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", str(tests)], tests.parent
+    )
     atomic_write_text(folder / "cuda-tests.txt", r.stdout + r.stderr)
     if r.returncode is None:
         return Check(name=name, status=FAIL, summary=f"the cuda tests {r.stopped}", detail=r.stdout[-3000:])
@@ -252,40 +232,6 @@ def _launches(preset, dev, align, lens) -> Check:
     return Check(name=name, status=OK, summary=launch_summary(rows, s, recompiled), rows=rows)
 
 
-def launch_summary(rows: list[dict], tokens: int, recompiled: int) -> str:
-    """One line from launch_bound's rows, eager and compiled: from how many chunks the host sets
-    the pace, by how much, and what --compile does to the host's time."""
-    eager = [r for r in rows if not r["compile"]]
-    fused = {r["chunks"]: r for r in rows if r["compile"]}
-    host_bound = [r for r in eager if r["bound"] == "host"]
-    per = "ms per layer, host issue vs GPU run"
-    if not host_bound:
-        r = eager[-1]
-        said = f"the GPU sets the pace at {tokens} tokens up to {r['chunks']} chunk(s) ({r['host_ms']:.2f} vs "
-        said += f"{r['gpu_ms']:.2f} {per})" if r["gpu_ms"] is not None else "? ms: the GPU's time was not separable)"
-    else:
-        r = host_bound[0]
-        said = (
-            f"at {tokens} tokens the host sets the pace from {r['chunks']} chunk(s): {r['host_ms']:.2f} vs "
-            f"{r['gpu_ms']:.2f} {per}"
-        )
-        c = fused.get(r["chunks"])
-        if c is not None and c["gpu_ms"] is not None:
-            verdict = "fixes it" if c["bound"] == "GPU" else "does not fix it"
-            said += f"; --compile {verdict} ({c['host_ms']:.2f} vs {c['gpu_ms']:.2f} ms)"
-    one, fone = eager[0], fused.get(eager[0]["chunks"])
-    if fone is not None:
-        said += f"; compiled, the host takes {fone['host_ms'] / one['host_ms']:.2f}x eager's time to issue a layer"
-        if one.get("kernels") and fone.get("kernels"):
-            said += f" ({fone['kernels']} kernels against {one['kernels']})"
-    unknown = [r for r in rows if r["gpu_ms"] is None]
-    if unknown:
-        said += f"; the GPU's time was not separable at {len(unknown)} point(s) (no hold outlasted the host's issue)"
-    if recompiled:
-        said += f"; the compiled steps recompiled {recompiled} time(s) while measured"
-    return said
-
-
 def _decode(preset, dev, lens, repeats) -> Check:
     name = "decode: CUDA graphs"
     if dev != "cuda":
@@ -328,7 +274,7 @@ def _pipeline(model, layers, dev, tp, lens, folder: Path) -> Check:
     ]  # fmt: skip
     log = []
     for args in steps:
-        r = _run([sys.executable, "-m", "isotune", *args], None)
+        r = run_child([sys.executable, "-m", "isotune", *args], None)
         log.append(f"$ isotune {' '.join(args)}\n{r.stdout}{r.stderr}")
         atomic_write_text(folder / "pipeline.txt", "\n".join(log))
         if r.returncode is None:

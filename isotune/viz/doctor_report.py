@@ -88,3 +88,37 @@ def chunking_png(rows: list[dict], where: str) -> bytes:
     ax.set_title(f"What splitting costs with nothing to hide\n{where}; 95% intervals", fontsize=10)
     ax.legend()
     return png_bytes(fig)
+
+
+def launch_summary(rows: list[dict], tokens: int, recompiled: int) -> str:
+    """One line from launch_bound's rows, eager and compiled: from how many chunks the host sets
+    the pace, by how much, and what --compile does to the host's time."""
+    eager = [r for r in rows if not r["compile"]]
+    fused = {r["chunks"]: r for r in rows if r["compile"]}
+    host_bound = [r for r in eager if r["bound"] == "host"]
+    per = "ms per layer, host issue vs GPU run"
+    if not host_bound:
+        r = eager[-1]
+        said = f"the GPU sets the pace at {tokens} tokens up to {r['chunks']} chunk(s) ({r['host_ms']:.2f} vs "
+        said += f"{r['gpu_ms']:.2f} {per})" if r["gpu_ms"] is not None else "? ms: the GPU's time was not separable)"
+    else:
+        r = host_bound[0]
+        said = (
+            f"at {tokens} tokens the host sets the pace from {r['chunks']} chunk(s): {r['host_ms']:.2f} vs "
+            f"{r['gpu_ms']:.2f} {per}"
+        )
+        c = fused.get(r["chunks"])
+        if c is not None and c["gpu_ms"] is not None:
+            verdict = "fixes it" if c["bound"] == "GPU" else "does not fix it"
+            said += f"; --compile {verdict} ({c['host_ms']:.2f} vs {c['gpu_ms']:.2f} ms)"
+    one, fone = eager[0], fused.get(eager[0]["chunks"])
+    if fone is not None:
+        said += f"; compiled, the host takes {fone['host_ms'] / one['host_ms']:.2f}x eager's time to issue a layer"
+        if one.get("kernels") and fone.get("kernels"):
+            said += f" ({fone['kernels']} kernels against {one['kernels']})"
+    unknown = [r for r in rows if r["gpu_ms"] is None]
+    if unknown:
+        said += f"; the GPU's time was not separable at {len(unknown)} point(s) (no hold outlasted the host's issue)"
+    if recompiled:
+        said += f"; the compiled steps recompiled {recompiled} time(s) while measured"
+    return said

@@ -93,8 +93,8 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
     layer's time inside a traced prefill. The summary, from rows shaped like the H200's (host
     issue 0.42 ms per chunk of a layer, GPU 1.09 ms unsplit), names the first host-bound count
     and what --compile did to the host's time."""
-    from isotune.commands.doctor import launch_summary
     from isotune.tune import checks
+    from isotune.viz.doctor_report import launch_summary
 
     m = checks.build("tiny", 2, "float32", 256, "cpu")
     rows = checks.launch_bound(m, 64, 16)

@@ -1,0 +1,40 @@
+"""A child command of `isotune doctor` (the cuda tests, a pipeline command) under a time limit,
+stopped with its whole process group when it runs past it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _timeout_s() -> float:
+    return float(os.environ.get("ISOTUNE_DOCTOR_STEP_S", "600"))
+
+
+@dataclass
+class Ran:
+    returncode: int | None  # None: stopped at the time limit
+    stdout: str
+    stderr: str
+    stopped: str = ""  # why it was stopped, when it was
+
+
+def run_child(cmd: list[str], cwd: Path | None) -> Ran:
+    """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s): a hung GPU test or rank
+    must not take the rest of the report with it. The child leads its own process group, so its
+    spawned ranks are stopped with it."""
+    limit = _timeout_s()
+    p = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = p.communicate(timeout=limit)
+        return Ran(p.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        why = f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+        return Ran(None, out, f"{err}\n{why}", why)
