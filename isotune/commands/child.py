@@ -25,7 +25,7 @@ class Ran:
 def run_child(cmd: list[str], cwd: Path | None) -> Ran:
     """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s): a hung GPU test or rank
     must not take the rest of the report with it. The child leads its own process group, so its
-    spawned ranks are stopped with it."""
+    spawned ranks are stopped with it: at the limit, and when doctor itself is interrupted."""
     limit = _timeout_s()
     p = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -34,7 +34,20 @@ def run_child(cmd: list[str], cwd: Path | None) -> Ran:
         out, err = p.communicate(timeout=limit)
         return Ran(p.returncode, out, err)
     except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
+        _kill_group(p.pid)
+        try:  # a process stuck in a GPU driver outlives SIGKILL and keeps the pipes open
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out, err = "", ""
         why = f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
         return Ran(None, out, f"{err}\n{why}", why)
+    except BaseException:  # Ctrl-C or a kill of doctor: its own session would leave the ranks running
+        _kill_group(p.pid)
+        raise
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass

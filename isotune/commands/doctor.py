@@ -106,7 +106,9 @@ def doctor(
     def write() -> None:
         """The report so far, rewritten after every check: a doctor killed midway (a hung GPU, a
         lent machine's time running out) still leaves what it found, and what it did not reach."""
-        later = [Check(name=what, status=PENDING, summary="doctor stopped before this check") for what, *_ in steps]
+        later = [
+            Check(name=what, status=PENDING, summary="doctor stopped before finishing this check") for what, *_ in steps
+        ]
         shown = results + later[len(results) :]
         atomic_write_text(folder / "report.md", markdown(title, env, shown))
         atomic_write_text(folder / "report.json", as_json(env, shown))
@@ -199,7 +201,8 @@ def _parts(preset, dev, align, lens) -> Check:
         "{} {:.3g} -> {:.3g} ms ({:+.1%})".format(r["part"], r["unsplit_ms"], r["split_ms"], r["change"]) for r in rows
     )
     whole = sum(r["split_ms"] for r in rows) / sum(r["unsplit_ms"] for r in rows) - 1
-    summary = f"layer 0 at {s} tokens, unsplit -> 2 chunks ({how}): {said}; the layer {whole:+.1%}"
+    layer = "the layer" if len(rows) == 3 else f"the {len(rows)} parts timed (the others could not be separated)"
+    summary = f"layer 0 at {s} tokens, unsplit -> 2 chunks ({how}): {said}; {layer} {whole:+.1%}"
     return Check(name="chunking: by part", status=OK, summary=summary, rows=rows)
 
 

@@ -106,6 +106,8 @@ def host_lane_text(profile: Profile) -> str:
     if host <= 0:
         return "none: on CPU ranks the host's time is the compute itself"
     head = f"{fit.host_attn_ms:.3g} + {fit.host_mlp_ms:.3g} ms to issue a layer (attention + MLP)"
+    if fit.gpu_layer_table == []:  # measured, but no hold outlasted the host's issue at any size
+        return f"{head}: no verdict (the GPU's own time could not be separated at any size)"
     if fit.gpu_layer_table:  # the GPU's own time: the in-context tables show the host's pace where it is slower
         sizes = [int(t) for t, _ in fit.gpu_layer_table]
         gpu_bound = next((int(t) for t, ms in fit.gpu_layer_table if ms >= host), None)

@@ -64,7 +64,8 @@ class CostFit:
     # GPUs: the GPU's own ms for layer 0's attention (prefix 0) and MLP by chunk tokens
     # ([[tokens, ms], ...]), every kernel queued before the first runs. The tables above are
     # timed inside prefills, where a host-bound op shows the host's pace, so they cannot say
-    # which of the two is slower; this can. None on CPU ranks and in older profiles.
+    # which of the two is slower; this can. None on CPU ranks and in older profiles; [] where no
+    # size's GPU time could be separated.
     gpu_layer_table: list[list[float]] | None = None
     # an all-reduce timed by message size ([[MB, ms], ...]): a catalog entry's measured curve,
     # which a line (latency + ms/MB) fits badly at the 0.5-5 MB of short chunks

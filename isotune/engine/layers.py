@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm computed in fp32 and cast back before the weight, as the reference Llama does.
-    torch's rms_norm is one op (one kernel on GPUs) where the spelled-out form is six, each a
-    launch the host pays for every chunk of every layer; on CPU its result is bitwise the same."""
+    torch's rms_norm is one op where the spelled-out form is six, each dispatched by the host for
+    every chunk of every layer (on GPUs one fused kernel, where torch has one); on CPU its result
+    is bitwise the same."""
     return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)  # (T, hidden)
 
 

@@ -151,10 +151,12 @@ def chunking_parts(model: TPModel, seq_len: int, align: int) -> list[dict]:
     (over the cache the attention op wrote), the rest of the attention op (norm, QKV and output
     projections, RoPE, cache writes) and the MLP. A part whose GPU time could not be separated
     is left out."""
-    d, (hq, _) = model.spec.head_dim, model.heads
+    d, (hq, hkv) = model.spec.head_dim, model.heads
     x = torch.zeros(seq_len, model.spec.hidden, dtype=model.dtype, device=model.device)  # (S, hidden)
-    # queries laid out as the attention op makes them: (S, Hq, D) transposed to (1, Hq, S, D)
-    q = torch.zeros(seq_len, hq, d, dtype=model.dtype, device=model.device).transpose(0, 1).unsqueeze(0)
+    # queries laid out as the attention op makes them: the first Hq heads of the rotated (S,
+    # Hq+Hkv, D) queries and keys, transposed to (1, Hq, S, D)
+    qk = torch.zeros(seq_len, hq + hkv, d, dtype=model.dtype, device=model.device)
+    q = qk[:, :hq].transpose(0, 1).unsqueeze(0)
     ms: dict[str, dict[int, float | None]] = {"attention kernel": {}, "attention op": {}, "MLP": {}}
     for k in (1, 2):
         spans = list(pairwise(chunk_bounds(seq_len, [1 / k] * k, align)))
@@ -171,8 +173,8 @@ def chunking_parts(model: TPModel, seq_len: int, align: int) -> list[dict]:
         "MLP": ms["MLP"],
     }
     rows = []
-    for part, by_k in ms.items():
-        if by_k.get(1) is not None and by_k.get(2) is not None:
+    for part, by_k in ms.items():  # the rest of attention is a difference of two minima: it can fall to 0
+        if (by_k.get(1) or 0) > 0 and (by_k.get(2) or 0) > 0:
             rows.append({"part": part, "unsplit_ms": by_k[1], "split_ms": by_k[2], "change": by_k[2] / by_k[1] - 1})
     return rows
 

@@ -168,7 +168,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
             mlp_table=table_of(mlp),
             host_attn_ms=host.get("attn", 0.0),
             host_mlp_ms=host.get("mlp", 0.0),
-            gpu_layer_table=host.get("gpu_layer") or None,
+            gpu_layer_table=host.get("gpu_layer"),  # [] on a GPU where no size could be separated
         ),
         attn_samples=attn,
         mlp_samples=mlp,

@@ -52,7 +52,9 @@ def validated_bucket(
     variants: dict = {"baseline": [0, s]} | cands
     measured = cfg.objective == "measured"
     if measured:
-        variants |= {"compute": ([0, s], COMPUTE_ONLY), "comm": ([0, s], COMM_ONLY)}
+        variants |= {"compute": ([0, s], COMPUTE_ONLY)}
+        if cfg.tp > 1:  # one rank has no all-reduce: a comm-only prefill would time bookkeeping
+            variants |= {"comm": ([0, s], COMM_ONLY)}
     times = validate(s, variants, START * cfg.repeats)
     while True:
         verdict = decide(times["baseline"], {c: times[c] for c in cands}, cands)
@@ -63,11 +65,11 @@ def validated_bucket(
         times = {name: ts + more[name] for name, ts in times.items()}
     base_ms = typical(times["baseline"])
     if measured:
-        compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"])
+        compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"]) if "comm" in times else 0.0
     else:
         compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
     comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
-    if cfg.tp == 1:  # the comm-only prefill times the executor's bookkeeping: no all-reduce runs
+    if cfg.tp == 1:
         verdict.sentence += "; one rank: no all-reduce for a split to hide"
         comm_ms, comm_cpu_ms = 0.0, None
     else:

@@ -94,13 +94,20 @@ def launch_summary(rows: list[dict], tokens: int, recompiled: int) -> str:
     """One line from launch_bound's rows, eager and compiled: from how many chunks the host sets
     the pace, by how much, and what --compile does to the host's time."""
     eager = [r for r in rows if not r["compile"]]
+    if not eager:
+        return f"no chunk count fits {tokens} tokens at this alignment: nothing measured"
     fused = {r["chunks"]: r for r in rows if r["compile"]}
     host_bound = [r for r in eager if r["bound"] == "host"]
+    known = [r for r in eager if r["gpu_ms"] is not None]
     per = "ms per layer, host issue vs GPU run"
-    if not host_bound:
-        r = eager[-1]
-        said = f"the GPU sets the pace at {tokens} tokens up to {r['chunks']} chunk(s) ({r['host_ms']:.2f} vs "
-        said += f"{r['gpu_ms']:.2f} {per})" if r["gpu_ms"] is not None else "? ms: the GPU's time was not separable)"
+    if not host_bound and not known:
+        said = f"no verdict at {tokens} tokens: the GPU's own time could not be separated"
+    elif not host_bound:
+        r = known[-1]
+        said = (
+            f"the GPU sets the pace at {tokens} tokens up to {r['chunks']} chunk(s) ({r['host_ms']:.2f} vs "
+            f"{r['gpu_ms']:.2f} {per})"
+        )
     else:
         r = host_bound[0]
         said = (

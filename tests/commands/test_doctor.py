@@ -119,6 +119,9 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
     gpu_bound = launch_summary(h200[:1] + fused[:1], 1024, recompiled=3)
     assert gpu_bound.startswith("the GPU sets the pace at 1024 tokens up to 1 chunk(s) (0.42 vs 1.09 ms")
     assert "recompiled 3 time(s)" in gpu_bound
+    unknown = [row(False, 1, 0.42, None), row(False, 2, 0.93, None)]
+    assert launch_summary(unknown, 1024, 0).startswith("no verdict at 1024 tokens: the GPU's own time could not")
+    assert launch_summary([], 64, 0) == "no chunk count fits 64 tokens at this alignment: nothing measured"
 
 
 def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
@@ -135,25 +138,55 @@ def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
 
 def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path, monkeypatch):
     """A hung child (a GPU test, a rank) must not take the report with it: past
-    ISOTUNE_DOCTOR_STEP_S the step's whole process group is killed and the check FAILs saying so."""
-    import os
+    ISOTUNE_DOCTOR_STEP_S the step's whole process group, its spawned ranks included, is killed
+    and the check FAILs saying so. Every process of the step carries a marker in its environment
+    (spawned ranks inherit it); a watcher sees the ranks start, and none may be left after."""
+    import threading
+    import time
+    import uuid
 
     from isotune.commands.doctor import _pipeline
 
-    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "3")
-    c = _pipeline("small", 2, "cpu", 2, [1024, 2048], tmp_path)  # a 2-rank profile takes longer than 3 s
+    mark = f"ISOTUNE_TEST_MARK={uuid.uuid4().hex}".encode()
+
+    def marked() -> set[str]:
+        found = set()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if mark in env and int(pid) != os.getpid():
+                found.add(pid)
+        return found
+
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(marked())
+            time.sleep(0.1)
+
+    monkeypatch.setenv(*mark.decode().split("=", 1))
+    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "12")  # past a 2-rank start, well short of its profile
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    t0 = time.monotonic()
+    try:
+        c = _pipeline("small", 2, "cpu", 2, [2048, 4096], tmp_path)  # a profile of about a minute
+        took = time.monotonic() - t0
+    finally:
+        done.set()
+        watcher.join()
     assert c.status == "FAIL" and c.summary == (
-        "isotune profile stopped after 3 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+        "isotune profile stopped after 12 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
     )
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
-            continue
-        if str(tmp_path).encode() in cmd:
-            left.append(pid)
-    assert not left, "the profile's ranks outlived the step"
+    assert len(seen) >= 3, f"the command and its 2 ranks should have run: saw {len(seen)}"
+    # killed with the command, not left to notice its death (orphaned ranks hold its pipes ~25 s)
+    assert took < 12 + 8, took
+    time.sleep(0.5)  # SIGKILLed processes are reaped by init
+    assert not marked(), "the profile's ranks outlived the step"
 
 
 def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
@@ -179,4 +212,4 @@ def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
     report = json.loads((out / "report.json").read_text())
     statuses = [c["status"] for c in report["checks"]]
     assert len(statuses) == 7 and "ok" in statuses and statuses[-1] == "not run yet"
-    assert "doctor stopped before this check" in (out / "report.md").read_text()
+    assert "doctor stopped before finishing this check" in (out / "report.md").read_text()
