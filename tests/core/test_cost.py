@@ -154,3 +154,5 @@ def test_the_host_lane_is_judged_against_the_gpus_own_time_where_the_profile_has
     assert load_profile(tmp_path / "p.yaml").fit.gpu_layer_table == p.fit.gpu_layer_table
     p.fit.gpu_layer_table = [[64, 0.1], [512, 0.9]]
     assert host_lane_text(p).endswith("launch-bound at every measured size (try --compile)")
+    p.fit.gpu_layer_table = []  # measured on a GPU, but no size's own time could be separated
+    assert host_lane_text(p).endswith("no verdict (the GPU's own time could not be separated at any size)")
