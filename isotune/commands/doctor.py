@@ -19,7 +19,7 @@ import torch
 from isotune.commands.child import run_child
 from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
-from isotune.core.files import atomic_write_bytes, atomic_write_text
+from isotune.core.files import atomic_write_bytes, atomic_write_text, can_create_in
 from isotune.core.spec import load_spec
 from isotune.engine.dist import resolve_device
 from isotune.engine.fused import EAGER, compile_model
@@ -73,6 +73,8 @@ def doctor(
         raise BadInput(f"--out {out} is a file: give a folder for the report")
     if not folder.parent.is_dir():
         raise BadInput(f"--out {out}: its parent folder does not exist: create it or pick another folder")
+    if not can_create_in(folder if folder.is_dir() else folder.parent):
+        raise BadInput(f"--out {out}: {folder if folder.is_dir() else folder.parent} is not writable: pick another folder")
     if repeats < 2:
         raise BadInput(f"--repeats {repeats}: intervals need at least 2")
     if tp is not None and tp < 1:

@@ -72,8 +72,9 @@ def search_config(
         raise BadInput(f"--sampler {sampler!r} is unknown: use tpe or grid")
     if not 1 <= max_chunks <= MAX_CHUNKS:
         raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..{MAX_CHUNKS}")
-    if trials < 1 or repeats < 1 or warmup < 0:
-        raise BadInput("--trials and --repeats must be at least 1, --warmup at least 0")
+    for flag, value, least in (("--trials", trials, 1), ("--repeats", repeats, 1), ("--warmup", warmup, 0)):
+        if value < least:
+            raise BadInput(f"{flag} {value}: use {least} or more")
     if time_budget is not None and not time_budget > 0:
         raise BadInput(f"--time-budget {time_budget} must be a positive number of seconds")
     prof = load_profile(profile_path) if profile_path else None

@@ -21,6 +21,11 @@ from isotune.viz.tables import console, show_profile
 def show(path: str, study: str | None = None) -> int:
     """Render `path` by what it is: a storage URL, a plan or a profile."""
     if path.startswith("journal:") or "://" in path:
+        local = _storage_file(path)
+        if local is not None and not local.is_file():  # opening it would create an empty one
+            raise BadInput(
+                f"{path}: {local} does not exist: give the storage a search wrote (its plan's study.storage)"
+            )
         show_studies(path, study)
     elif study is not None:
         raise BadInput(
@@ -36,9 +41,40 @@ def show(path: str, study: str | None = None) -> int:
         show_plan(plan, path)
         for line in findings(plan):
             console().print(line, highlight=False)
+    elif _first_key(path) == "isotune_hardware":
+        raise BadInput(
+            f"{path} is a hardware catalog entry: see what ISO would save on it with isotune estimate "
+            "--hardware FILE, or make a profile from it with isotune profile --hardware FILE -o P.yaml"
+        )
+    elif _first_key(path) != "isotune_profile":
+        raise BadInput(
+            f"{path} is not an isotune plan or profile: give a plan (isotune search -o), a profile "
+            "(isotune profile -o) or a storage URL (journal:FILE, sqlite:///FILE)"
+        )
     else:
         show_profile(load_profile(path), path)
     return 0
+
+
+def _first_key(path: str) -> str | None:
+    """The first top-level key of a YAML file (comments skipped), without parsing all of it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return line.split(":", 1)[0].strip() if ":" in line else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _storage_file(url: str) -> Path | None:
+    """The local file behind a journal: or sqlite:/// URL; None for a database server."""
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:"))
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
 
 
 def show_studies(url: str, only: str | None = None) -> None:

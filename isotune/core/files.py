@@ -19,9 +19,22 @@ def check_writable(path: str | Path, flag: str) -> Path:
         raise BadInput(f"{flag} {p} is a folder: give a file path")
     if not parent.is_dir():
         raise BadInput(f"{flag} {p}: folder {parent} does not exist: create it or pick another path")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise BadInput(f"{flag} {p} is not writable: pick another path")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)) or not can_create_in(parent):
+        raise BadInput(f"{flag} {p}: folder {parent} is not writable: pick another path")
     return p
+
+
+def can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, found by making (and removing) the kind of temp file
+    an atomic write makes: permission bits do not say (root passes every os.access check, yet
+    cannot create files in /proc or on a read-only mount)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".isotune-check.", suffix=".tmp")
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

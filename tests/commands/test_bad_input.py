@@ -141,7 +141,22 @@ CASES = [
      "not a storage URL"),
     ("storage journal missing folder", lambda t: ["search", "--model", "tiny", "-o", str(t / "p.yaml"),
      "--storage", f"journal:{t / 'no' / 's.log'}"], "does not exist"),
-    ("show unknown study", lambda t: ["show", f"journal:{t / 's.log'}", "--study", "x"], "no study 'x'"),
+    ("show unknown study", lambda t: ["show", f"journal:{_write(t, 's.log', '')}", "--study", "x"],
+     "no study 'x'"),
+    ("show missing journal", lambda t: ["show", f"journal:{t / 'none.log'}"], "none.log does not exist"),
+    ("show missing sqlite", lambda t: ["show", f"sqlite:///{t / 'none.db'}"], "none.db does not exist"),
+    ("show other yaml", lambda t: ["show", _write(t, "o.yaml", "a: 1\n")], "is not an isotune plan or profile"),
+    ("show catalog entry", lambda t: ["show", str(ROOT / "profiles" / "hardware" / "h100-sxm.yaml")],
+     "is a hardware catalog entry"),
+    # outputs where the folder exists but nothing can be made (root passes os.access checks there)
+    ("run json in /proc", lambda t: [*RUN, "--json", "/proc/isotune-r.json"], "/proc is not writable"),
+    ("estimate json in /proc", lambda t: ["estimate", "--hardware", "h100-sxm", "--tp", "2", "--seq-lens", "1024",
+     "--json", "/proc/isotune-e.json"], "/proc is not writable"),
+    ("profile out in /proc", lambda t: ["profile", "--model", "tiny", "-o", "/proc/isotune-p.yaml"],
+     "/proc is not writable"),
+    ("doctor out in /proc", lambda t: ["doctor", "-o", "/proc/isotune-doc", "--skip-tests"], "/proc is not writable"),
+    ("search trials 0", lambda t: ["search", "--model", "tiny", "-o", str(t / "p.yaml"), "--trials", "0"],
+     "--trials 0: use 1 or more"),
 ]  # fmt: skip
 
 
