@@ -51,17 +51,19 @@ def estimate(
     dtype = resolve_dtype(dtype, spec)[0]
     if dtype not in BYTES:
         raise BadInput(f"--dtype {dtype}: analytic profiles model bfloat16 or float16 (what GPUs serve in)")
+    rows, notes = estimate_rows(spec, names, tps, lens, dtype, max_chunks)
+    if not rows:  # one line, with the reason when every pair was left out for the same one
+        reasons = {n.split(" left out: ", 1)[-1] for n in notes}
+        why = reasons.pop() if len(reasons) == 1 else "pick TP sizes that divide its heads"
+        raise BadInput(f"no hardware x TP size fits {spec.name}: {why}")
     if max(lens) > spec.max_positions:
         print(
             f"note: {spec.name} was trained for {spec.max_positions} positions; longer lengths are costed "
             "as if its context were extended",
             file=sys.stderr,
         )
-    rows, notes = estimate_rows(spec, names, tps, lens, dtype, max_chunks)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    if not rows:
-        raise BadInput(f"no hardware x TP size fits {spec.name}: pick TP sizes that divide its heads")
     from isotune.viz.estimate_view import estimate_png, show_estimates
 
     title = f"What ISO would save: {spec.name} ({spec.layers} layers), {dtype}"

@@ -30,8 +30,9 @@ def check_tp(spec: ModelSpec, tp: int) -> None:
     if tp < 1:
         raise BadInput(f"--tp {tp} must be at least 1")
     if spec.heads % tp:
-        divisors = [d for d in range(1, spec.heads + 1) if spec.heads % d == 0]
-        raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.heads} query heads: use one of {divisors}")
+        divisors = [str(d) for d in range(1, spec.heads + 1) if spec.heads % d == 0]
+        some = ", ".join(divisors[:-1]) + f" or {divisors[-1]}" if len(divisors) > 1 else divisors[0]
+        raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.heads} query heads: use {some}")
     if tp <= spec.kv_heads and spec.kv_heads % tp:
         raise BadInput(f"--tp {tp} does not divide {spec.name}'s {spec.kv_heads} KV heads")
     if tp > spec.kv_heads and tp % spec.kv_heads:
