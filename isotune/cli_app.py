@@ -47,8 +47,9 @@ ForceOpt = Annotated[
     bool,
     typer.Option(
         "--force",
-        help="Use a plan or profile made for another model, TP size or setting (dtype, backend, device, "
-        "interconnect, --compile, NCCL knobs), with a warning.",
+        help="Use a plan made for another model or TP size, or a plan or profile made in another setting "
+        "(dtype, backend, device, interconnect, --compile, NCCL knobs), with a warning. A profile of another "
+        "model or TP size is refused still: its costs say nothing here.",
         metavar="",
     ),
 ]

@@ -153,10 +153,15 @@ def check_profile_fits(
     returns the warnings that --force leaves."""
     # the same model at the profile's layer count (which may be more or fewer than this run's)
     measured_on = dataclasses.replace(spec, layers=int(prof.model["layers"])).fingerprint()
+    still = " (--force does not cover this: its costs say nothing about another model or TP size)" if force else ""
     if prof.model["fingerprint"] != measured_on:
-        raise BadInput(f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first")
+        raise BadInput(
+            f"{what} was measured on {prof.model['name']!r}, not {spec.name!r}: profile this model first{still}"
+        )
     if tp is not None and int(prof.topology["tp"]) != tp:
-        raise BadInput(f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first")
+        raise BadInput(
+            f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first{still}"
+        )
     made = "measured" if prof.source == "measured" else "computed"  # an analytic profile: for its hardware
     problems = setting_problems(prof.topology, setting, f"{what} was {made}")
     if problems and not force:

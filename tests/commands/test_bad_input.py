@@ -157,6 +157,8 @@ CASES = [
     ("doctor out in /proc", lambda t: ["doctor", "-o", "/proc/isotune-doc", "--skip-tests"], "/proc is not writable"),
     ("estimate with no fitting tp", lambda t: ["estimate", "--model", "tiny", "--tp", "3", "--hardware", "h100-sxm"],
      "no hardware x TP size fits tiny: --tp 3 does not divide tiny's 4 query heads: use 1, 2 or 4"),
+    ("bench profile of another model, forced", lambda t: ["bench", "--model", "tiny", "--tp", "2", "--profile",
+     str(PROFILE), "--force"], "--force does not cover this"),
     ("search trials 0", lambda t: ["search", "--model", "tiny", "-o", str(t / "p.yaml"), "--trials", "0"],
      "--trials 0: use 1 or more"),
 ]  # fmt: skip
