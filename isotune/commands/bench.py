@@ -189,7 +189,9 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
             bounds = {"baseline": whole, "iso5050": variants["iso5050"]}
             if ratios:
                 bounds["plan"] = variants[f"plan{i}"]
-            rec = record(s, samples | ({"plan": samples[f"plan{i}"]} if ratios else {}), comm_cpu)
+            rec = record(
+                s, samples | ({"plan": samples[f"plan{i}"]} if ratios else {}), comm_cpu, len(ratios or []) > 1
+            )
             rec["plan_chunks"], rec["plan_ratios"] = (len(ratios), ratios) if ratios else (None, None)
             if cfg.profile is not None:
                 for name, b in bounds.items():
@@ -206,15 +208,17 @@ def bench_worker(info: DistInfo, cfg: BenchConfig) -> int:
     return 0
 
 
-def record(s: int, samples: dict[str, list[float]], comm_cpu: float | None) -> dict:
+def record(s: int, samples: dict[str, list[float]], comm_cpu: float | None, plan_splits: bool = True) -> dict:
     """One length's record: each figure's typical ms and 95% interval, the splits' paired change
-    against the baseline (and the plan's against 50/50), and where the time goes."""
+    against the baseline (and the plan's against 50/50), and where the time goes. The overlap
+    efficiency is the plan's where it splits this length, else 50/50's: an unsplit prefill
+    overlaps nothing, and its 'efficiency' would be noise read as a gain."""
     t = {name: interval(ts) for name, ts in samples.items()}
     base = t["baseline"].estimate
     ideal = max(t["compute"].estimate, t["comm"].estimate)
     floor = max(t["compute"].estimate + comm_cpu, t["comm"].estimate) if comm_cpu is not None else None
     plan = t.get("plan")
-    shown = plan or t["iso5050"]  # efficiency of the plan, or of 50/50 without one
+    shown = plan if plan is not None and plan_splits else t["iso5050"]
     rec = {key: None for key in KEYS} | {"seq_len": s, "repeats": len(samples["baseline"])}
     for name in ("baseline", "iso5050", "plan", "compute", "comm"):
         if name in t:

@@ -58,7 +58,7 @@ def _show_where(records: list[dict], has_plan: bool) -> None:
             ]
         t.add_row(*row)
     console().print(t)
-    of = "the plan" if has_plan else "50/50 (no plan given)"
+    of = "the plan (of 50/50 where it keeps no split)" if has_plan else "50/50 (no plan given)"
     notes = [
         "compute: the prefill without its all-reduces; comm: its all-reduces alone; "
         "ideal = max(compute, comm), what perfect overlap would take.",

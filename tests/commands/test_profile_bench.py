@@ -126,3 +126,23 @@ def test_bench_and_profile_bad_input(cli, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = cli("profile", "--model", "tiny", "-o", str(tmp_path / "no" / "p.yaml"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_the_overlap_efficiency_is_of_a_split_never_of_an_unsplit_plan():
+    """Where the plan keeps no split for a length, its prefill overlaps nothing: the efficiency
+    shown is 50/50's, not the unsplit plan's noise read as a gain."""
+    from isotune.commands.bench import record
+
+    samples = {
+        "baseline": [10.0, 10.2, 9.9, 10.1],
+        "iso5050": [8.0, 8.1, 7.9, 8.2],
+        "compute": [7.0, 7.1, 6.9, 7.0],
+        "comm": [3.0, 3.1, 2.9, 3.0],
+        "plan": [9.6, 9.7, 9.5, 9.6],  # an unsplit plan a little faster by chance
+    }
+    unsplit = record(1024, samples, None, plan_splits=False)
+    fifty = record(1024, {k: v for k, v in samples.items() if k != "plan"}, None)
+    assert unsplit["overlap_efficiency"] == fifty["overlap_efficiency"] > 0.5  # 50/50's
+    split = record(1024, samples, None, plan_splits=True)
+    assert split["overlap_efficiency"] < 0.2  # the plan's own
+    assert unsplit["plan_vs_baseline"] == split["plan_vs_baseline"]  # the plan's change is still its own
