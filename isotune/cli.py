@@ -126,8 +126,9 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Text in, text out: prefill each prompt with its ISO split (optionally beside the unsplit
-    baseline), then decode greedily from the KV cache, streaming the answer."""
+    """Text in, text out: prefill with the prompt's ISO split, decode greedily, stream the answer.
+
+    --compare also runs the unsplit baseline beside it; the numbers go to stderr."""
     _forward("run", locals())
 
 
@@ -159,8 +160,9 @@ def profile(
         ),
     ] = None,
 ) -> None:
-    """Measure a model's TP layer compute and the topology's all-reduce (or compute them for a
-    catalog GPU with --hardware); write a Profile YAML."""
+    """Measure a model's TP layer compute and the all-reduce (or compute them: --hardware); write a profile.
+
+    With --hardware the costs come from a catalog GPU's specs instead of measurements."""
     _forward("profile", locals())
 
 
@@ -179,7 +181,11 @@ def bench(
     ] = None,
     plan_paths: Annotated[
         Optional[list[str]],
-        typer.Option("--plan", help="A plan from isotune search: measure its split per length (repeat to compare)."),
+        typer.Option(
+            "--plan",
+            help="A plan from isotune search: measure its split per length (repeat to compare).",
+            metavar="<file>",
+        ),
     ] = None,
     force: ForceOpt = False,
     profile_path: Annotated[
