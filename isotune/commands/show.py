@@ -117,9 +117,17 @@ def show_studies(url: str, only: str | None = None) -> None:
         )
         if only is not None:
             out.print(t)
+            out.print(COUNTS_NOTE, highlight=False)
             _show_trials(study)
             return
     out.print(t)
+    out.print(COUNTS_NOTE, highlight=False)
+
+
+COUNTS_NOTE = (
+    "measured: trials that timed (or costed) a split; complete and pruned also count the draws that "
+    "repeated an earlier split or were no valid split, told at no cost"
+)
 
 
 def _find_study(name: str, names: list[str], url: str) -> str:
@@ -149,7 +157,7 @@ def _show_trials(study) -> None:
         t.add_row(
             str(x.number),
             x.state.name.lower(),
-            " / ".join(f"{r:.2f}" for r in ratios_of(b)) if b else "-",
+            "/".join(f"{r:.2f}" for r in ratios_of(b)) if b else "-",
             f"{x.value:.1f}" if x.value is not None else "-",
             note,
         )

@@ -12,6 +12,8 @@ def said(value) -> str:
     """A setting as a user would type it: {'env': {'NCCL_MAX_NCHANNELS': '8'}} -> NCCL_MAX_NCHANNELS=8."""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if value == "none":  # the backend of a single rank: no process group at all
+        return "none (one rank, no process group)"
     if isinstance(value, dict):
         said = [f"{k}={v}" for k, v in value.get("env", {}).items()]
         said += [f"--comm-ctas {value['max_ctas']}"] if value.get("max_ctas") else []

@@ -97,7 +97,7 @@ def run_study(
         if cfg.sampler != GRID and draws >= FREE_DRAWS * cfg.trials:
             return (
                 f"stopped after {spent} of {cfg.trials} trials: the sampler converged "
-                f"({draws} draws, the rest repeated splits already measured)",
+                f"({draws} draws, the rest repeated splits already {'costed' if cfg.objective == 'model' else 'measured'})",
                 True,
             )
         if deadline is not None and time.monotonic() >= deadline:

@@ -91,7 +91,7 @@ def findings(plan: Plan) -> list[str]:
                 ci = f" (95% CI {-b.vs_baseline[2]:.1%}..{-b.vs_baseline[1]:.1%})" if b.vs_baseline and measured else ""
                 lines.append(f"  splitting pays at {b.min_tokens}..{b.max_tokens} tokens: {split_label(b)} {saved}{ci}")
         else:
-            lines.append(f"  it does not at {span}: {_why_not(group)}")
+            lines.append(f"  splitting does not pay at {span}: {_why_not(group)}")
     shares = [b.comm_ms / b.baseline_ms for b in plan.buckets if b.comm_ms and b.baseline_ms]
     if topo.get("tp") == 1:
         lines.append("  why: one rank, so no all-reduces: a split only adds chunking's cost (tp 2+ to overlap)")

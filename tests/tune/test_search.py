@@ -246,7 +246,7 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
         (["--objective", "magic"], "unknown"),
         (["--sampler", "cmaes"], "unknown"),
         (["--max-chunks", "9"], "out of range"),
-        (["--trials", "0"], "at least 1"),
+        (["--trials", "0"], "--trials 0: use 1 or more"),
         (["--storage", "nonsense"], "not a storage URL"),
         (["--storage", "journal:/no/such/dir/s.log"], "does not exist"),
         (["--storage", "sqlite:////no/such/dir/s.db"], "cannot be opened"),
