@@ -148,6 +148,10 @@ def search_all(
             if cfg.time_budget_s is not None:  # an even share of what is left; unused time passes on
                 deadline = start + max(0.0, cfg.time_budget_s - trials_s) / (len(cfg.seq_lens) - i)
             say = lambda line, s=s: bar.console.print(f"{s} tokens: {line}")  # noqa: E731
+            already = studies.counts(study)["spent"]
+            if already:  # a rerun, or another worker's trials: said, since it changes what is left to do
+                left = max(0, cfg.trials - already) if cfg.sampler != GRID else "the rest of the grid"
+                say(f"resuming study {study.study_name}: {already} trials already measured, {left} to go")
             stopped, early = run_study(cfg, study, s, evaluate_for(s), progress, deadline, say)
             trials_s += time.monotonic() - start
             if early:  # the bar stops where the study did, and says so

@@ -232,6 +232,8 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    said = " ".join(r.stdout.split())
+    assert f"1024 tokens: resuming study {name}: " in said and " trials already measured, " in said
     study = _study(storage, name)
     states = _states(study)
     assert counts(study)["spent"] == 10 and not states[TrialState.RUNNING]
