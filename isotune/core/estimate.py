@@ -44,8 +44,9 @@ def estimate(
 ) -> tuple[list[Estimate], list[str]]:
     """(rows, notes): a note per (hardware, tp) left out, saying why."""
     rows, notes = [], []
-    for name in hardware:
-        hw = load_hardware(name)
+    for given in hardware:
+        hw = load_hardware(given)
+        name = hw.name  # the entry's own name, also for a YAML path (a path would crowd the table)
         for tp in tps:
             try:
                 prof = analytic_profile(hw, spec, tp, dtype)

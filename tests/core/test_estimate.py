@@ -21,3 +21,11 @@ def test_a_tp_size_that_does_not_fit_the_model_is_a_note():
     rows, notes = estimate(load_spec("llama-30b"), ["a800-sxm"], [4, 8], [2048], "bfloat16", 2)
     assert [r.tp for r in rows] == [4] and len(notes) == 1
     assert notes[0].startswith("a800-sxm tp 8 left out:") and "does not divide" in notes[0]
+
+
+def test_an_entry_given_by_path_is_named_by_its_own_name():
+    from isotune.core.hardware import hardware_path
+
+    path = str(hardware_path("l40s"))
+    rows, _ = estimate(load_spec("llama2-7b"), [path], [2], [1024], "bfloat16", 2)
+    assert [r.hardware for r in rows] == ["l40s"]
