@@ -160,7 +160,7 @@ def search_all(
                 bar.console.print(f"{s} tokens: study {stopped}")
             bar.stop_task(task)
             searched = f"{s} tokens{_best_text(study)}"
-            bar.update(task, description=f"{searched}; validating beside the baseline")
+            bar.update(task, description=f"{searched}; validating")
             bucket, verdict = validated_bucket(cfg, study, s, (lo, hi), validate, stopped)
             bar.update(task, description=searched)
             bar.console.print(f"{s} tokens: {verdict.sentence}")
@@ -190,8 +190,9 @@ def _best_text(study: optuna.Study) -> str:
     except ValueError:
         return ""
     b = t.user_attrs.get("bounds")
-    split = "?" if not b else "no split" if len(b) == 2 else f"{len(b) - 1} chunks ({split_text(b)})"
-    return f": best so far (search) {t.value:.1f} ms, {split}"
+    split = "?" if not b else "no split" if len(b) == 2 else split_text(b)
+    # short enough for a 100-column terminal with the bar, the count and the clock beside it
+    return f": search's best {t.value:.1f} ms, {split}"
 
 
 def install_sigterm() -> None:

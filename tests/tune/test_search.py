@@ -112,7 +112,7 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
         assert b.stopped == "measured its 6 trials" and b.repeats >= 4
         assert b.compute_ms > 0 and b.comm_ms > 0
         assert (b.chunks > 1) == (b.vs_baseline is not None)
-    assert "best so far (search)" in r.stdout
+    assert "search's best" in r.stdout
 
     # a 3-way split in the 193..256 bucket: run with the plan gives the unsplit run's tokens
     plan.buckets[1].chunks, plan.buckets[1].ratios = 3, [0.5, 0.25, 0.25]
