@@ -131,7 +131,7 @@ def finish(plan: Plan, cfg: SearchConfig) -> None:
     from isotune.viz.tables import console
 
     save_plan(plan, cfg.out)
-    show_plan(plan, cfg.out)
+    show_plan(plan, cfg.out, decisions=False)  # the search said each as it was made
     for line in findings(plan):
         console().print(line, highlight=False)
     if cfg.plots_dir:

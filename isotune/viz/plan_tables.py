@@ -24,7 +24,9 @@ def _vs(change: list[float] | None, ms: float | None, base: float) -> str:
     return f"{(ms / base - 1):+.1%}" if ms and base else "-"
 
 
-def show_plan(plan: Plan, path: str = "") -> None:
+def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
+    """The plan's table, and per bucket why it was kept (`decisions`: a search that just said them
+    line by line as it went leaves them out)."""
     out = console()
     topo = plan.topology
     where = f"plan {path}: " if path else "plan: "
@@ -59,7 +61,7 @@ def show_plan(plan: Plan, path: str = "") -> None:
         ),
         highlight=False,
     )
-    for b in plan.buckets:  # the why of every bucket, in the words the search printed
+    for b in plan.buckets if decisions else []:  # the why of every bucket, in the words the search printed
         at = f"{b.seq_len} tokens" if b.seq_len else f"{b.min_tokens}..{b.max_tokens}"
         if b.decision:
             out.print(f"{at}: {b.decision}", highlight=False)
