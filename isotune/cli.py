@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, UsageError
 
 from isotune.cli_app import (
+    Command,
     CommCtasOpt,
     CompileOpt,
     DeviceOpt,
@@ -34,7 +35,7 @@ from isotune.cli_app import (
 from isotune.core.errors import EXIT_BAD_INPUT, BadInput
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     model: ModelOpt = "tiny",
     tp: TpOpt = None,
@@ -132,7 +133,7 @@ def run(
     _forward("run", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def profile(
     out: Annotated[str, typer.Option("--out", "-o", help="Profile YAML to write.")],
     model: ModelOpt = "tiny",
@@ -166,7 +167,7 @@ def profile(
     _forward("profile", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def bench(
     model: ModelOpt = "tiny",
     tp: TpOpt = None,
@@ -208,7 +209,7 @@ def bench(
     _forward("bench", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def search(
     out: Annotated[str, typer.Option("--out", "-o", help="Plan YAML to write.")],
     model: Annotated[

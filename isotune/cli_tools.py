@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from isotune.cli_app import DeviceOpt, _forward, app
+from isotune.cli_app import Command, DeviceOpt, _forward, app
 
 
-@app.command()
+@app.command(cls=Command)
 def estimate(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Preset or checkpoint folder (its config).")
@@ -31,7 +31,7 @@ def estimate(
     _forward("estimate", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def doctor(
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for report.md, report.json and figures.")] = (
         "isotune-doctor"
@@ -61,16 +61,19 @@ def doctor(
     _forward("doctor", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def models() -> None:
     """List the built-in model presets with their shapes (any of them works as --model)."""
     _forward("models", locals())
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     path: Annotated[
-        str, typer.Argument(help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).")
+        str,
+        typer.Argument(
+            help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).", metavar="PATH"
+        ),
     ],
     study: Annotated[
         Optional[str], typer.Option("--study", help="With a storage: list this study's trials one by one.")
