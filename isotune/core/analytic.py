@@ -187,7 +187,8 @@ class _Costs:
             "no host lane: on CPU ranks the host's time is the compute itself; ranks in lockstep"
             if hw.arch == "cpu" else
             "no host lane: launches assumed hidden, as in an engine that graphs its prefill (isotune's eager "
-            "engine took 0.42 ms of host time per layer chunk of llama3-8b on the one H200 measured, so chunks "
-            "of under about 400 tokens would wait on the host there); ranks in lockstep",
+            "engine took 0.42 ms of host time per layer chunk of llama3-8b on the one H200 measured, before its "
+            "ops per chunk were cut by 40%: chunks of under about 400 tokens would wait on the host there); "
+            "ranks in lockstep",
         ]  # fmt: skip
         return out + ([ar_note] if ar_note else [])
