@@ -22,7 +22,9 @@ prepare)
     ;;
 run)
     out=${2:?usage: gpu_doctor.sh run OUT}
-    python3 -m pip install --quiet --no-index --no-deps --target /tmp/site .whl/*.whl
+    # wheels for another Python must not stop the doctor: only search (optuna) needs them
+    python3 -m pip install --quiet --no-index --no-deps --target /tmp/site .whl/*.whl ||
+        echo "note: the wheels in .whl did not install (prepared for another Python?): search will fail, the rest runs"
     export PYTHONPATH=/tmp/site:$PWD
     python3 -c "import torch; print(torch.__version__, torch.cuda.is_available(), torch.cuda.device_count())"
     python3 -m isotune doctor -o "$out"
