@@ -26,6 +26,8 @@ run)
     python3 -m pip install --quiet --no-index --no-deps --target /tmp/site .whl/*.whl ||
         echo "note: the wheels in .whl did not install (prepared for another Python?): search will fail, the rest runs"
     export PYTHONPATH=/tmp/site:$PWD
+    # a lent machine's call is limited (600 s): a hung step must leave time for the others
+    export ISOTUNE_DOCTOR_STEP_S=${ISOTUNE_DOCTOR_STEP_S:-240}
     python3 -c "import torch; print(torch.__version__, torch.cuda.is_available(), torch.cuda.device_count())"
     python3 -m isotune doctor -o "$out"
     ;;
