@@ -25,6 +25,12 @@ if TYPE_CHECKING:  # only its rank, world size and device are read: no process-g
     from isotune.engine.dist import DistInfo
 
 
+# a cache value no real K/V holds: a row read before it is written swamps the output. Finite, so
+# that attention over the whole cache with a mask (the graphed decode step) weighs unwritten rows
+# by exactly 0 (a NaN there would survive the zero weight).
+POISON = 1e4
+
+
 class TPModel:
     def __init__(self, spec: ModelSpec, shard: Shard, weights: ModelWeights, max_len: int, dtype: torch.dtype, device):
         self.spec, self.shard, self.w = spec, shard, weights
@@ -71,6 +77,13 @@ class TPModel:
         )
         out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
         return F.linear(out, w.wo)  # (T, hidden) partial sum
+
+    def fill_cache(self, value: float) -> None:
+        """Overwrite every KV cache row. Checks that compare two prefills of one model fill it with
+        a poison first (engine.model.POISON): else the first run's K/V, left in the cache, would
+        stand in for rows a broken chunk never wrote, and the comparison would pass."""
+        self.k_cache.fill_(value)
+        self.v_cache.fill_(value)
 
     def kv(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A layer's K and V caches as attention reads them, (1, Hkv, max_len, D) each."""

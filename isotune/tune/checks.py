@@ -22,7 +22,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.layers import chunk_attention
-from isotune.engine.model import TPModel, build_model, random_prompt
+from isotune.engine.model import POISON, TPModel, build_model, random_prompt
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
 
@@ -63,11 +63,13 @@ def iso_equals_baseline(model: TPModel, seq_len: int, align: int, seed: int = 0)
     """Per split: the largest logit difference from the unsplit prefill, and whether it is
     within the dtype's tolerance."""
     ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)
+    model.fill_cache(POISON)  # before every prefill: no run may read another's K/V
     base = model.logits(model.final_norm(prefill(model, ids, [0, seq_len])))  # (S, vocab) fp32
     dtype = str(model.dtype).removeprefix("torch.")
     rows = []
     for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4, [0.125] * 8):
         bounds = chunk_bounds(seq_len, ratios, align)
+        model.fill_cache(POISON)
         diff = (model.logits(model.final_norm(prefill(model, ids, bounds))) - base).abs().max().item()
         ok = diff < TOLERANCE[dtype]
         rows.append({"split": "/".join(f"{r:g}" for r in ratios), "max_diff": diff, "tol": TOLERANCE[dtype], "ok": ok})

@@ -11,7 +11,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import prefill
 from isotune.engine.layers import chunk_attention
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -42,8 +42,10 @@ def test_cuda_iso_equals_baseline(dtype, tol):
     spec = load_spec("small", layers=2)
     model = build_model(spec, _cuda_info(), dtype, 1024, seed=0)
     ids = torch.randint(0, spec.vocab, (1024,), device="cuda")
+    model.fill_cache(POISON)  # before every prefill: no run may read another's K/V
     base = model.logits(model.final_norm(prefill(model, ids, [0, 1024])))
     for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4):
+        model.fill_cache(POISON)
         x = prefill(model, ids, chunk_bounds(1024, ratios, 64))
         assert (model.logits(model.final_norm(x)) - base).abs().max() < tol
 

@@ -17,7 +17,7 @@ from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.group import COMM_CTAS_ENV, init_group
 from isotune.engine.layers import _flash_reads_gqa, chunk_attention
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 from isotune.engine.timing import device_ms, issue_and_run_ms, kernels_issued, spin_cycles_per_ms
 from isotune.engine.weights import load_weights
 
@@ -75,8 +75,10 @@ def test_iso_equals_baseline_through_nccl_waits(nccl, dtype, tol):
     spec = load_spec("small", layers=2)
     model = build_model(spec, nccl, dtype, 1024, seed=0)
     ids = torch.randint(0, spec.vocab, (1024,), device="cuda")
+    model.fill_cache(POISON)  # before every prefill: no run may read another's K/V
     base = model.logits(model.final_norm(prefill(model, ids, [0, 1024])))
     for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4):
+        model.fill_cache(POISON)
         x = prefill(model, ids, chunk_bounds(1024, ratios, 64))
         assert (model.logits(model.final_norm(x)) - base).abs().max() < tol
 
@@ -128,6 +130,7 @@ def test_a_slow_link_all_reduce_overlaps_the_next_chunks_compute(nccl, monkeypat
     prefill(model, ids, bounds)  # warm-up of the chunked shapes: the traced run issues at speed
     monkeypatch.setattr(dist, "all_reduce_async", slow_link)
     events: list[dict] = []
+    model.fill_cache(POISON)  # the traced split must not read the unsplit run's K/V
     got = prefill(model, ids, bounds, trace=events)
     assert (got.float() - base.float()).abs().max() < 0.25  # the detour changes no sum
     by = {(e["kind"], e["stage"], e["layer"], e["chunk"]): e for e in events}
@@ -173,8 +176,10 @@ def test_compiled_steps_match_eager_on_the_gpu():
     model = build_model(spec, _info(), torch.bfloat16, 1024, seed=0, compiled=True, decode=True)
     ids = torch.randint(0, spec.vocab, (1024,), device="cuda")
     bounds = chunk_bounds(1024, [0.5, 0.5], 64)
+    model.fill_cache(POISON)  # neither run may read the other's K/V
     got = prefill(model, ids, bounds).float()
     compiled, model.ops = model.ops, EAGER
+    model.fill_cache(POISON)
     want = prefill(model, ids, bounds).float()
     assert compiled.compiled and (got - want).abs().max() < 0.1 * max(1.0, want.abs().max().item() / 10)
 
@@ -226,7 +231,9 @@ def _decode_both(info, s: int = 512, steps: int = 16) -> tuple[list[int], list[i
     # kernel; in bf16 their roundings could flip a near-tie argmax for good, in fp32 they agree
     model = build_model(spec, info, torch.float32, s + steps, seed=0)
     ids = torch.randint(0, spec.vocab, (s,), generator=torch.Generator().manual_seed(3)).to("cuda")
+    model.fill_cache(POISON)  # each decode must write its own rows, not find the other's
     want = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps)
+    model.fill_cache(POISON)
     got = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps, graphs=True)
     return want, got
 

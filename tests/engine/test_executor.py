@@ -10,7 +10,7 @@ from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 
 SPLITS = [[1.0], [0.5, 0.5], [0.3, 0.7], [0.8, 0.2], [1 / 3] * 3, [0.5, 0.3, 0.2], [0.25] * 4, [0.1, 0.2, 0.3, 0.4]]
 SEQ = 200
@@ -23,12 +23,14 @@ def _worker(info, payload) -> int:
         spec = dataclasses.replace(spec, kv_heads=spec.heads)
     model = build_model(spec, info, torch.float32, SEQ + 4, seed=1)
     ids = torch.randint(0, spec.vocab, (SEQ,), generator=torch.Generator().manual_seed(3))
+    model.fill_cache(POISON)  # before every prefill: a chunk must not read the last run's K/V
     base_x = prefill(model, ids, [0, SEQ])
     base = model.logits(model.final_norm(base_x))  # (S, vocab)
     base_tokens = greedy_decode(model, base_x[-1:], SEQ, 4)
     diffs, tokens_equal = {}, {}
     for ratios in SPLITS:
         bounds = chunk_bounds(SEQ, ratios, 16)
+        model.fill_cache(POISON)
         x = prefill(model, ids, bounds)
         diffs[str(bounds)] = (model.logits(model.final_norm(x)) - base).abs().max().item()
         tokens_equal[str(bounds)] = greedy_decode(model, x[-1:], SEQ, 4) == base_tokens
@@ -78,6 +80,7 @@ def test_decode_continues_from_the_cache():
     model = build_model(spec, info, torch.float32, 64, seed=0)
     ids = torch.randint(0, spec.vocab, (40,), generator=torch.Generator().manual_seed(0))
     full = model.logits(model.final_norm(prefill(model, ids, [0, 40])))
+    model.fill_cache(POISON)  # each step must write its own K/V row, not find the full prefill's
     prefill(model, ids[:32], [0, 16, 32])
     for pos in range(32, 40):
         step = model.logits(model.final_norm(prefill(model, ids[pos : pos + 1], [0, 1], start_pos=pos)))

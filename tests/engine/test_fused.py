@@ -10,7 +10,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.fused import EAGER, say_compiled
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 
 CPU = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
 
@@ -28,14 +28,17 @@ def test_compiled_steps_match_eager_for_every_split_and_decode(dtype, tol, capsy
     for ratios in ([1.0], [0.5, 0.5], [0.25, 0.75], [0.25] * 4):
         bounds = chunk_bounds(256, ratios, 16)
         model.ops = EAGER
+        model.fill_cache(POISON)  # neither run may read the other's K/V
         want = prefill(model, ids, bounds).float()  # (256, hidden)
         model.ops = compiled_ops
+        model.fill_cache(POISON)
         got = prefill(model, ids, bounds).float()
         assert (got - want).abs().max() < tol * max(1.0, want.abs().max().item() / 10)
     # decode runs one-token steps through the compiled steps too: the same greedy tokens
     tokens = {}
     for name, ops in (("eager", EAGER), ("compiled", compiled_ops)):
         model.ops = ops
+        model.fill_cache(POISON)
         last = prefill(model, ids, [0, 256])[-1:]  # (1, hidden)
         tokens[name] = greedy_decode(model, last, 256, 8)
     # no split or decode step compiled anything more: compile_s said what compiling costs

@@ -10,7 +10,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.graphed import StaticDecoder
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 
 
 def _static_tokens(model, last, start: int, steps: int) -> list[int]:
@@ -28,7 +28,9 @@ def _static_tokens(model, last, start: int, steps: int) -> list[int]:
 def _both(info, spec, s: int, steps: int) -> tuple[list[int], list[int]]:
     model = build_model(spec, info, torch.float32, s + steps, seed=0)
     ids = torch.randint(0, spec.vocab, (s,), generator=torch.Generator().manual_seed(3))
+    model.fill_cache(POISON)  # each decode must write its own rows, not find the other's
     want = greedy_decode(model, prefill(model, ids, [0, s])[-1:], s, steps)
+    model.fill_cache(POISON)
     got = _static_tokens(model, prefill(model, ids, [0, s])[-1:], s, steps)
     return want, got
 

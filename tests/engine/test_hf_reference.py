@@ -9,7 +9,7 @@ import torch
 from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import prefill
-from isotune.engine.model import build_model
+from isotune.engine.model import POISON, build_model
 
 transformers = pytest.importorskip("transformers")  # a declared test dependency; see pyproject
 
@@ -90,6 +90,7 @@ def test_logits_match_transformers(checkpoint):
     info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
     model = build_model(spec, info, torch.float32, PROMPT_LEN, seed=0)
     for bounds in ([0, PROMPT_LEN], [0, 32, 64, PROMPT_LEN]):
+        model.fill_cache(POISON)  # the split must not read the unsplit run's K/V
         logits = model.logits(model.final_norm(prefill(model, ids, bounds)))
         assert (logits - ref_logits).abs().max() <= 1e-4, f"{case} {bounds}"
 
