@@ -58,7 +58,9 @@ def test_bad_prompt_files(tmp_path, capsys):
         assert main(["run", "--prompt-ids", str(f)]) == 2
         assert needle in capsys.readouterr().err
     assert main(["run", "--prompt-ids", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt does not exist" in capsys.readouterr().err
     assert main(["run", "--prompt-ids", str(f), "--seq-len", "64"]) == 2
+    assert "give one prompt source, not --seq-len and --prompt-ids" in capsys.readouterr().err
 
 
 def test_bad_input_in_a_subprocess_has_no_traceback():

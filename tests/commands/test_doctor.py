@@ -15,7 +15,9 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     assert by["launch-bound"]["status"] == "skipped" and "CPU ranks" in by["launch-bound"]["summary"]
     assert by["decode: CUDA graphs"]["status"] == "skipped" and "need a GPU" in by["decode: CUDA graphs"]["summary"]
     iso = by["ISO == baseline"]
-    assert iso["status"] == "ok" and len(iso["rows"]) == 4 and all(row["ok"] for row in iso["rows"])
+    assert iso["status"] == "ok" and len(iso["rows"]) == 8 and all(row["ok"] for row in iso["rows"])
+    assert [row["dtype"] for row in iso["rows"]] == ["bfloat16"] * 4 + ["float32"] * 4
+    assert all(row["max_diff"] <= row["tol"] for row in iso["rows"])
     assert "no --checkpoint given" in iso["summary"]
     overhead = by["chunking overhead"]["rows"]
     assert {(row["seq_len"], row["chunks"]) for row in overhead} == {
@@ -58,6 +60,33 @@ def test_doctor_bad_input(cli, tmp_path):
         r = cli("doctor", *args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
+    """doctor's ISO == baseline check, against an attention that drops the last prefix key of
+    every later chunk (a plausible off-by-one): in fp32 it is far outside the 1e-3 limit, and
+    the check FAILs naming the splits; the real attention passes the same check far inside it."""
+    from isotune.commands.doctor import _iso
+    from isotune.engine import model as model_mod
+    from isotune.tune import checks
+
+    m = checks.build("tiny", 2, "float32", 256, "cpu")
+    good = checks.iso_equals_baseline(m, 256, 16)
+    assert [r["split"] for r in good] == ["0.5/0.5", "0.3/0.7", "0.25/0.25/0.25/0.25", "0.125/" * 7 + "0.125"]
+    assert all(r["ok"] and r["max_diff"] < 1e-4 for r in good), good
+    real = model_mod.chunk_attention
+
+    def off_by_one(q, k, v, start, end):  # keys start-1 and on, as if the prefix ended one early
+        if start == 0 or end - start == 1:
+            return real(q, k, v, start, end)
+        k, v = k.clone(), v.clone()
+        k[:, :, start - 1], v[:, :, start - 1] = 0, 0
+        return real(q, k, v, start, end)
+
+    monkeypatch.setattr(model_mod, "chunk_attention", off_by_one)
+    c = _iso(lambda: m, "tiny", 2, None, "cpu", 16, [256])  # the preset is this fp32 model too
+    assert c.status == "FAIL" and not any(r["ok"] for r in c.rows), c.rows
+    assert c.summary.startswith("0 of 8 splits within tolerance")
 
 
 def test_the_decode_check_times_eager_against_the_static_step_and_keeps_the_tokens():
@@ -132,8 +161,12 @@ def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     c = _pipeline("tiny", 2, "cpu", 1, [128, 256], tmp_path)
     assert c.status == "ok", c.summary
     assert c.summary.startswith("tp 1 on cpu: one rank has no all-reduce to hide") and len(c.rows) == 2
-    assert "tp 1" in (tmp_path / "pipeline.txt").read_text() and (tmp_path / "bench.json").is_file()
-    assert all(r["plan_chunks"] >= 1 for r in c.rows)
+    assert "tp 1" in (tmp_path / "pipeline.txt").read_text()
+    from isotune.core.plan import load_plan, lookup
+
+    plan = load_plan(tmp_path / "plan.yaml")  # the bench ran the plan the search wrote, per length
+    assert plan.topology["tp"] == 1 and [r["tokens"] for r in c.rows] == [128, 256]
+    assert [r["plan_chunks"] for r in c.rows] == [lookup(plan, r["tokens"])[0].chunks for r in c.rows]
 
 
 def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path, monkeypatch):

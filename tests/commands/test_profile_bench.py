@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+
+from isotune.core.chunking import chunk_bounds
+from isotune.core.cost import simulate
 from isotune.core.profile import load_profile
 
 BENCH_KEYS = {
@@ -102,7 +106,12 @@ def test_profile_show_bench(tmp_path, cli):
         # gloo ranks burn CPU to all-reduce (copies, sockets, the sum): measured, and it lifts the floor
         assert rec["comm_cpu_ms"] > 0
         assert rec["floor_ms"] == max(rec["compute_ms"] + rec["comm_cpu_ms"], rec["comm_ms"]) >= rec["ideal_ms"]
-        assert rec["plan_chunks"] == 3 and rec["predicted_plan_ms"] > 0 and rec["plan_ms"] > 0
+        assert rec["plan_chunks"] == 3 and rec["plan_ms"] > 0
+        # each prediction is the cost model's for that variant's split, not merely a number
+        splits = {"baseline": [1.0], "iso5050": [0.5, 0.5], "plan": rec["plan_ratios"]}
+        for name, ratios in splits.items():
+            want = simulate(load_profile(prof), chunk_bounds(rec["seq_len"], ratios, 16), 2)
+            assert rec[f"predicted_{name}_ms"] == pytest.approx(want, rel=1e-9), name
         for name in ("baseline", "iso5050", "plan", "compute", "comm"):
             low, high = rec[f"{name}_ms_ci"]
             assert low <= rec[f"{name}_ms"] <= high

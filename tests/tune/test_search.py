@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from isotune.cli import main
 from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
+from isotune.core.decide import MODEL_TIE
 from isotune.core.plan import load_plan, save_plan
 from isotune.core.profile import load_profile
 from isotune.core.spec import load_spec
@@ -46,11 +47,14 @@ def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, cli):
     assert plan.model["fingerprint"] == load_spec("small", 2).fingerprint() and plan.topology["tp"] == 2
     assert [(b.min_tokens, b.max_tokens) for b in plan.buckets] == [(1, 1280), (1281, 2048)]
     prof = load_profile(PROFILE)
+    storage = f"journal:{tmp_path / 'plan.study.log'}"
     for b in plan.buckets:  # plan_ms is the model's prediction of the kept split, never worse than unsplit
         assert simulate(prof, chunk_bounds(b.seq_len, b.ratios, plan.align)) == pytest.approx(b.plan_ms, abs=1e-3)
         assert b.plan_ms <= b.baseline_ms
+        # and as good as the study's best split, but for a simpler tie (validation gets the best ones)
+        best = _study(storage, f"isotune-small-L2-tp2-bfloat16-cpu-model-s{b.seq_len}").best_value
+        assert b.chunks == 1 or b.plan_ms <= best * (1 + MODEL_TIE), (b.plan_ms, best)
     assert plan.buckets[1].chunks > 1  # the profile's 1 gbit link: splitting 2048 tokens pays
-    storage = f"journal:{tmp_path / 'plan.study.log'}"
     name = "isotune-small-L2-tp2-bfloat16-cpu-model-s2048"
     assert counts(_study(storage, name))["spent"] == 12  # measured splits; repeated draws cost nothing
     # the same command again resumes the finished studies: no new trials, the same plan
@@ -112,6 +116,10 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
         assert b.stopped == "measured its 6 trials" and b.repeats >= 4
         assert b.compute_ms > 0 and b.comm_ms > 0
         assert (b.chunks > 1) == (b.vs_baseline is not None)
+        if b.chunks > 1:  # a split is kept only when its whole 95% interval is a saving
+            assert b.outcome == "kept" and b.vs_baseline[2] < 0, (b.outcome, b.vs_baseline)
+        else:
+            assert b.outcome != "kept"
     assert "search's best" in r.stdout
 
     # a 3-way split in the 193..256 bucket: run with the plan gives the unsplit run's tokens
