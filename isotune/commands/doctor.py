@@ -73,10 +73,9 @@ def doctor(
         raise BadInput(f"--out {out} is a file: give a folder for the report")
     if not folder.parent.is_dir():
         raise BadInput(f"--out {out}: its parent folder does not exist: create it or pick another folder")
-    if not can_create_in(folder if folder.is_dir() else folder.parent):
-        raise BadInput(
-            f"--out {out}: {folder if folder.is_dir() else folder.parent} is not writable: pick another folder"
-        )
+    made_in = folder if folder.is_dir() else folder.parent
+    if not can_create_in(made_in):
+        raise BadInput(f"--out {out}: {made_in} is not writable: pick another folder")
     if repeats < 2:
         raise BadInput(f"--repeats {repeats}: intervals need at least 2")
     if tp is not None and tp < 1:

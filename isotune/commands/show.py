@@ -10,7 +10,8 @@ from optuna.trial import TrialState as S
 from rich.table import Table
 
 from isotune.core.errors import BadInput
-from isotune.core.plan import is_plan_file, load_plan
+from isotune.core.files import first_key
+from isotune.core.plan import load_plan
 from isotune.core.profile import load_profile
 from isotune.core.space import ratios_of
 from isotune.tune.studies import counts, open_storage
@@ -36,36 +37,31 @@ def show(path: str, study: str | None = None) -> int:
             f"{path} does not exist: give a plan (isotune search -o), a profile (isotune profile -o) "
             "or a storage URL (journal:FILE, sqlite:///FILE)"
         )
-    elif is_plan_file(path):
+    else:
+        _show_file(path)
+    return 0
+
+
+def _show_file(path: str) -> None:
+    """A plan or a profile, told apart by its first key; anything else is refused, saying what it is."""
+    kind = first_key(path)
+    if kind == "isotune_plan":
         plan = load_plan(path)
         show_plan(plan, path)
         for line in findings(plan):
             console().print(line, highlight=False)
-    elif _first_key(path) == "isotune_hardware":
+    elif kind == "isotune_hardware":
         raise BadInput(
             f"{path} is a hardware catalog entry: see what ISO would save on it with isotune estimate "
             "--hardware FILE, or make a profile from it with isotune profile --hardware FILE -o P.yaml"
         )
-    elif _first_key(path) != "isotune_profile":
+    elif kind != "isotune_profile":
         raise BadInput(
             f"{path} is not an isotune plan or profile: give a plan (isotune search -o), a profile "
             "(isotune profile -o) or a storage URL (journal:FILE, sqlite:///FILE)"
         )
     else:
         show_profile(load_profile(path), path)
-    return 0
-
-
-def _first_key(path: str) -> str | None:
-    """The first top-level key of a YAML file (comments skipped), without parsing all of it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip() and not line.lstrip().startswith("#"):
-                    return line.split(":", 1)[0].strip() if ":" in line else None
-    except (OSError, UnicodeDecodeError):
-        return None
-    return None
 
 
 def _storage_file(url: str) -> Path | None:

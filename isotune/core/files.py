@@ -19,7 +19,7 @@ def check_writable(path: str | Path, flag: str) -> Path:
         raise BadInput(f"{flag} {p} is a folder: give a file path")
     if not parent.is_dir():
         raise BadInput(f"{flag} {p}: folder {parent} does not exist: create it or pick another path")
-    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)) or not can_create_in(parent):
+    if (p.exists() and not os.access(p, os.W_OK)) or not can_create_in(parent):
         raise BadInput(f"{flag} {p}: folder {parent} is not writable: pick another path")
     return p
 
@@ -69,3 +69,16 @@ def read_yaml(path: str | Path, what: str, producer: str):
         return yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise BadInput(f"{what} {path} is not valid YAML ({str(e).splitlines()[0]}): re-run {producer}") from None
+
+
+def first_key(path: str | Path) -> str | None:
+    """The first top-level key of a YAML file (comments skipped), without parsing all of it: what
+    kind of isotune file it is (isotune_plan, isotune_profile, isotune_hardware)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    return line.split(":", 1)[0].strip() if ":" in line else None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None

@@ -17,7 +17,7 @@ import yaml
 
 from isotune.core.chunking import MAX_CHUNKS, RATIO_SUM_TOL, chunk_bounds
 from isotune.core.errors import BadInput
-from isotune.core.files import atomic_write_text, read_yaml
+from isotune.core.files import atomic_write_text, first_key, read_yaml
 from isotune.core.setting import setting_problems
 from isotune.core.spec import ModelSpec
 
@@ -171,12 +171,7 @@ def save_plan(plan: Plan, path: str | Path) -> None:
 
 def is_plan_file(path: str | Path) -> bool:
     """Whether `path` looks like a plan (its first key), so `show` can tell plans from profiles."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            head = f.read(4096)
-    except (OSError, UnicodeDecodeError):
-        return False
-    return head.lstrip().startswith("isotune_plan")
+    return first_key(path) == "isotune_plan"
 
 
 def load_plan(path: str | Path) -> Plan:

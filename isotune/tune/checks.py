@@ -23,7 +23,7 @@ from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.layers import chunk_attention
 from isotune.engine.model import POISON, TPModel, build_model, random_prompt
-from isotune.engine.timing import issue_and_run_ms, kernels_issued, time_prefills
+from isotune.engine.timing import issue_and_run_ms, kernels_issued, run_layer0, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, smi
 
 # max |logit difference| ISO may show against the unsplit prefill: summation order differs
@@ -126,12 +126,7 @@ def launch_bound(model: TPModel, seq_len: int, align: int, seed: int = 0) -> lis
             if e["kind"] == "compute":
                 paced[e["layer"]] += e["end_ms"] - e["start_ms"]
 
-        def layer(b=bounds) -> None:  # layer 0's cache rows written here are rewritten before read
-            for a, z in pairwise(b):
-                model.attn(0, x[a:z], a)
-                model.mlp(0, x[a:z])
-
-        host, gpu = issue_and_run_ms(layer, model.device)
+        host, gpu = issue_and_run_ms(lambda b=bounds: run_layer0(model, x, b), model.device)
         bound = "unknown" if gpu is None else "host" if host > gpu else "GPU"
         rows.append(
             {
@@ -159,23 +154,20 @@ def chunking_parts(model: TPModel, seq_len: int, align: int) -> list[dict]:
     # Hq+Hkv, D) queries and keys, transposed to (1, Hq, S, D)
     qk = torch.zeros(seq_len, hq + hkv, d, dtype=model.dtype, device=model.device)
     q = qk[:, :hq].transpose(0, 1).unsqueeze(0)
-    ms: dict[str, dict[int, float | None]] = {"attention kernel": {}, "attention op": {}, "MLP": {}}
+
+    def gpu_ms(step, spans) -> float | None:  # step(a, b) on every chunk a..b, issued as one call
+        return issue_and_run_ms(lambda: [step(a, b) for a, b in spans], model.device)[1]
+
+    op, kernel, mlp = {}, {}, {}  # chunk count -> GPU ms (None: not separable)
     for k in (1, 2):
         spans = list(pairwise(chunk_bounds(seq_len, [1 / k] * k, align)))
-        for part, fn in (
-            ("attention op", lambda s=spans: [model.attn(0, x[a:b], a) for a, b in s]),  # fills the cache
-            ("attention kernel", lambda s=spans: [chunk_attention(q[:, :, a:b], *model.kv(0), a, b) for a, b in s]),
-            ("MLP", lambda s=spans: [model.mlp(0, x[a:b]) for a, b in s]),
-        ):
-            ms[part][k] = issue_and_run_ms(fn, model.device)[1]
-    op, kernel = ms.pop("attention op"), ms["attention kernel"]
-    ms = {
-        "attention kernel": kernel,
-        "attention, the rest": {k: op[k] - kernel[k] for k in (1, 2) if op[k] is not None and kernel[k] is not None},
-        "MLP": ms["MLP"],
-    }
+        op[k] = gpu_ms(lambda a, b: model.attn(0, x[a:b], a), spans)  # fills the cache the kernel reads
+        kernel[k] = gpu_ms(lambda a, b: chunk_attention(q[:, :, a:b], *model.kv(0), a, b), spans)
+        mlp[k] = gpu_ms(lambda a, b: model.mlp(0, x[a:b]), spans)
+    rest = {k: op[k] - kernel[k] for k in (1, 2) if op[k] is not None and kernel[k] is not None}
     rows = []
-    for part, by_k in ms.items():  # the rest of attention is a difference of two minima: it can fall to 0
+    for part, by_k in (("attention kernel", kernel), ("attention, the rest", rest), ("MLP", mlp)):
+        # the rest of attention is a difference of two minima: it can fall to 0
         if (by_k.get(1) or 0) > 0 and (by_k.get(2) or 0) > 0:
             rows.append({"part": part, "unsplit_ms": by_k[1], "split_ms": by_k[2], "change": by_k[2] / by_k[1] - 1})
     return rows
@@ -186,7 +178,7 @@ def layer_kernels(model: TPModel, tokens: int) -> int | None:
     """The kernels one layer's compute issues for one chunk of `tokens` (engine.timing
     .kernels_issued; None on CPU). Call it after every timing a process will make."""
     x = torch.zeros(tokens, model.spec.hidden, dtype=model.dtype, device=model.device)  # (T, hidden)
-    return kernels_issued(lambda: (model.attn(0, x, 0), model.mlp(0, x)), model.device)
+    return kernels_issued(lambda: run_layer0(model, x, [0, tokens]), model.device)
 
 
 @torch.inference_mode()

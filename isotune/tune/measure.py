@@ -24,7 +24,7 @@ from isotune.engine import dist
 from isotune.engine.dist import DistInfo
 from isotune.engine.fused import say_compiled
 from isotune.engine.model import build_model, random_prompt
-from isotune.engine.timing import device_ms, issue_and_run_ms, layer_issue_ms
+from isotune.engine.timing import device_ms, issue_and_run_ms, layer_issue_ms, run_layer0
 from isotune.engine.topology import describe
 from isotune.tune import in_context
 
@@ -226,11 +226,7 @@ def _host_lane(model, info: DistInfo, x: torch.Tensor, align: int, tokens: list[
         return {}
     attn, mlp = dist.max_across(list(layer_issue_ms(model, x[:align])), info)
 
-    def layer(t: int) -> None:  # layer 0's cache rows written here are rewritten before read
-        model.attn(0, x[:t], 0)
-        model.mlp(0, x[:t])
-
-    gpu = [issue_and_run_ms(lambda t=t: layer(t), info.device)[1] for t in tokens]
+    gpu = [issue_and_run_ms(lambda t=t: run_layer0(model, x, [0, t]), info.device)[1] for t in tokens]
     # a size no hold could time on some rank (None: inf here) is left out
     gpu = dist.max_across([math.inf if ms is None else ms for ms in gpu], info)
     return {

@@ -69,9 +69,9 @@ def validated_bucket(
     else:
         compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
     comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
-    if cfg.tp == 1:
+    if cfg.tp == 1:  # (and no comm-only run, so no CPU of one either)
         verdict.sentence += "; one rank: no all-reduce for a split to hide"
-        comm_ms, comm_cpu_ms = 0.0, None
+        comm_ms = 0.0
     else:
         verdict.sentence += f"; all-reduces are {comm_ms / base_ms:.0%} of the unsplit prefill"
     if comm_cpu_ms is not None:
