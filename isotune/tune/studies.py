@@ -15,11 +15,12 @@ import threading
 import time
 import warnings
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from isotune.core.errors import BadInput, first_line
 from isotune.core.files import check_writable
@@ -129,9 +130,10 @@ _SEEN: dict[tuple[str, int], tuple[int, float]] = {}
 
 def fail_stale(study: optuna.Study) -> list[str]:
     """Mark FAIL the running trials whose worker is gone: on this host, its process has ended;
-    on another, its beat count has not moved for STALE_BEATS of its beats. Returns a line per
-    trial failed, saying why. Until then a running trial holds its slot of the budget, so a
-    dead worker's would hold it for good."""
+    on another, its beat count has not moved for STALE_BEATS of its beats; with no worker
+    recorded (an older isotune's, killed inside ask()), STALE_BEATS beats of wall clock after it
+    started. Returns a line per trial failed, saying why. Until then a running trial holds its
+    slot of the budget, so a dead worker's would hold it for good."""
     host, now, out = socket.gethostname(), time.monotonic(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = str(t.user_attrs.get(OWNER_ATTR, ""))
@@ -140,6 +142,11 @@ def fail_stale(study: optuna.Study) -> list[str]:
             if _alive(int(pid)):
                 continue
             why = f"its worker (pid {pid} here) is gone"
+        elif not owner and BEAT_ATTR not in t.user_attrs:  # killed inside an older isotune's ask()
+            ran = (datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if ran <= STALE_BEATS * TRIAL_BEAT_S:  # wall clocks: the only time such a trial has
+                continue
+            why = f"it has run {ran:.0f} s with no worker recorded"
         else:
             beat = t.user_attrs.get(BEAT_ATTR)
             if not isinstance(beat, dict):  # no beat (an older isotune's worker): cannot tell
@@ -155,6 +162,33 @@ def fail_stale(study: optuna.Study) -> list[str]:
         if fail_trial(study, t._trial_id):  # noqa: SLF001
             out.append(f"trial {t.number} failed: {why}; its slot goes to a new trial")
     return out
+
+
+def claim(study: optuna.Study) -> optuna.Trial:
+    """study.ask(), except that no trial is ever RUNNING in the storage without its owner and
+    beat: ask() makes a trial RUNNING in one write and the owner would take another, and a
+    worker SIGKILLed between the two left a trial no one could tell was dead, holding its slot
+    of the budget for good. A queued (WAITING) trial is stamped before it is taken, so whoever
+    takes it is already named; a new trial is written with them."""
+    storage, mine = study._storage, {OWNER_ATTR: owner(), BEAT_ATTR: {"n": 0, "every_s": TRIAL_BEAT_S}}  # noqa: SLF001
+    study._thread_local.cached_all_trials = None  # noqa: SLF001 - as ask() does: samplers see the storage afresh
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            for k, v in mine.items():
+                storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: SLF001
+            if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # noqa: SLF001
+                continue  # another worker took it first; its own stamps follow
+            for k, v in mine.items():  # a worker that lost the race may have stamped it meanwhile
+                storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: SLF001
+        except UpdateFinishedTrialError:
+            continue
+        return optuna.Trial(study, t._trial_id)  # noqa: SLF001
+    template = FrozenTrial(
+        number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
+        datetime_start=datetime.now(), datetime_complete=None, params={}, distributions={},
+        user_attrs=mine, system_attrs={}, intermediate_values={},
+    )  # fmt: skip
+    return optuna.Trial(study, storage.create_new_trial(study._study_id, template_trial=template))  # noqa: SLF001
 
 
 def fail_trial(study: optuna.Study, trial_id: int) -> bool:
@@ -184,6 +218,7 @@ class TrialBeat:
         n = 1
         while not self.stop.wait(TRIAL_BEAT_S):
             try:
+                self.trial.set_user_attr(OWNER_ATTR, owner())  # heals a stamp that lost a race in claim()
                 stamp(self.trial, n)
                 n += 1
             except UpdateFinishedTrialError:  # another worker failed it: nothing left to stamp

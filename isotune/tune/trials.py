@@ -93,7 +93,14 @@ def run_study(
         if cfg.sampler == GRID and not n[TrialState.WAITING]:
             return f"measured every grid point ({spent} splits)", False
         if cfg.sampler != GRID and spent + n[TrialState.RUNNING] >= cfg.trials:
-            return f"measured its {cfg.trials} trials", False
+            if spent >= cfg.trials:
+                return f"measured its {cfg.trials} trials", False
+            k = cfg.trials - spent
+            return (
+                f"measured {spent} of its {cfg.trials} trials; {k} more {'is' if k == 1 else 'are'} running in "
+                f"other workers ({_running_owners(study)})",
+                False,
+            )
         if cfg.sampler != GRID and draws >= FREE_DRAWS * cfg.trials:
             return (
                 f"stopped after {spent} of {cfg.trials} trials: the sampler converged "
@@ -102,7 +109,7 @@ def run_study(
             )
         if deadline is not None and time.monotonic() >= deadline:
             return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
-        trial = study.ask()
+        trial = studies.claim(study)
         try:  # from here the trial is RUNNING in the storage: any way out must finish it
             _run_trial(study, trial, seq_len, cfg, cache, evaluate, say)
         except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
@@ -110,11 +117,17 @@ def run_study(
             raise
 
 
+def _running_owners(study: optuna.Study) -> str:
+    """'trial 7 by host:pid, ...': who holds the running trials' slots."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return ", ".join(
+        f"trial {t.number} by {t.user_attrs.get(studies.OWNER_ATTR, 'no recorded worker')}" for t in running
+    )
+
+
 def _run_trial(study, trial, seq_len: int, cfg: SearchConfig, cache: dict, evaluate, say) -> None:
     """Draw the trial's split, measure it (or reuse a measurement of the same boundaries) and
     tell the study."""
-    trial.set_user_attr(studies.OWNER_ATTR, studies.owner())
-    studies.stamp(trial, 0)
     bounds = suggest_bounds(trial, seq_len, cfg.max_chunks, cfg.align)
     trial.set_user_attr("bounds", bounds)
     if tuple(bounds) in cache:  # another draw that rounds to the same boundaries

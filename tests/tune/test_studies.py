@@ -2,7 +2,10 @@
 what to do, not with a setting no flag can match. Running trials of dead workers: one whose
 heartbeat stopped (a worker on another host) gives its slot back; a live one keeps it."""
 
+import os
+import socket
 import time
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -22,6 +25,7 @@ from isotune.tune.studies import (
     owner,
     stamp,
 )
+from isotune.tune.trials import run_study
 
 
 def test_a_study_from_an_older_search_space_says_to_start_afresh():
@@ -59,3 +63,84 @@ def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path,
     study.tell(alive, 1.0)  # the beat stopped with the trial: telling it is not raced
     time.sleep(0.15)
     assert study.trials[alive.number].state == TrialState.COMPLETE
+
+
+class _Killed(BaseException):
+    """A SIGKILL at one storage write: nothing after it runs, no handler sees it."""
+
+
+def _kill_at(storage, k: int) -> None:
+    """Make the storage's k-th trial write (1-based) kill its worker before it lands."""
+    writes = iter(range(1, 1_000))
+    for name in ("create_new_trial", "set_trial_state_values", "set_trial_user_attr"):
+        real = getattr(storage, name)
+
+        def write(*a, real=real, **kw):
+            if next(writes) == k:
+                raise _Killed
+            return real(*a, **kw)
+
+        setattr(storage, name, write)
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["drawn", "queued"])
+def test_a_worker_killed_while_taking_a_trial_never_leaves_one_no_one_can_fail(tmp_path, queued):
+    """study.ask() makes a trial RUNNING in one write and its owner took another: a worker killed
+    between them left a running trial with no owner and no beat, which held a slot of the budget
+    for good (a resumed search then measured one trial short). Killed at any write of claim(),
+    a worker leaves every running trial named, so the next worker fails it with a line."""
+    log, held = tmp_path / "s.log", []
+    for k in range(1, 8):
+        study = optuna.create_study(storage=open_storage(f"journal:{log}"), study_name=f"s{k}", load_if_exists=True)
+        if queued:
+            study.enqueue_trial({"x": 1.0}, user_attrs={"seed": "seed"})
+        _kill_at(study._storage, k)
+        try:
+            studies.claim(study)
+        except _Killed:
+            pass
+        fresh = optuna.load_study(storage=open_storage(f"journal:{log}"), study_name=f"s{k}")  # as a rerun sees it
+        running = fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        assert all(t.user_attrs.get(OWNER_ATTR) and BEAT_ATTR in t.user_attrs for t in running), k
+        held.append(len(running))
+    assert held[0] == 0 and held[-1] == 1  # killed at its first write, it holds nothing; unkilled, one
+    assert running[0].number == 0  # the queued trial was taken, not a new one beside it
+    # the dead worker was this process: a live pid cannot be told from the kill, so name a gone one
+    dead_pid = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 10_000
+    for t in fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fresh._storage.set_trial_user_attr(t._trial_id, OWNER_ATTR, f"{socket.gethostname()}:{dead_pid}")
+    lines = fail_stale(fresh)
+    assert len(lines) == 1 and f"(pid {dead_pid} here) is gone" in lines[0]
+    trial = studies.claim(fresh)  # a claim that lands names its worker at once
+    assert fresh.trials[trial.number].user_attrs[OWNER_ATTR] == owner()
+
+
+def test_a_running_trial_with_no_worker_recorded_is_failed_by_wall_clock(tmp_path, monkeypatch):
+    """An older isotune's worker killed inside its ask() left a trial with no owner and no beat:
+    past STALE_BEATS beats of wall clock since it started, it is failed too."""
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.02)  # 10 beats: 0.2 s
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    orphan = study.ask()
+    assert fail_stale(study) == []
+    time.sleep(0.4)
+    lines = fail_stale(study)
+    assert len(lines) == 1 and lines[0].startswith(f"trial {orphan.number} failed: it has run 0 s with no worker")
+
+
+def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path):
+    """A worker stops once measured plus running trials fill the budget; where others' running
+    trials fill it, the stop line says how many it measured and who runs the rest."""
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    other = study.ask()
+    other.set_user_attr(OWNER_ATTR, "gpu-node-7:4242")
+    stamp(other, 0)
+    cfg = SimpleNamespace(sampler="tpe", trials=3, objective="measured", max_chunks=2, align=16, profile=None)
+    measured = []
+
+    def evaluate(bounds, trial):
+        measured.append(bounds)
+        return float(len(bounds))
+
+    stopped, early = run_study(cfg, study, 256, evaluate, lambda st, n: None)
+    assert not early and len(measured) == 2  # unsplit and 50/50, the seeds
+    assert stopped == "measured 2 of its 3 trials; 1 more is running in other workers (trial 0 by gpu-node-7:4242)"
