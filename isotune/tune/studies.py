@@ -30,6 +30,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 OWNER_ATTR = "owner"
+CLAIM_PREFIX = "isotune_claim:"  # + "host:pid": a worker taking a queued trial, before it is named owner
 BEAT_ATTR = "isotune_beat"  # {n, every_s}: the count of the trial's worker's beats, and their period
 TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
 STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
@@ -123,72 +124,89 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# (study, trial id) -> (the beat count last seen, when it changed, on this host's clock): a
-# remote worker's silence is timed here, so hosts' clocks need not agree
-_SEEN: dict[tuple[str, int], tuple[int, float]] = {}
+# (study, trial id[, claimant]) -> (the beat count last seen, when it changed, on this host's
+# clock): a remote worker's silence is timed here, so hosts' clocks need not agree
+_SEEN: dict[tuple, tuple[int, float]] = {}
 
 
 def fail_stale(study: optuna.Study) -> list[str]:
     """Mark FAIL the running trials whose worker is gone: on this host, its process has ended;
-    on another, its beat count has not moved for STALE_BEATS of its beats; with no worker
-    recorded (an older isotune's, killed inside ask()), STALE_BEATS beats of wall clock after it
-    started. Returns a line per trial failed, saying why. Until then a running trial holds its
-    slot of the budget, so a dead worker's would hold it for good."""
+    on another, its beat count has not moved for STALE_BEATS of its beats. A trial taken from
+    the queue by a worker that died before naming itself is judged by its claimants (claim()):
+    gone when every one is. With no worker recorded at all (an older isotune's, killed inside
+    ask()), STALE_BEATS beats of wall clock after it started. Returns a line per trial failed,
+    saying why. Until then a running trial holds its slot of the budget, so a dead worker's
+    would hold it for good."""
     host, now, out = socket.gethostname(), time.monotonic(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = str(t.user_attrs.get(OWNER_ATTR, ""))
-        who, _, pid = owner.rpartition(":")
-        if who == host and pid.isdigit():  # here the process table is the truth, not the beat
-            if _alive(int(pid)):
-                continue
-            why = f"its worker (pid {pid} here) is gone"
-        elif not owner and BEAT_ATTR not in t.user_attrs:  # killed inside an older isotune's ask()
-            ran = (datetime.now() - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            if ran <= STALE_BEATS * TRIAL_BEAT_S:  # wall clocks: the only time such a trial has
-                continue
-            why = f"it has run {ran:.0f} s with no worker recorded"
+        key, attrs = (study.study_name, t._trial_id), t.user_attrs  # noqa: SLF001
+        claims = {k.removeprefix(CLAIM_PREFIX): v for k, v in attrs.items() if k.startswith(CLAIM_PREFIX) and v}
+        if OWNER_ATTR in attrs:
+            why = _gone(key, str(attrs[OWNER_ATTR]), attrs.get(BEAT_ATTR), host, now)
+        elif claims:  # taken, not yet named: dead only if whoever may have taken it is
+            whys = [_gone((*key, who), who, beat, host, now) for who, beat in claims.items()]
+            why = None if None in whys else "; ".join(whys)
         else:
-            beat = t.user_attrs.get(BEAT_ATTR)
-            if not isinstance(beat, dict):  # no beat (an older isotune's worker): cannot tell
-                continue
-            key, n = (study.study_name, t._trial_id), int(beat["n"])  # noqa: SLF001
-            if _SEEN.get(key, (None,))[0] != n:
-                _SEEN[key] = (n, now)
-                continue
-            silent, every = now - _SEEN[key][1], float(beat["every_s"])
-            if silent <= STALE_BEATS * every:
-                continue
-            why = f"its worker ({owner}) has not beaten for {silent:.0f} s (every {every:g} s while alive)"
-        if fail_trial(study, t._trial_id):  # noqa: SLF001
+            started = t.datetime_start.astimezone() if t.datetime_start else datetime.now().astimezone()
+            ran = (datetime.now().astimezone() - started).total_seconds()
+            why = f"it has run {ran:.0f} s with no worker recorded" if ran > STALE_BEATS * TRIAL_BEAT_S else None
+        if why is not None and fail_trial(study, t._trial_id):  # noqa: SLF001
             out.append(f"trial {t.number} failed: {why}; its slot goes to a new trial")
     return out
 
 
+def _gone(key: tuple, who: str, beat, host: str, now: float) -> str | None:
+    """Why worker `who` ("host:pid") is known dead, or None while it may be alive."""
+    name, _, pid = who.rpartition(":")
+    if name == host and pid.isdigit():  # here the process table is the truth, not the beat
+        return None if _alive(int(pid)) else f"its worker (pid {pid} here) is gone"
+    if not isinstance(beat, dict):  # no beat (an older isotune's worker): cannot tell
+        return None
+    n = int(beat["n"])
+    if _SEEN.get(key, (None,))[0] != n:  # a remote worker's silence is timed on this host's clock
+        _SEEN[key] = (n, now)
+        return None
+    silent, every = now - _SEEN[key][1], float(beat["every_s"])
+    if silent <= STALE_BEATS * every:
+        return None
+    return f"its worker ({who}) has not beaten for {silent:.0f} s (every {every:g} s while alive)"
+
+
 def claim(study: optuna.Study) -> optuna.Trial:
-    """study.ask(), except that no trial is ever RUNNING in the storage without its owner and
-    beat: ask() makes a trial RUNNING in one write and the owner would take another, and a
-    worker SIGKILLed between the two left a trial no one could tell was dead, holding its slot
-    of the budget for good. A queued (WAITING) trial is stamped before it is taken, so whoever
-    takes it is already named; a new trial is written with them."""
-    storage, mine = study._storage, {OWNER_ATTR: owner(), BEAT_ATTR: {"n": 0, "every_s": TRIAL_BEAT_S}}  # noqa: SLF001
+    """study.ask(), except that a trial is never RUNNING in the storage with no worker named:
+    ask() makes a trial RUNNING in one write and the owner took another, and a worker SIGKILLed
+    between the two left a trial no one could tell was dead, holding its slot of the budget for
+    good. A queued (WAITING) trial gets this worker's own claim key before the compare-and-set
+    that takes it (a worker that loses the race withdraws its key, and never writes over the
+    winner's name); the owner is written last. A new trial is written with its owner."""
+    storage, me, beat = study._storage, owner(), {"n": 0, "every_s": TRIAL_BEAT_S}  # noqa: SLF001
     study._thread_local.cached_all_trials = None  # noqa: SLF001 - as ask() does: samplers see the storage afresh
+    taken = None
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            for k, v in mine.items():
-                storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: SLF001
-            if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # noqa: SLF001
-                continue  # another worker took it first; its own stamps follow
-            for k, v in mine.items():  # a worker that lost the race may have stamped it meanwhile
-                storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: SLF001
+            storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, beat)  # noqa: SLF001
+            if storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # noqa: SLF001
+                taken = t._trial_id  # noqa: SLF001
+                break
+            storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, None)  # noqa: SLF001 - lost the race
         except UpdateFinishedTrialError:
             continue
-        return optuna.Trial(study, t._trial_id)  # noqa: SLF001
-    template = FrozenTrial(
-        number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
-        datetime_start=datetime.now(), datetime_complete=None, params={}, distributions={},
-        user_attrs=mine, system_attrs={}, intermediate_values={},
-    )  # fmt: skip
-    return optuna.Trial(study, storage.create_new_trial(study._study_id, template_trial=template))  # noqa: SLF001
+    try:
+        if taken is None:
+            template = FrozenTrial(
+                number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
+                datetime_start=datetime.now(), datetime_complete=None, params={}, distributions={},
+                user_attrs={BEAT_ATTR: beat, OWNER_ATTR: me}, system_attrs={}, intermediate_values={},
+            )  # fmt: skip
+            taken = storage.create_new_trial(study._study_id, template_trial=template)  # noqa: SLF001
+        else:
+            storage.set_trial_user_attr(taken, BEAT_ATTR, beat)
+            storage.set_trial_user_attr(taken, OWNER_ATTR, me)  # last: until it lands the claim names this worker
+        return optuna.Trial(study, taken)
+    except BaseException:  # Ctrl-C while taking it: the trial is this worker's to fail
+        if taken is not None:
+            fail_trial(study, taken)
+        raise
 
 
 def fail_trial(study: optuna.Study, trial_id: int) -> bool:
@@ -218,7 +236,6 @@ class TrialBeat:
         n = 1
         while not self.stop.wait(TRIAL_BEAT_S):
             try:
-                self.trial.set_user_attr(OWNER_ATTR, owner())  # heals a stamp that lost a race in claim()
                 stamp(self.trial, n)
                 n += 1
             except UpdateFinishedTrialError:  # another worker failed it: nothing left to stamp

@@ -2,10 +2,10 @@
 what to do, not with a setting no flag can match. Running trials of dead workers: one whose
 heartbeat stopped (a worker on another host) gives its slot back; a live one keeps it."""
 
-import os
 import re
 import socket
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -71,28 +71,38 @@ class _Killed(BaseException):
 
 
 def _kill_at(storage, k: int) -> None:
-    """Make the storage's k-th trial write (1-based) kill its worker before it lands."""
+    """Make the storage's k-th trial write (1-based) kill its worker before it lands: from there
+    on no write lands, a handler's included."""
     writes = iter(range(1, 1_000))
     for name in ("create_new_trial", "set_trial_state_values", "set_trial_user_attr"):
         real = getattr(storage, name)
 
         def write(*a, real=real, **kw):
-            if next(writes) == k:
+            if next(writes) >= k:
                 raise _Killed
             return real(*a, **kw)
 
         setattr(storage, name, write)
 
 
+def _dead_worker() -> str:
+    """A worker on this host whose process cannot exist: its pid is above the kernel's pid_max."""
+    return f"{socket.gethostname()}:{int(Path('/proc/sys/kernel/pid_max').read_text()) + 1}"
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
 @pytest.mark.parametrize("queued", [False, True], ids=["drawn", "queued"])
-def test_a_worker_killed_while_taking_a_trial_never_leaves_one_no_one_can_fail(tmp_path, queued):
+def test_a_worker_killed_while_taking_a_trial_never_leaves_one_no_one_can_fail(tmp_path, monkeypatch, queued, kind):
     """study.ask() makes a trial RUNNING in one write and its owner took another: a worker killed
     between them left a running trial with no owner and no beat, which held a slot of the budget
     for good (a resumed search then measured one trial short). Killed at any write of claim(),
     a worker leaves every running trial named, so the next worker fails it with a line."""
-    log, held = tmp_path / "s.log", []
-    for k in range(1, 8):
-        study = optuna.create_study(storage=open_storage(f"journal:{log}"), study_name=f"s{k}", load_if_exists=True)
+    url = f"journal:{tmp_path / 's.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 's.db'}"
+    dead = _dead_worker()
+    monkeypatch.setattr(studies, "owner", lambda: dead)  # the worker that is killed
+    held = []
+    for k in range(1, 7):
+        study = optuna.create_study(storage=open_storage(url), study_name=f"s{k}")
         if queued:
             study.enqueue_trial({"x": 1.0}, user_attrs={"seed": "seed"})
         _kill_at(study._storage, k)
@@ -100,20 +110,38 @@ def test_a_worker_killed_while_taking_a_trial_never_leaves_one_no_one_can_fail(t
             studies.claim(study)
         except _Killed:
             pass
-        fresh = optuna.load_study(storage=open_storage(f"journal:{log}"), study_name=f"s{k}")  # as a rerun sees it
-        running = fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        assert all(t.user_attrs.get(OWNER_ATTR) and BEAT_ATTR in t.user_attrs for t in running), k
-        held.append(len(running))
-    assert held[0] == 0 and held[-1] == 1  # killed at its first write, it holds nothing; unkilled, one
-    assert running[0].number == 0  # the queued trial was taken, not a new one beside it
-    # the dead worker was this process: a live pid cannot be told from the kill, so name a gone one
-    dead_pid = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 10_000
-    for t in fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        fresh._storage.set_trial_user_attr(t._trial_id, OWNER_ATTR, f"{socket.gethostname()}:{dead_pid}")
-    lines = fail_stale(fresh)
-    assert len(lines) == 1 and f"(pid {dead_pid} here) is gone" in lines[0]
-    trial = studies.claim(fresh)  # a claim that lands names its worker at once
-    assert fresh.trials[trial.number].user_attrs[OWNER_ATTR] == owner()
+        fresh = optuna.load_study(storage=open_storage(url), study_name=f"s{k}")  # as a rerun sees it
+        held.append(len(fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,))))
+        lines = fail_stale(fresh)
+        assert len(lines) == held[-1] and all(f"(pid {dead.split(':')[1]} here) is gone" in x for x in lines), k
+        assert not fresh.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), k
+    # killed before its first write lands it holds nothing; after it, one trial (a queued one
+    # only once its compare-and-set has landed, and that one, not a new trial beside it)
+    assert held == ([0, 0, 1, 1, 1, 1] if queued else [0, 1, 1, 1, 1, 1])
+    assert lines[0].startswith("trial 0 failed")
+
+
+def test_a_worker_that_loses_the_race_for_a_queued_trial_never_renames_it(tmp_path, monkeypatch):
+    """Two workers take the same queued trial: the loser's claim lands after the winner has named
+    itself. It must not write over the winner's name: a loser that then exits would get the
+    winner's live trial failed."""
+    url = f"journal:{tmp_path / 's.log'}"
+    a = optuna.create_study(storage=open_storage(url), study_name="s")
+    a.enqueue_trial({"x": 1.0})
+    b = optuna.load_study(storage=open_storage(url), study_name="s")
+    queue = b.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # b read the queue ...
+    won = studies.claim(a)  # ... then a took the trial (a is this process: alive)
+    monkeypatch.setattr(b, "get_trials", lambda **kw: queue)
+    monkeypatch.setattr(studies, "owner", _dead_worker)  # b: loses, draws a new trial, dies
+    lost = studies.claim(b)
+    assert (won.number, lost.number) == (0, 1)
+    assert (
+        a.trials[0].user_attrs[OWNER_ATTR] == owner()
+        and a.trials[0].user_attrs[f"{studies.CLAIM_PREFIX}{_dead_worker()}"] is None
+    )
+    lines = fail_stale(a)
+    assert len(lines) == 1 and lines[0].startswith("trial 1 failed")  # b's own trial, not a's
+    assert a.trials[0].state == TrialState.RUNNING
 
 
 def test_a_running_trial_with_no_worker_recorded_is_failed_by_wall_clock(tmp_path, monkeypatch):
@@ -132,10 +160,11 @@ def test_a_running_trial_with_no_worker_recorded_is_failed_by_wall_clock(tmp_pat
     assert study.trials[orphan.number].state == TrialState.FAIL
 
 
-def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path):
+def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path, monkeypatch):
     """A worker stops once measured plus running trials fill the budget; where others' running
     trials fill it, the stop line says how many it measured and who runs the rest."""
     study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    monkeypatch.setattr(studies, "_SEEN", {})  # the other worker's silence is timed from now
     other = study.ask()
     other.set_user_attr(OWNER_ATTR, "gpu-node-7:4242")
     stamp(other, 0)
@@ -147,5 +176,24 @@ def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path):
         return float(len(bounds))
 
     stopped, early = run_study(cfg, study, 256, evaluate, lambda st, n: None)
-    assert not early and len(measured) == 2  # unsplit and 50/50, the seeds
+    assert not early and measured == [[0, 256], [0, 128, 256]]  # the seeds: unsplit and 50/50
     assert stopped == "measured 2 of its 3 trials; 1 more is running in other workers (trial 0 by gpu-node-7:4242)"
+
+
+@pytest.mark.parametrize("n", [2, 3], ids=["before-beat", "before-owner"])
+def test_ctrl_c_while_taking_a_queued_trial_fails_it(tmp_path, n):
+    """Ctrl-C after the compare-and-set but before the trial is named: the trial is this worker's,
+    so it fails it on the way out (the search's own handler only covers a trial it was handed)."""
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    real, calls = study._storage.set_trial_user_attr, iter(range(1, 100))  # 1: claim key, 2: beat, 3: owner
+
+    def write(*a, **kw):
+        if next(calls) == n:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    study._storage.set_trial_user_attr = write
+    with pytest.raises(KeyboardInterrupt):
+        studies.claim(study)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
