@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import optuna
@@ -84,7 +85,7 @@ def show_studies(url: str, only: str | None = None) -> None:
     if not summaries:
         out.print(f"no studies in {url}")
         return
-    names = sorted(s.study_name for s in summaries if only in (None, s.study_name))
+    names = sorted((s.study_name for s in summaries if only in (None, s.study_name)), key=_by_length)
     # one search names its studies PREFIX-s<tokens>: say the shared prefix once, keep the table narrow
     prefix = os.path.commonprefix(names) if len(names) > 1 else names[0].rpartition("-")[0] + "-"
     prefix = prefix[: prefix.rfind("-") + 1]
@@ -93,7 +94,7 @@ def show_studies(url: str, only: str | None = None) -> None:
     t = Table(title=None if prefix else f"studies in {url}")
     for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best ms", "best split"):
         t.add_column(col, justify="left" if col in ("study", "best split") else "right")
-    for summary in sorted(summaries, key=lambda x: x.study_name):
+    for summary in sorted(summaries, key=lambda x: _by_length(x.study_name)):
         if only is not None and summary.study_name != only:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -118,6 +119,11 @@ def show_studies(url: str, only: str | None = None) -> None:
             return
     out.print(t)
     out.print(COUNTS_NOTE, highlight=False)
+
+
+def _by_length(name: str) -> list:
+    """Sort key: s512 before s2048 (numbers in a name compare as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 COUNTS_NOTE = (
