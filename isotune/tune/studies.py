@@ -204,6 +204,9 @@ def claim(study: optuna.Study) -> optuna.Trial:
             storage.set_trial_user_attr(taken, OWNER_ATTR, me)  # last: until it lands the claim names this worker
         return optuna.Trial(study, taken)
     except BaseException:  # Ctrl-C while taking it: the trial is this worker's to fail
+        if taken is None:  # interrupted inside create_new_trial: its write may have landed
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            taken = next((t._trial_id for t in running if t.user_attrs.get(OWNER_ATTR) == me), None)  # noqa: SLF001
         if taken is not None:
             fail_trial(study, taken)
         raise

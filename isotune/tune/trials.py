@@ -109,11 +109,13 @@ def run_study(
             )
         if deadline is not None and time.monotonic() >= deadline:
             return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
-        trial = studies.claim(study)
-        try:  # from here the trial is RUNNING in the storage: any way out must finish it
+        trial = None
+        try:  # once claimed the trial is RUNNING in the storage: any way out must finish it
+            trial = studies.claim(study)  # (an interrupt inside claim() fails its own trial)
             _run_trial(study, trial, seq_len, cfg, cache, evaluate, say)
         except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
-            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if trial is not None:
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
 
 

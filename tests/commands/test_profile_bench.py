@@ -41,7 +41,7 @@ BENCH_KEYS = {
 
 def test_profile_show_bench(tmp_path, cli):
     prof = tmp_path / "tiny.yaml"
-    r = cli("profile", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--repeats", "2", "-o", str(prof))
+    r = cli("profile", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--repeats", "3", "-o", str(prof))
     assert r.returncode == 0, r.stderr
     p = load_profile(prof)
     assert p.topology["tp"] == 2 and p.topology["backend"] == "gloo" and p.topology["interconnect"] == "loopback"

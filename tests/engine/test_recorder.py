@@ -13,7 +13,7 @@ from isotune.engine.executor import prefill
 from isotune.engine.model import build_model
 from isotune.viz.trace import chrome_trace
 
-LATE_S = 0.3
+LATE_S = 1.0
 SEQ = 128
 
 

@@ -42,6 +42,7 @@ def test_a_study_from_an_older_search_space_says_to_start_afresh():
 
 def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path, monkeypatch):
     monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.05)  # stale after 10 beats: 0.5 s
+    monkeypatch.setattr(studies, "_SEEN", {})  # silences are timed from this test's first look
     storage = open_storage(f"journal:{tmp_path / 's.log'}")  # the real journal file, as search uses
     study = optuna.create_study(storage=storage, study_name="s")
     dead, alive, here, old = (study.ask() for _ in range(4))
@@ -53,8 +54,10 @@ def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path,
     old.set_user_attr(OWNER_ATTR, "gpu-node-7:4243")  # no beat at all (an older isotune): left alone
     with TrialBeat(alive):
         assert fail_stale(study) == []  # first sight: silence is timed from here, on this clock
-        time.sleep(0.8)
-        assert study.trials[alive.number].user_attrs[BEAT_ATTR]["n"] >= 5  # it kept beating
+        start = time.monotonic()  # 0.8 s and 5 beats (each a journal write: a slow disk delays them)
+        while time.monotonic() - start < 0.8 or study.trials[alive.number].user_attrs[BEAT_ATTR]["n"] < 5:
+            assert time.monotonic() - start < 10, "the live trial stopped beating"
+            time.sleep(0.05)
         lines = fail_stale(study)
     assert len(lines) == 1 and lines[0].startswith(f"trial {dead.number} failed: its worker (gpu-node-7:4242)")
     assert lines[0].endswith("s (every 0.05 s while alive); its slot goes to a new trial")
@@ -194,6 +197,22 @@ def test_ctrl_c_while_taking_a_queued_trial_fails_it(tmp_path, n):
         return real(*a, **kw)
 
     study._storage.set_trial_user_attr = write
+    with pytest.raises(KeyboardInterrupt):
+        studies.claim(study)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_ctrl_c_after_a_new_trial_is_written_fails_it(tmp_path):
+    """Ctrl-C can land inside create_new_trial after its write (in the journal's fsync): the
+    trial is RUNNING in the storage, this worker's, and never handed back; it fails it too."""
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    real = study._storage.create_new_trial
+
+    def create(*a, **kw):
+        real(*a, **kw)
+        raise KeyboardInterrupt
+
+    study._storage.create_new_trial = create
     with pytest.raises(KeyboardInterrupt):
         studies.claim(study)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
