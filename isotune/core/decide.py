@@ -52,7 +52,7 @@ def simplicity(bounds: list[int]) -> tuple[int, float]:
 
 
 def pct(x: float) -> str:
-    return f"{x * 100:+.1f}%"
+    return f"{x * 100:+z.1f}%"
 
 
 def ci_text(iv: Interval) -> str:

@@ -92,14 +92,14 @@ def _show_predictions(records: list[dict], has_plan: bool) -> None:
                 row += ["-", "-"]
                 continue
             err = pred / ms - 1
-            row += [f"{pred:.1f}", f"{err:+.1%}"]
+            row += [f"{pred:.1f}", f"{err:+z.1%}"]
             if abs(err) > abs(worst[0]):
                 worst = (err, f"{labels[n]} at {r['seq_len']} tokens")
         t.add_row(*row)
     console().print(t)
     if abs(worst[0]) > PREDICTION_WARN:
         console().print(
-            f"warning: the profile misses the {worst[1]} by {worst[0]:+.0%} (more than {PREDICTION_WARN:.0%}): "
+            f"warning: the profile misses the {worst[1]} by {worst[0]:+z.0%} (more than {PREDICTION_WARN:.0%}): "
             "it no longer predicts this machine; measure a new one with isotune profile",
             highlight=False,
         )

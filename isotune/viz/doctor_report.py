@@ -31,7 +31,7 @@ def _cell(key: str, v) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return f"{v:+.1%}" if key in PERCENT else f"{v:.4g}"
+        return f"{v:+z.1%}" if key in PERCENT else f"{v:.4g}"
     return str(v)
 
 

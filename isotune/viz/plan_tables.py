@@ -21,7 +21,7 @@ def _vs(change: list[float] | None, ms: float | None, base: float) -> str:
     """The paired change where the plan has one, else (older plans) the ratio of times."""
     if change:
         return change_ci(change)
-    return f"{(ms / base - 1):+.1%}" if ms and base else "-"
+    return f"{(ms / base - 1):+z.1%}" if ms and base else "-"
 
 
 def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:

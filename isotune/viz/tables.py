@@ -30,7 +30,7 @@ def change_ci(change: list[float] | None) -> str:
     if not change:
         return "-"
     est, low, high = change
-    return f"{est * 100:+.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
+    return f"{est * 100:+z.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")  # z: no "-0.0"
 
 
 def show_profile(p: Profile, path: str = "") -> None:
@@ -99,12 +99,12 @@ def show_profile(p: Profile, path: str = "") -> None:
         worst = max(errs, key=lambda e: abs(e[0]))
         span = f"{min(ms for _, ms, _ in rows):.2f}..{max(ms for _, ms, _ in rows):.2f}"
         median_err = sorted(abs(e) for e, _ in errs)[len(errs) // 2]
-        t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+.1%}", worst[1])
+        t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+z.1%}", worst[1])
     out.print(t)
     if p.check_samples:
         c = Table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")
         for col in ("tokens", "variant", "measured ms", "predicted ms", "error"):
             c.add_column(col, justify="left" if col == "variant" else "right")
         for s, name, ms, pred in p.check_samples:
-            c.add_row(str(s), name, f"{ms:.1f}", f"{pred:.1f}", f"{pred / ms - 1:+.1%}" if ms > 0 else "-")
+            c.add_row(str(s), name, f"{ms:.1f}", f"{pred:.1f}", f"{pred / ms - 1:+z.1%}" if ms > 0 else "-")
         out.print(c)

@@ -1,0 +1,60 @@
+"""The README's performance table, from the bench JSON files benchmarks/perf.sh writes.
+
+    python3 benchmarks/perf_table.py profiles/samples/perf > profiles/samples/perf/table.md
+
+One row per setting and length: the times (trimmed mean, ± half the 95% interval), the paired
+changes against the baseline and 50/50, where the time goes, and how far 50/50 sits above the
+floor (compute plus the CPU communication burns on the compute's cores).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+SETTINGS = (  # file tag, what the table calls it
+    ("small-l2-tp2-bf16-netlab1gbit", "tp2 1gbit"),
+    ("small-l2-tp2-bf16-netlab2gbit", "tp2 2gbit"),
+    ("small-l2-tp4-bf16-netlab1gbit", "tp4 1gbit"),
+)
+HEAD = (
+    "setting", "tokens", "baseline ms", "50/50 vs base", "plan (kept)", "plan vs base", "plan vs 50/50",
+    "compute ms", "comm ms", "comm CPU ms", "overlap eff.", "eff. ceiling", "50/50 above floor",
+)  # fmt: skip
+
+
+def ms(rec: dict, key: str) -> str:
+    low, high = rec[f"{key}_ms_ci"]
+    return f"{rec[f'{key}_ms']:.1f}±{(high - low) / 2:.1f}"
+
+
+def change(c: list[float]) -> str:
+    value, low, high = c
+    return f"{100 * value:+z.1f}±{100 * (high - low) / 2:.1f}%"
+
+
+def split(rec: dict) -> str:
+    ratios = rec["plan_ratios"]
+    return "no split" if len(ratios) == 1 else "/".join(f"{r:.2f}" for r in ratios)
+
+
+def row(name: str, rec: dict) -> list[str]:
+    return [
+        name, str(rec["seq_len"]), ms(rec, "baseline"), change(rec["iso5050_vs_baseline"]), split(rec),
+        change(rec["plan_vs_baseline"]), change(rec["plan_vs_iso5050"]), ms(rec, "compute"), ms(rec, "comm"),
+        f"{rec['comm_cpu_ms']:.1f}", f"{rec['overlap_efficiency']:.2f}", f"{rec['efficiency_ceiling']:.2f}",
+        f"{100 * (rec['iso5050_ms'] / rec['floor_ms'] - 1):+z.1f}%",
+    ]  # fmt: skip
+
+
+def main(folder: str) -> None:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    for tag, name in SETTINGS:
+        for rec in json.loads((Path(folder) / f"bench-{tag}.json").read_text()):
+            lines.append("| " + " | ".join(row(name, rec)) + " |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
