@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState as S
-from rich.table import Table
 
 from isotune.core.errors import BadInput
 from isotune.core.files import first_key
@@ -17,7 +16,7 @@ from isotune.core.profile import load_profile
 from isotune.core.space import ratios_of
 from isotune.tune.studies import counts, open_storage
 from isotune.viz.plan_tables import findings, show_plan
-from isotune.viz.tables import console, show_profile
+from isotune.viz.tables import Table, console, show_profile
 
 
 def show(path: str, study: str | None = None) -> int:

@@ -4,9 +4,7 @@ in plain words and a warning when a profile no longer predicts this machine."""
 
 from __future__ import annotations
 
-from rich.table import Table
-
-from isotune.viz.tables import change_ci, console, ms_ci
+from isotune.viz.tables import Table, change_ci, console, ms_ci
 
 PREDICTION_WARN = 0.10  # a profile that misses a measurement by more than this is stale here
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from rich.table import Table
-
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import console
+from isotune.viz.tables import Table, console
 
 OK, FAIL, SKIPPED, PENDING = "ok", "FAIL", "skipped", "not run yet"
 

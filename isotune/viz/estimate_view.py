@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from isotune.core.estimate import Estimate
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import console
+from isotune.viz.tables import Table, console
 
 
 def show_estimates(rows: list[Estimate], title: str) -> None:

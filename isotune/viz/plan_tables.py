@@ -4,11 +4,9 @@ this machine, where it does not, and why."""
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.plan import Bucket, Plan
-from isotune.viz.tables import change_ci, console
+from isotune.viz.tables import Table, change_ci, console
 
 LITTLE_COMM = 0.10  # all-reduces below this share of a prefill leave too little to hide
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from statistics import mean
 
-from rich.table import Table
-
-from isotune.viz.tables import change_ci, console
+from isotune.viz.tables import Table, change_ci, console
 
 
 def split_text(chunk_tokens: list[int]) -> str:

@@ -3,8 +3,8 @@ written, and the tables of a profile."""
 
 from __future__ import annotations
 
+from rich import table as rich_table
 from rich.console import Console
-from rich.table import Table
 
 from isotune.core.cost import host_lane_text
 from isotune.core.profile import Profile
@@ -15,6 +15,19 @@ def console(stderr: bool = False) -> Console:
     lines); 100 columns when output goes to a file or pipe (tables are made to fit that)."""
     c = Console(stderr=stderr)
     return c if c.is_terminal else Console(width=100, stderr=stderr)
+
+
+class Table(rich_table.Table):
+    """rich's Table, except that a column of one-word cells under a one-word header is never
+    squeezed: rich narrows the widest wrapable columns first and cut '2702.3±61.2' to
+    '2702.3±61…' while a two-word header beside it had room to wrap. Such columns keep their
+    width; the ones whose headers can wrap give way."""
+
+    def __rich_console__(self, console, options):
+        for c in self.columns:
+            words = [str(c.header), *map(str, c.cells)]
+            c.no_wrap = c.no_wrap or not any(" " in w.strip() for w in words)
+        yield from super().__rich_console__(console, options)
 
 
 def ms_ci(ms: float | None, ci: list[float] | None) -> str:

@@ -155,3 +155,26 @@ def test_the_overlap_efficiency_is_of_a_split_never_of_an_unsplit_plan():
     split = record(1024, samples, None, plan_splits=True)
     assert split["overlap_efficiency"] < 0.2  # the plan's own
     assert unsplit["plan_vs_baseline"] == split["plan_vs_baseline"]  # the plan's change is still its own
+
+
+def test_bench_tables_keep_every_figure_whole_within_100_columns(capsys):
+    """Long prefills make wide cells ('2702.3±61.2'): rich used to cut them ('2702.3±61…') to fit
+    100 columns while headers beside them had room to wrap. Every figure is printed whole."""
+    from isotune.commands.bench import record
+    from isotune.viz.bench_tables import show_bench
+    from isotune.viz.tables import change_ci, ms_ci
+
+    jitter = [1.0, 1.03, 0.97, 1.05, 0.96]
+    base = {"baseline": 3778.9, "iso5050": 2851.5, "plan": 2840.2, "compute": 2702.3, "comm": 1123.7}
+    recs = [
+        record(s, {k: [v * s / 4096 * j for j in jitter] for k, v in base.items()}, 91.8) for s in (1024, 2048, 4096)
+    ]
+    for r in recs:
+        r["plan_ratios"] = [0.41, 0.35, 0.24]
+    show_bench(recs, "isotune bench: small (8 layers), tp 2 gloo on cpu, bfloat16", 5)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100 and "…" not in out
+    for r in recs:
+        for key in ("baseline", "compute", "comm"):
+            assert ms_ci(r[f"{key}_ms"], r[f"{key}_ms_ci"]) in out
+        assert change_ci(r["plan_vs_iso5050"]) in out
