@@ -31,7 +31,7 @@ def ms(rec: dict, key: str) -> str:
 
 def change(c: list[float]) -> str:
     value, low, high = c
-    return f"{100 * value:+z.1f}±{100 * (high - low) / 2:.1f}%"
+    return f"{round(100 * value, 1) + 0.0:+.1f}±{100 * (high - low) / 2:.1f}%"  # + 0.0: never "-0.0"
 
 
 def split(rec: dict) -> str:
@@ -39,12 +39,16 @@ def split(rec: dict) -> str:
     return "no split" if len(ratios) == 1 else "/".join(f"{r:.2f}" for r in ratios)
 
 
+def num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def row(name: str, rec: dict) -> list[str]:
     return [
         name, str(rec["seq_len"]), ms(rec, "baseline"), change(rec["iso5050_vs_baseline"]), split(rec),
         change(rec["plan_vs_baseline"]), change(rec["plan_vs_iso5050"]), ms(rec, "compute"), ms(rec, "comm"),
-        f"{rec['comm_cpu_ms']:.1f}", f"{rec['overlap_efficiency']:.2f}", f"{rec['efficiency_ceiling']:.2f}",
-        f"{100 * (rec['iso5050_ms'] / rec['floor_ms'] - 1):+z.1f}%",
+        num(rec["comm_cpu_ms"], ".1f"), num(rec["overlap_efficiency"], ".2f"), num(rec["efficiency_ceiling"], ".2f"),
+        "-" if rec["floor_ms"] is None else f"{round(100 * (rec['iso5050_ms'] / rec['floor_ms'] - 1), 1) + 0.0:+.1f}%",
     ]  # fmt: skip
 
 

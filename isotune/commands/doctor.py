@@ -192,11 +192,11 @@ def _overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
     where = f"{m.spec.name} ({layers} layers), tp 1 on {dev}, bfloat16, measured"
     atomic_write_bytes(folder / "chunking.png", chunking_png(rows, where))
     worst = max(rows, key=lambda r: r["change"])
-    two = ", ".join("{:+z.1%} at {}".format(r["change"], r["seq_len"]) for r in rows if r["chunks"] == 2)
+    two = ", ".join("{:+.1%} at {}".format(r["change"], r["seq_len"]) for r in rows if r["chunks"] == 2)
     summary = (
         f"measured at tp 1 on {dev}: 2 chunks cost {two}; the worst, "
-        f"{worst['chunks']} chunks at {worst['seq_len']} tokens, {worst['change']:+z.1%} "
-        f"(95% CI {worst['low']:+z.1%}..{worst['high']:+z.1%}); figure chunking.png"
+        f"{worst['chunks']} chunks at {worst['seq_len']} tokens, {worst['change']:+.1%} "
+        f"(95% CI {worst['low']:+.1%}..{worst['high']:+.1%}); figure chunking.png"
     )
     return Check(name="chunking overhead", status=OK, summary=summary, rows=rows)
 
@@ -208,11 +208,11 @@ def _parts(preset, dev, align, lens) -> Check:
         return Check(name="chunking: by part", status=FAIL, summary="no part's GPU time could be separated")
     how = "the GPU's own time, kernels queued first" if dev == "cuda" else "measured on CPU"
     said = ", ".join(
-        "{} {:.3g} -> {:.3g} ms ({:+z.1%})".format(r["part"], r["unsplit_ms"], r["split_ms"], r["change"]) for r in rows
+        "{} {:.3g} -> {:.3g} ms ({:+.1%})".format(r["part"], r["unsplit_ms"], r["split_ms"], r["change"]) for r in rows
     )
     whole = sum(r["split_ms"] for r in rows) / sum(r["unsplit_ms"] for r in rows) - 1
     layer = "the layer" if len(rows) == 3 else f"the {len(rows)} parts timed (the others could not be separated)"
-    summary = f"layer 0 at {s} tokens, unsplit -> 2 chunks ({how}): {said}; {layer} {whole:+z.1%}"
+    summary = f"layer 0 at {s} tokens, unsplit -> 2 chunks ({how}): {said}; {layer} {whole:+.1%}"
     return Check(name="chunking: by part", status=OK, summary=summary, rows=rows)
 
 
@@ -254,7 +254,7 @@ def _decode(preset, dev, lens, repeats) -> Check:
     if not rows[0]["graph"]:
         return Check(name=name, status=FAIL, summary=f"no CUDA graph could be captured: {rows[0]['why']}", rows=rows)
     said = "; ".join(
-        "{} cached: {:.0f} -> {:.0f} tok/s, decode time {:+z.1%} (95% CI {:+z.1%}..{:+z.1%})".format(
+        "{} cached: {:.0f} -> {:.0f} tok/s, decode time {:+.1%} (95% CI {:+.1%}..{:+.1%})".format(
             r["cache_tokens"], r["eager_tok_s"], r["graphed_tok_s"], r["change"], r["low"], r["high"]
         )
         for r in rows
@@ -308,7 +308,7 @@ def _pipeline(model, layers, dev, tp, lens, folder: Path) -> Check:
     said = "; ".join(
         "{}: {}".format(
             r["tokens"],
-            "unsplit kept" if r["plan_chunks"] == 1 else "{} chunks {:+z.1%}".format(r["plan_chunks"], r["change"]),
+            "unsplit kept" if r["plan_chunks"] == 1 else "{} chunks {:+.1%}".format(r["plan_chunks"], r["change"]),
         )
         for r in rows
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+
 from isotune.core.spec import ModelSpec, load_spec, preset_names
-from isotune.viz.tables import Table, console
+from isotune.viz.tables import console
 
 
 def params_b(spec: ModelSpec) -> float:

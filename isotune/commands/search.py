@@ -189,7 +189,7 @@ def search_caps(caps: list[int], *, out: str, **opts) -> int:
         means[cap] = math.exp(sum(math.log(b.plan_ms) for b in plan.buckets) / len(plan.buckets))
     best = min(means, key=means.get)
     for cap, ms in means.items():
-        verdict = "kept: the fastest" if cap == best else f"{ms / means[best] - 1:+z.1%} vs the kept cap"
+        verdict = "kept: the fastest" if cap == best else f"{ms / means[best] - 1:+.1%} vs the kept cap"
         print(
             f"--comm-ctas {cap}: plan {ms:.1f} ms (geometric mean over lengths, measured in its own run); {verdict}",
             file=sys.stderr,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState as S
+from rich.table import Table
 
 from isotune.core.errors import BadInput
 from isotune.core.files import first_key
@@ -16,7 +17,7 @@ from isotune.core.profile import load_profile
 from isotune.core.space import ratios_of
 from isotune.tune.studies import counts, open_storage
 from isotune.viz.plan_tables import findings, show_plan
-from isotune.viz.tables import Table, console, show_profile
+from isotune.viz.tables import console, show_profile
 
 
 def show(path: str, study: str | None = None) -> int:
@@ -122,7 +123,7 @@ def show_studies(url: str, only: str | None = None) -> None:
 
 def _by_length(name: str) -> list:
     """Sort key: s512 before s2048 (numbers in a name compare as numbers)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return [int(part) if part.isdecimal() else part for part in re.split(r"(\d+)", name)]
 
 
 COUNTS_NOTE = (

@@ -52,7 +52,7 @@ def simplicity(bounds: list[int]) -> tuple[int, float]:
 
 
 def pct(x: float) -> str:
-    return f"{x * 100:+z.1f}%"
+    return f"{round(x * 100, 1) + 0.0:+.1f}%"  # + 0.0: never "-0.0%"
 
 
 def ci_text(iv: Interval) -> str:

@@ -146,7 +146,7 @@ def fail_stale(study: optuna.Study) -> list[str]:
         elif claims:  # taken, not yet named: dead only if whoever may have taken it is
             whys = [_gone((*key, who), who, beat, host, now) for who, beat in claims.items()]
             why = None if None in whys else "; ".join(whys)
-        else:
+        else:  # the writer's local time (naive): right unless worker hosts are set to other zones
             started = t.datetime_start.astimezone() if t.datetime_start else datetime.now().astimezone()
             ran = (datetime.now().astimezone() - started).total_seconds()
             why = f"it has run {ran:.0f} s with no worker recorded" if ran > STALE_BEATS * TRIAL_BEAT_S else None
@@ -178,20 +178,24 @@ def claim(study: optuna.Study) -> optuna.Trial:
     between the two left a trial no one could tell was dead, holding its slot of the budget for
     good. A queued (WAITING) trial gets this worker's own claim key before the compare-and-set
     that takes it (a worker that loses the race withdraws its key, and never writes over the
-    winner's name); the owner is written last. A new trial is written with its owner."""
+    winner's name); the owner is written last. A new trial is written with its owner. Ctrl-C
+    while taking a trial fails it, even inside a write that landed before the interrupt."""
     storage, me, beat = study._storage, owner(), {"n": 0, "every_s": TRIAL_BEAT_S}  # noqa: SLF001
     study._thread_local.cached_all_trials = None  # noqa: SLF001 - as ask() does: samplers see the storage afresh
-    taken = None
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:
-            storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, beat)  # noqa: SLF001
-            if storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):  # noqa: SLF001
-                taken = t._trial_id  # noqa: SLF001
-                break
-            storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, None)  # noqa: SLF001 - lost the race
-        except UpdateFinishedTrialError:
-            continue
+    taken = trying = None
     try:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, beat)  # noqa: SLF001
+                trying = t._trial_id  # noqa: SLF001
+                if storage.set_trial_state_values(trying, TrialState.RUNNING):
+                    taken = trying
+                    break
+                trying = None
+                storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, None)  # noqa: SLF001 - lost the race
+            except UpdateFinishedTrialError:
+                trying = None
+                continue
         if taken is None:
             template = FrozenTrial(
                 number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
@@ -204,12 +208,24 @@ def claim(study: optuna.Study) -> optuna.Trial:
             storage.set_trial_user_attr(taken, OWNER_ATTR, me)  # last: until it lands the claim names this worker
         return optuna.Trial(study, taken)
     except BaseException:  # Ctrl-C while taking it: the trial is this worker's to fail
-        if taken is None:  # interrupted inside create_new_trial: its write may have landed
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            taken = next((t._trial_id for t in running if t.user_attrs.get(OWNER_ATTR) == me), None)  # noqa: SLF001
+        if taken is None:  # interrupted inside a write that may have landed: whose trial is it?
+            taken = _interrupted_take(study, me, trying)
         if taken is not None:
             fail_trial(study, taken)
         raise
+
+
+def _interrupted_take(study: optuna.Study, me: str, trying: int | None) -> int | None:
+    """The trial an interrupted claim() may have taken: one of its compare-and-set (RUNNING, no
+    owner, no claim but this worker's) or a new trial written in this worker's name."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = t.user_attrs
+        claims = {k for k, v in attrs.items() if k.startswith(CLAIM_PREFIX) and v}
+        if t._trial_id == trying and OWNER_ATTR not in attrs and claims == {CLAIM_PREFIX + me}:  # noqa: SLF001
+            return trying
+        if trying is None and attrs.get(OWNER_ATTR) == me:
+            return t._trial_id  # noqa: SLF001
+    return None
 
 
 def fail_trial(study: optuna.Study, trial_id: int) -> bool:
@@ -228,7 +244,7 @@ def stamp(trial: optuna.Trial, n: int) -> None:
 
 class TrialBeat:
     """While a trial is measured, its worker stamps it every TRIAL_BEAT_S from a thread (beat
-    0 is stamped as the trial is drawn), so workers on other hosts can tell a long trial from
+    0 is stamped as the trial is claimed), so workers on other hosts can tell a long trial from
     one whose worker died."""
 
     def __init__(self, trial: optuna.Trial):
@@ -258,11 +274,11 @@ class TrialBeat:
 FREE_ATTRS = ("reused", "infeasible")  # trials that cost no measurement
 
 
-def counts(study: optuna.Study) -> Counter:
+def counts(study: optuna.Study, trials: list | None = None) -> Counter:
     """Trials by state, plus "spent": finished trials that measured something (a draw that
     repeats an earlier split or is no valid split costs nothing, so it does not use up budget)."""
     n: Counter = Counter()
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         n[t.state] += 1
         if t.state in FINISHED and not any(t.user_attrs.get(a) for a in FREE_ATTRS):
             n["spent"] += 1

@@ -87,7 +87,8 @@ def run_study(
     while True:
         for line in studies.fail_stale(study):
             say(line)
-        n = studies.counts(study)
+        trials = study.get_trials(deepcopy=False)  # one snapshot for the counts and the stop line
+        n = studies.counts(study, trials)
         progress(study, n)
         spent, draws = n["spent"], n[TrialState.COMPLETE] + n[TrialState.PRUNED]
         if cfg.sampler == GRID and not n[TrialState.WAITING]:
@@ -95,10 +96,10 @@ def run_study(
         if cfg.sampler != GRID and spent + n[TrialState.RUNNING] >= cfg.trials:
             if spent >= cfg.trials:
                 return f"measured its {cfg.trials} trials", False
-            k = cfg.trials - spent
+            running = [t for t in trials if t.state == TrialState.RUNNING]
             return (
-                f"measured {spent} of its {cfg.trials} trials; {k} more {'is' if k == 1 else 'are'} running in "
-                f"other workers ({_running_owners(study)})",
+                f"measured {spent} of its {cfg.trials} trials; {len(running)} more "
+                f"{'is' if len(running) == 1 else 'are'} running in other workers ({_running_owners(running)})",
                 False,
             )
         if cfg.sampler != GRID and draws >= FREE_DRAWS * cfg.trials:
@@ -111,7 +112,7 @@ def run_study(
             return f"stopped after {spent} of {cfg.trials} trials: its share of --time-budget ran out", True
         trial = None
         try:  # once claimed the trial is RUNNING in the storage: any way out must finish it
-            trial = studies.claim(study)  # (an interrupt inside claim() fails its own trial)
+            trial = studies.claim(study)  # (an interrupt inside claim() fails the trial it took)
             _run_trial(study, trial, seq_len, cfg, cache, evaluate, say)
         except BaseException:  # interrupted or crashed: the trial failed, finished ones stay
             if trial is not None:
@@ -119,9 +120,8 @@ def run_study(
             raise
 
 
-def _running_owners(study: optuna.Study) -> str:
+def _running_owners(running: list) -> str:
     """'trial 7 by host:pid, ...': who holds the running trials' slots."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     return ", ".join(
         f"trial {t.number} by {t.user_attrs.get(studies.OWNER_ATTR, 'no recorded worker')}" for t in running
     )

@@ -4,7 +4,9 @@ in plain words and a warning when a profile no longer predicts this machine."""
 
 from __future__ import annotations
 
-from isotune.viz.tables import Table, change_ci, console, ms_ci
+from rich.table import Table
+
+from isotune.viz.tables import change_ci, console, ms_ci
 
 PREDICTION_WARN = 0.10  # a profile that misses a measurement by more than this is stale here
 
@@ -16,7 +18,7 @@ def show_bench(records: list[dict], title: str, repeats: int) -> None:
     cols = ["tokens", "baseline ms", "50/50 vs base"]
     cols += ["plan split", "plan vs base", "plan vs 50/50"] if has_plan else []
     for c in cols:
-        t.add_column(c, justify="left" if c == "plan split" else "right")
+        t.add_column(c, justify="left" if c == "plan split" else "right", overflow="fold")  # 8 chunks: 2 lines
     for r in records:
         row = [str(r["seq_len"]), ms_ci(r["baseline_ms"], r["baseline_ms_ci"]), change_ci(r["iso5050_vs_baseline"])]
         if has_plan:
@@ -33,10 +35,12 @@ def show_bench(records: list[dict], title: str, repeats: int) -> None:
 def _show_where(records: list[dict], has_plan: bool) -> None:
     has_floor = any(r["floor_ms"] is not None for r in records)
     t = Table(title="where the time goes (unsplit prefill), ms")
-    cols = ["tokens", "compute", "comm", "ideal", "overlap eff."]
-    cols += ["comm CPU", "floor", "eff. ceiling", "share"] if has_floor else []
+    # two-line headers, so the figures (up to '12702.3±161.2') never need cutting to fit 100 columns:
+    # rich narrows the widest wrapable column first, a figure before a header it could wrap
+    cols = ["tokens", "compute", "comm", "ideal", "overlap\neff."]
+    cols += ["comm\nCPU", "floor", "eff.\nceiling", "share"] if has_floor else []
     for c in cols:
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", no_wrap=True)
     for r in records:
         eff = r["overlap_efficiency"]
         row = [
@@ -90,14 +94,14 @@ def _show_predictions(records: list[dict], has_plan: bool) -> None:
                 row += ["-", "-"]
                 continue
             err = pred / ms - 1
-            row += [f"{pred:.1f}", f"{err:+z.1%}"]
+            row += [f"{pred:.1f}", f"{err:+.1%}"]
             if abs(err) > abs(worst[0]):
                 worst = (err, f"{labels[n]} at {r['seq_len']} tokens")
         t.add_row(*row)
     console().print(t)
     if abs(worst[0]) > PREDICTION_WARN:
         console().print(
-            f"warning: the profile misses the {worst[1]} by {worst[0]:+z.0%} (more than {PREDICTION_WARN:.0%}): "
+            f"warning: the profile misses the {worst[1]} by {worst[0]:+.0%} (more than {PREDICTION_WARN:.0%}): "
             "it no longer predicts this machine; measure a new one with isotune profile",
             highlight=False,
         )

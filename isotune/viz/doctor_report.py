@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from rich.table import Table
+
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import Table, console
+from isotune.viz.tables import console
 
 OK, FAIL, SKIPPED, PENDING = "ok", "FAIL", "skipped", "not run yet"
 
@@ -29,7 +31,7 @@ def _cell(key: str, v) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return f"{v:+z.1%}" if key in PERCENT else f"{v:.4g}"
+        return f"{v:+.1%}" if key in PERCENT else f"{v:.4g}"
     return str(v)
 
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+
 from isotune.core.estimate import Estimate
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import Table, console
+from isotune.viz.tables import console
 
 
 def show_estimates(rows: list[Estimate], title: str) -> None:
@@ -21,10 +23,10 @@ def show_estimates(rows: list[Estimate], title: str) -> None:
             str(r.tp) if first else "",
             str(r.tokens),
             f"{r.baseline_ms:.1f}",
-            f"{-r.iso5050_saving:+z.1%}",
+            f"{-r.iso5050_saving:+.1%}",
             r.tuned_split,
-            f"{-r.saving:+z.1%}",
-            f"{r.ideal_ms / r.baseline_ms - 1:+z.1%}",
+            f"{-r.saving:+.1%}",
+            f"{r.ideal_ms / r.baseline_ms - 1:+.1%}",
             f"{r.comm_share:.0%}",
         )
     out = console()

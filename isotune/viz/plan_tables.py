@@ -4,9 +4,11 @@ this machine, where it does not, and why."""
 
 from __future__ import annotations
 
+from rich.table import Table
+
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.plan import Bucket, Plan
-from isotune.viz.tables import Table, change_ci, console
+from isotune.viz.tables import change_ci, console
 
 LITTLE_COMM = 0.10  # all-reduces below this share of a prefill leave too little to hide
 
@@ -19,7 +21,7 @@ def _vs(change: list[float] | None, ms: float | None, base: float) -> str:
     """The paired change where the plan has one, else (older plans) the ratio of times."""
     if change:
         return change_ci(change)
-    return f"{(ms / base - 1):+z.1%}" if ms and base else "-"
+    return f"{(ms / base - 1):+.1%}" if ms and base else "-"
 
 
 def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:

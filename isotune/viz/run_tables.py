@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from statistics import mean
 
-from isotune.viz.tables import Table, change_ci, console
+from rich.table import Table
+
+from isotune.viz.tables import change_ci, console
 
 
 def split_text(chunk_tokens: list[int]) -> str:
@@ -28,7 +30,7 @@ def show_run(r: dict, title: str, stderr: bool = False) -> None:
         t.add_row(f"baseline prefill ms ({r['prefill_timed']})", f"{r['baseline_prefill_ms']:.2f}")
         est, low, high = r["vs_baseline"]
         verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
-        t.add_row(f"{label} vs baseline (paired)", f"{est:+z.1%} (95% CI {low:+z.1%}..{high:+z.1%}): {verdict}")
+        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
         t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
     t.add_row("time to first token ms", f"{r['ttft_ms']:.2f}")
     if r["decode_tok_s"] is not None:

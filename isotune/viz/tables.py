@@ -3,8 +3,8 @@ written, and the tables of a profile."""
 
 from __future__ import annotations
 
-from rich import table as rich_table
 from rich.console import Console
+from rich.table import Table
 
 from isotune.core.cost import host_lane_text
 from isotune.core.profile import Profile
@@ -15,19 +15,6 @@ def console(stderr: bool = False) -> Console:
     lines); 100 columns when output goes to a file or pipe (tables are made to fit that)."""
     c = Console(stderr=stderr)
     return c if c.is_terminal else Console(width=100, stderr=stderr)
-
-
-class Table(rich_table.Table):
-    """rich's Table, except that a column of one-word cells under a one-word header is never
-    squeezed: rich narrows the widest wrapable columns first and cut '2702.3±61.2' to
-    '2702.3±61…' while a two-word header beside it had room to wrap. Such columns keep their
-    width; the ones whose headers can wrap give way."""
-
-    def __rich_console__(self, console, options):
-        for c in self.columns:
-            words = [str(c.header), *map(str, c.cells)]
-            c.no_wrap = c.no_wrap or not any(" " in w.strip() for w in words)
-        yield from super().__rich_console__(console, options)
 
 
 def ms_ci(ms: float | None, ci: list[float] | None) -> str:
@@ -43,7 +30,8 @@ def change_ci(change: list[float] | None) -> str:
     if not change:
         return "-"
     est, low, high = change
-    return f"{est * 100:+z.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")  # z: no "-0.0"
+    pct = round(est * 100, 1) + 0.0  # + 0.0: a change that rounds to zero prints +0.0, not -0.0
+    return f"{pct:+.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
 
 
 def show_profile(p: Profile, path: str = "") -> None:
@@ -112,12 +100,12 @@ def show_profile(p: Profile, path: str = "") -> None:
         worst = max(errs, key=lambda e: abs(e[0]))
         span = f"{min(ms for _, ms, _ in rows):.2f}..{max(ms for _, ms, _ in rows):.2f}"
         median_err = sorted(abs(e) for e, _ in errs)[len(errs) // 2]
-        t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+z.1%}", worst[1])
+        t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+.1%}", worst[1])
     out.print(t)
     if p.check_samples:
         c = Table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")
         for col in ("tokens", "variant", "measured ms", "predicted ms", "error"):
             c.add_column(col, justify="left" if col == "variant" else "right")
         for s, name, ms, pred in p.check_samples:
-            c.add_row(str(s), name, f"{ms:.1f}", f"{pred:.1f}", f"{pred / ms - 1:+z.1%}" if ms > 0 else "-")
+            c.add_row(str(s), name, f"{ms:.1f}", f"{pred:.1f}", f"{pred / ms - 1:+.1%}" if ms > 0 else "-")
         out.print(c)

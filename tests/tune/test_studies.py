@@ -216,3 +216,22 @@ def test_ctrl_c_after_a_new_trial_is_written_fails_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         studies.claim(study)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_ctrl_c_after_a_queued_trials_compare_and_set_landed_fails_it(tmp_path):
+    """The journal writes the compare-and-set before it reads back who won: Ctrl-C in between
+    leaves the trial RUNNING, named only by this worker's claim. It is this worker's: failed."""
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    study.enqueue_trial({"x": 1.0})
+    real = study._storage.set_trial_state_values
+
+    def cas(trial_id, state, *a, **kw):
+        landed = real(trial_id, state, *a, **kw)
+        if state == TrialState.RUNNING:
+            raise KeyboardInterrupt
+        return landed
+
+    study._storage.set_trial_state_values = cas
+    with pytest.raises(KeyboardInterrupt):
+        studies.claim(study)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
