@@ -93,7 +93,7 @@ def show_studies(url: str, only: str | None = None) -> None:
         out.print(f"studies in {url}, named {prefix}<study>:", highlight=False)
     t = Table(title=None if prefix else f"studies in {url}")
     for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best ms", "best split"):
-        t.add_column(col, justify="left" if col in ("study", "best split") else "right")
+        t.add_column(col, justify="left" if col in ("study", "best split") else "right", overflow="fold")
     for summary in sorted(summaries, key=lambda x: _by_length(x.study_name)):
         if only is not None and summary.study_name != only:
             continue

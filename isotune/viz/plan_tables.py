@@ -37,7 +37,8 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         + (f", for {topo['hardware']} (modelled, not measured)" if topo.get("hardware") else "")
     )
     for col in ("tokens", "searched", "split", "plan ms", "base ms", "vs base", "50/50", "trials"):
-        t.add_column(col, justify="left" if col in ("tokens", "split") else "right")
+        # a long split (8 chunks) folds onto a second line rather than being cut
+        t.add_column(col, justify="left" if col in ("tokens", "split") else "right", overflow="fold")
     for b in plan.buckets:
         t.add_row(
             f"{b.min_tokens}..{b.max_tokens}",

@@ -1,0 +1,25 @@
+"""Tables within 100 columns keep every figure: a long split folds onto more lines, never cut."""
+
+from pathlib import Path
+
+from isotune.core.plan import load_plan
+from isotune.viz.plan_tables import show_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN = ROOT / "profiles" / "samples" / "perf" / "plan-small-l2-tp4-bf16-netlab1gbit.yaml"
+
+
+def test_a_plan_with_an_8_way_split_at_32k_tokens_shows_every_figure(capsys):
+    plan = load_plan(PLAN)
+    b = plan.buckets[-1]
+    b.min_tokens, b.max_tokens, b.seq_len, b.chunks = 16385, 32768, 32768, 8
+    b.ratios = [0.11, 0.12, 0.13, 0.12, 0.13, 0.12, 0.13, 0.14]
+    b.plan_ms, b.baseline_ms = 123456.7, 154321.9
+    show_plan(plan, str(PLAN), decisions=False)
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100 and "…" not in out
+    assert "123456.7" in out and "154321.9" in out and "16385..32768" in out
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    last = next(i for i, line in enumerate(rows) if "16385..32768" in line)
+    split = "".join(line.split("│")[3].strip() for line in rows[last:])  # the last bucket, folded
+    assert split == "0.11/0.12/0.13/0.12/0.13/0.12/0.13/0.14"
