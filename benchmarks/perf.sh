@@ -12,17 +12,18 @@ NETLAB=${NETLAB:-../shared/netlab/netlab}
 D=profiles/samples/perf
 M=(--model small --layers 2 --dtype bfloat16)
 LENS=1024,2048,4096
-trap '"$NETLAB" down >/dev/null 2>&1 || true' EXIT
 
 setting() {  # setting TP RATE
   local tag=small-l2-tp$1-bf16-netlab$2
-  "$NETLAB" up "$1" "$2"
+  "$NETLAB" up "$1" "$2"  # refuses (and stops the script) if another netlab is up: not ours to remove
+  trap '"$NETLAB" down >/dev/null 2>&1 || true' EXIT
   rm -f "$D/plan-$tag.yaml" "$D/plan-$tag.study.log"  # a fresh study, not a resumed one
   "$NETLAB" run -- isotune search "${M[@]}" --tp "$1" --seq-lens "$LENS" --trials 30 --max-chunks 8 \
       -o "$D/plan-$tag.yaml" | tee "$D/search-$tag.txt"
   "$NETLAB" run -- isotune bench "${M[@]}" --tp "$1" --seq-lens "$LENS" --plan "$D/plan-$tag.yaml" \
       --repeats 9 --json "$D/bench-$tag.json" | tee "$D/bench-$tag.txt"
   "$NETLAB" down
+  trap - EXIT
 }
 
 setting 2 1gbit
