@@ -65,6 +65,11 @@ class ModelSpec:
         return dataclasses.replace(self, layers=layers)
 
 
+def layers_text(n: int | None) -> str:
+    """'1 layer', '2 layers': how titles and messages count a model's layers."""
+    return f"{n} layer" if n == 1 else f"{n} layers"
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 

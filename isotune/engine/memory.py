@@ -14,7 +14,7 @@ import torch
 
 from isotune.core.errors import BadInput
 from isotune.core.memory import gib, rank_need
-from isotune.core.spec import ModelSpec
+from isotune.core.spec import ModelSpec, layers_text
 
 FIX = "use --layers N (a few suffice for timing), a 2-byte --dtype, or more machines"
 
@@ -40,7 +40,7 @@ def check_host_memory(spec: ModelSpec, tp: int, dtype: str, max_len: int, device
     if need.total * ranks > avail:
         many = f"{ranks} ranks here need {gib(need.total * ranks)}" if ranks > 1 else "it needs that"
         raise BadInput(
-            f"{spec.name} ({spec.layers} layers) at tp {tp} in {dtype} needs about {need.summary()} per rank; "
+            f"{spec.name} ({layers_text(spec.layers)}) at tp {tp} in {dtype} needs about {need.summary()} per rank; "
             f"{many}, and {gib(avail)} is available: {fix_for(dtype)}"
         )
 
@@ -54,7 +54,7 @@ def check_device_memory(spec: ModelSpec, tp: int, dtype: torch.dtype, max_len: i
     free, _ = torch.cuda.mem_get_info(device)
     if need.total > free:
         raise BadInput(
-            f"{spec.name} ({spec.layers} layers) at tp {tp} needs about {need.summary()} per GPU; "
+            f"{spec.name} ({layers_text(spec.layers)}) at tp {tp} needs about {need.summary()} per GPU; "
             f"cuda:{device.index} has {gib(free)} free: {fix_for(name)}"
         )
 

@@ -12,6 +12,7 @@ import subprocess
 import torch
 
 from isotune import __version__
+from isotune.core.spec import layers_text
 from isotune.engine import dist, launcher
 from isotune.engine.dist import DistInfo
 from isotune.engine.group import comm_setting
@@ -194,7 +195,7 @@ def smi(*args: str) -> str | None:
 
 def setting(info: DistInfo, model: str, layers: int, dtype: str) -> str:
     """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16'."""
-    return f"{model} ({layers} layers), tp {info.world} {info.backend or 'single'} on {info.device.type}, {dtype}"
+    return f"{model} ({layers_text(layers)}), tp {info.world} {info.backend or 'single'} on {info.device.type}, {dtype}"
 
 
 def software() -> dict:

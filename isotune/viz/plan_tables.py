@@ -8,6 +8,7 @@ from rich.table import Table
 
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.plan import Bucket, Plan
+from isotune.core.spec import layers_text
 from isotune.viz.tables import change_ci, console
 
 LITTLE_COMM = 0.10  # all-reduces below this share of a prefill leave too little to hide
@@ -31,8 +32,8 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
     topo = plan.topology
     where = f"plan {path}: " if path else "plan: "
     t = Table(
-        title=f"{where}{plan.model.get('name')} ({plan.model.get('layers')} layers), tp {topo.get('tp')} "
-        f"{topo.get('backend')}, {topo.get('dtype')}, align {plan.align}"
+        title=f"{where}{plan.model.get('name')} ({layers_text(plan.model.get('layers'))}), tp {topo.get('tp')} "
+        f"{_backend(topo)}, {topo.get('dtype')}, align {plan.align}"
         # a plan searched on an analytic profile is for modelled hardware: say which
         + (f", for {topo['hardware']} (modelled, not measured)" if topo.get("hardware") else "")
     )
@@ -77,13 +78,18 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         )
 
 
+def _backend(topo: dict) -> str:
+    """A one-rank plan's backend is 'none' in the file; titles say 'single', as run's do."""
+    return "single" if topo.get("backend") in (None, "none") else str(topo.get("backend"))
+
+
 def findings(plan: Plan) -> list[str]:
     """What the plan says about this machine, in a few plain lines."""
     topo = plan.topology
     measured = plan.study.get("objective") != "model"
     lines = [
         f"What isotune {'measured' if measured else 'predicts'} for {plan.model.get('name')} "
-        f"({plan.model.get('layers')} layers), tp {topo.get('tp')} {topo.get('backend')} on {topo.get('device')}, "
+        f"({layers_text(plan.model.get('layers'))}), tp {topo.get('tp')} {_backend(topo)} on {topo.get('device')}, "
         f"{topo.get('interconnect')}:"
     ]
     for kept, group in _runs(plan.buckets):

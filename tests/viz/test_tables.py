@@ -23,3 +23,11 @@ def test_a_plan_with_an_8_way_split_at_32k_tokens_shows_every_figure(capsys):
     last = next(i for i, line in enumerate(rows) if "16385..32768" in line)
     split = "".join(line.split("│")[3].strip() for line in rows[last:])  # the last bucket, folded
     assert split == "0.11/0.12/0.13/0.12/0.13/0.12/0.13/0.14"
+
+
+def test_a_one_rank_one_layer_plan_is_titled_in_plain_words(capsys):
+    plan = load_plan(PLAN)
+    plan.model["layers"], plan.topology["tp"], plan.topology["backend"] = 1, 1, "none"
+    show_plan(plan, "p.yaml", decisions=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "small (1 layer), tp 1 single, bfloat16" in out and "(1 layer), tp 1 single on cpu" in out
