@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 OWNER_ATTR = "owner"
 CLAIM_PREFIX = "isotune_claim:"  # + "host:pid": a worker taking a queued trial, before it is named owner
-BEAT_ATTR = "isotune_beat"  # {n, every_s}: the count of the trial's worker's beats, and their period
+BEAT_ATTR = "isotune_beat"  # beat_mark(): the count of its worker's beats, their period, its process
 TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
 STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
 SETTINGS_ATTR = "isotune_settings"
@@ -124,14 +124,41 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _pid_space() -> str | None:
+    """This process's pid namespace ('pid:[4026531836]'), None off Linux. Containers that share a
+    hostname (host networking, common for GPU boxes) each have their own: a pid seen in another
+    is not a process here."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22), None where
+    that cannot be read: a pid reused by a new process has another start."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])  # fields after the command name start at 3
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def beat_mark(n: int) -> dict:
+    """Beat n of this worker: its count, its period (workers may run with other periods), and
+    what tells its process apart on its host (pid namespace, start time)."""
+    return {"n": n, "every_s": TRIAL_BEAT_S, "pid_space": _pid_space(), "started": _started(os.getpid())}
+
+
 # (study, trial id[, claimant]) -> (the beat count last seen, when it changed, on this host's
 # clock): a remote worker's silence is timed here, so hosts' clocks need not agree
 _SEEN: dict[tuple, tuple[int, float]] = {}
 
 
 def fail_stale(study: optuna.Study) -> list[str]:
-    """Mark FAIL the running trials whose worker is gone: on this host, its process has ended;
-    on another, its beat count has not moved for STALE_BEATS of its beats. A trial taken from
+    """Mark FAIL the running trials whose worker is gone: on this host (and in this pid space),
+    its process has ended or its pid now names a process started later; on another, its beat
+    count has not moved for STALE_BEATS of its beats. A trial taken from
     the queue by a worker that died before naming itself is judged by its claimants (claim()):
     gone when every one is. With no worker recorded at all (an older isotune's, killed inside
     ask()), STALE_BEATS beats of wall clock after it started. Returns a line per trial failed,
@@ -158,8 +185,13 @@ def fail_stale(study: optuna.Study) -> list[str]:
 def _gone(key: tuple, who: str, beat, host: str, now: float) -> str | None:
     """Why worker `who` ("host:pid") is known dead, or None while it may be alive."""
     name, _, pid = who.rpartition(":")
-    if name == host and pid.isdigit():  # here the process table is the truth, not the beat
-        return None if _alive(int(pid)) else f"its worker (pid {pid} here) is gone"
+    mark = beat if isinstance(beat, dict) else {}
+    if name == host and pid.isdigit() and mark.get("pid_space", _pid_space()) == _pid_space():
+        # here the process table is the truth, not the beat (an older isotune's beat names no space)
+        started = mark.get("started")
+        if _alive(int(pid)) and (started is None or _started(int(pid)) in (None, started)):
+            return None
+        return f"its worker (pid {pid} here) is gone"
     if not isinstance(beat, dict):  # no beat (an older isotune's worker): cannot tell
         return None
     n = int(beat["n"])
@@ -180,13 +212,13 @@ def claim(study: optuna.Study) -> optuna.Trial:
     that takes it (a worker that loses the race withdraws its key, and never writes over the
     winner's name); the owner is written last. A new trial is written with its owner. Ctrl-C
     while taking a trial fails it, even inside a write that landed before the interrupt."""
-    storage, me, beat = study._storage, owner(), {"n": 0, "every_s": TRIAL_BEAT_S}  # noqa: SLF001
+    storage, me, first = study._storage, owner(), beat_mark(0)  # noqa: SLF001
     study._thread_local.cached_all_trials = None  # noqa: SLF001 - as ask() does: samplers see the storage afresh
     taken = trying = None
     try:
         for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             try:
-                storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, beat)  # noqa: SLF001
+                storage.set_trial_user_attr(t._trial_id, CLAIM_PREFIX + me, first)  # noqa: SLF001
                 trying = t._trial_id  # noqa: SLF001
                 if storage.set_trial_state_values(trying, TrialState.RUNNING):
                     taken = trying
@@ -200,11 +232,11 @@ def claim(study: optuna.Study) -> optuna.Trial:
             template = FrozenTrial(
                 number=-1, trial_id=-1, state=TrialState.RUNNING, value=None, values=None,
                 datetime_start=datetime.now(), datetime_complete=None, params={}, distributions={},
-                user_attrs={BEAT_ATTR: beat, OWNER_ATTR: me}, system_attrs={}, intermediate_values={},
+                user_attrs={BEAT_ATTR: first, OWNER_ATTR: me}, system_attrs={}, intermediate_values={},
             )  # fmt: skip
             taken = storage.create_new_trial(study._study_id, template_trial=template)  # noqa: SLF001
         else:
-            storage.set_trial_user_attr(taken, BEAT_ATTR, beat)
+            storage.set_trial_user_attr(taken, BEAT_ATTR, first)
             storage.set_trial_user_attr(taken, OWNER_ATTR, me)  # last: until it lands the claim names this worker
         return optuna.Trial(study, taken)
     except BaseException:  # Ctrl-C while taking it: the trial is this worker's to fail
@@ -239,7 +271,7 @@ def fail_trial(study: optuna.Study, trial_id: int) -> bool:
 
 def stamp(trial: optuna.Trial, n: int) -> None:
     """Beat n of the trial's worker, with its period (workers may be started with other periods)."""
-    trial.set_user_attr(BEAT_ATTR, {"n": n, "every_s": TRIAL_BEAT_S})
+    trial.set_user_attr(BEAT_ATTR, beat_mark(n))
 
 
 class TrialBeat:

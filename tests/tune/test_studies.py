@@ -4,6 +4,7 @@ heartbeat stopped (a worker on another host) gives its slot back; a live one kee
 
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -235,3 +236,35 @@ def test_ctrl_c_after_a_queued_trials_compare_and_set_landed_fails_it(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         studies.claim(study)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_a_pid_is_this_hosts_process_only_in_its_pid_space_and_lifetime(tmp_path, monkeypatch):
+    """Containers sharing a hostname (host networking) have separate pid spaces: a pid from
+    another is judged by its beats, not by this host's process table (which would fail a live
+    worker's trial at once). A pid reused by a new process (another start time) is gone."""
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.05)  # stale after 10 beats: 0.5 s
+    monkeypatch.setattr(studies, "_SEEN", {})
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    host, sleeper = socket.gethostname(), subprocess.Popen(["sleep", "30"])
+    try:
+        elsewhere, reused, same = (study.ask() for _ in range(3))
+        elsewhere.set_user_attr(OWNER_ATTR, _dead_worker())  # no such pid here: in its own space it lives
+        elsewhere.set_user_attr(BEAT_ATTR, studies.beat_mark(0) | {"pid_space": "pid:[1]"})
+        started = studies._started(sleeper.pid)
+        assert started is not None
+        for t, start in ((reused, started + 1), (same, started)):
+            t.set_user_attr(OWNER_ATTR, f"{host}:{sleeper.pid}")
+            t.set_user_attr(BEAT_ATTR, studies.beat_mark(0) | {"started": start})
+        lines = fail_stale(study)
+        assert len(lines) == 1 and lines[0].startswith(
+            f"trial {reused.number} failed: its worker (pid {sleeper.pid} here) is gone"
+        )
+        time.sleep(0.7)
+        lines = fail_stale(study)  # the other container's worker stopped beating: now it is gone
+        assert len(lines) == 1 and lines[0].startswith(
+            f"trial {elsewhere.number} failed: its worker ({_dead_worker()}) has not beaten"
+        )
+        assert study.trials[same.number].state == TrialState.RUNNING
+    finally:
+        sleeper.kill()
+        sleeper.wait()
