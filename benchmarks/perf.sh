@@ -5,7 +5,7 @@
 # paths), what search and bench printed and the bench JSON land in profiles/samples/perf/, and
 # the table in profiles/samples/perf/table.md.
 #
-#   bash benchmarks/perf.sh            # ~30 min on 2 cores; needs root and iproute2 (netlab)
+#   bash benchmarks/perf.sh            # ~20 min on 2 cores; needs root and iproute2 (netlab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NETLAB=${NETLAB:-../shared/netlab/netlab}
