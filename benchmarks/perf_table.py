@@ -13,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+from isotune.core.decide import pct
+from isotune.viz.tables import change_ci, ms_ci
+
 SETTINGS = (  # file tag, what the table calls it
     ("small-l2-tp2-bf16-netlab1gbit", "tp2 1gbit"),
     ("small-l2-tp2-bf16-netlab2gbit", "tp2 2gbit"),
@@ -25,13 +28,7 @@ HEAD = (
 
 
 def ms(rec: dict, key: str) -> str:
-    low, high = rec[f"{key}_ms_ci"]
-    return f"{rec[f'{key}_ms']:.1f}±{(high - low) / 2:.1f}"
-
-
-def change(c: list[float]) -> str:
-    value, low, high = c
-    return f"{round(100 * value, 1) + 0.0:+.1f}±{100 * (high - low) / 2:.1f}%"  # + 0.0: never "-0.0"
+    return ms_ci(rec[f"{key}_ms"], rec[f"{key}_ms_ci"])
 
 
 def split(rec: dict) -> str:
@@ -45,10 +42,10 @@ def num(x: float | None, spec: str) -> str:
 
 def row(name: str, rec: dict) -> list[str]:
     return [
-        name, str(rec["seq_len"]), ms(rec, "baseline"), change(rec["iso5050_vs_baseline"]), split(rec),
-        change(rec["plan_vs_baseline"]), change(rec["plan_vs_iso5050"]), ms(rec, "compute"), ms(rec, "comm"),
+        name, str(rec["seq_len"]), ms(rec, "baseline"), change_ci(rec["iso5050_vs_baseline"]), split(rec),
+        change_ci(rec["plan_vs_baseline"]), change_ci(rec["plan_vs_iso5050"]), ms(rec, "compute"), ms(rec, "comm"),
         num(rec["comm_cpu_ms"], ".1f"), num(rec["overlap_efficiency"], ".2f"), num(rec["efficiency_ceiling"], ".2f"),
-        "-" if rec["floor_ms"] is None else f"{round(100 * (rec['iso5050_ms'] / rec['floor_ms'] - 1), 1) + 0.0:+.1f}%",
+        "-" if rec["floor_ms"] is None else pct(rec["iso5050_ms"] / rec["floor_ms"] - 1),
     ]  # fmt: skip
 
 

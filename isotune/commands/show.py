@@ -15,7 +15,7 @@ from isotune.core.files import first_key
 from isotune.core.plan import load_plan
 from isotune.core.profile import load_profile
 from isotune.core.space import ratios_of
-from isotune.tune.studies import counts, open_storage
+from isotune.tune.studies import counts, open_storage, storage_file
 from isotune.viz.plan_tables import findings, show_plan
 from isotune.viz.tables import console, show_profile
 
@@ -23,7 +23,7 @@ from isotune.viz.tables import console, show_profile
 def show(path: str, study: str | None = None) -> int:
     """Render `path` by what it is: a storage URL, a plan or a profile."""
     if path.startswith("journal:") or "://" in path:
-        local = _storage_file(path)
+        local = storage_file(path)
         if local is not None and not local.is_file():  # opening it would create an empty one
             raise BadInput(
                 f"{path}: {local} does not exist: give the storage a search wrote (its plan's study.storage)"
@@ -63,15 +63,6 @@ def _show_file(path: str) -> None:
         )
     else:
         show_profile(load_profile(path), path)
-
-
-def _storage_file(url: str) -> Path | None:
-    """The local file behind a journal: or sqlite:/// URL; None for a database server."""
-    if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:"))
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
-    return None
 
 
 def show_studies(url: str, only: str | None = None) -> None:

@@ -51,8 +51,14 @@ def simplicity(bounds: list[int]) -> tuple[int, float]:
     return k, max(abs((b - a) / s - 1 / k) for a, b in pairwise(bounds))
 
 
+def points(x: float) -> str:
+    """A fraction as signed % points, one decimal, no '%': '+12.3'. Rounded first and + 0.0, so a
+    change that rounds to zero reads '+0.0', never '-0.0'."""
+    return f"{round(x * 100, 1) + 0.0:+.1f}"
+
+
 def pct(x: float) -> str:
-    return f"{round(x * 100, 1) + 0.0:+.1f}%"  # + 0.0: never "-0.0%"
+    return f"{points(x)}%"
 
 
 def ci_text(iv: Interval) -> str:

@@ -43,9 +43,18 @@ def default_storage(out: str) -> str:
     return f"journal:{Path(out).with_suffix('.study.log')}"
 
 
+def storage_file(url: str) -> Path | None:
+    """The local file behind a journal: or sqlite:/// URL; None for a database server."""
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:"))
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
 def open_storage(url: str):
     if url.startswith("journal:"):
-        path = Path(url.removeprefix("journal:"))
+        path = storage_file(url)
         if not path.name:
             raise BadInput(f"--storage {url!r} names no file: use journal:PATH/TO/study.log")
         check_writable(path, "--storage")
@@ -167,7 +176,7 @@ def fail_stale(study: optuna.Study) -> list[str]:
     host, now, out = socket.gethostname(), time.monotonic(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         key, attrs = (study.study_name, t._trial_id), t.user_attrs  # noqa: SLF001
-        claims = {k.removeprefix(CLAIM_PREFIX): v for k, v in attrs.items() if k.startswith(CLAIM_PREFIX) and v}
+        claims = _claims(attrs)
         if OWNER_ATTR in attrs:
             why = _gone(key, str(attrs[OWNER_ATTR]), attrs.get(BEAT_ATTR), host, now)
         elif claims:  # taken, not yet named: dead only if whoever may have taken it is
@@ -182,11 +191,16 @@ def fail_stale(study: optuna.Study) -> list[str]:
     return out
 
 
+def _claims(attrs: dict) -> dict:
+    """A trial's live claims (claim()): worker "host:pid" -> its beat mark; withdrawn ones left out."""
+    return {k.removeprefix(CLAIM_PREFIX): v for k, v in attrs.items() if k.startswith(CLAIM_PREFIX) and v}
+
+
 def _gone(key: tuple, who: str, beat, host: str, now: float) -> str | None:
     """Why worker `who` ("host:pid") is known dead, or None while it may be alive."""
     name, _, pid = who.rpartition(":")
-    mark = beat if isinstance(beat, dict) else {}
-    if name == host and pid.isdigit() and mark.get("pid_space", _pid_space()) == _pid_space():
+    mark, here = beat if isinstance(beat, dict) else {}, _pid_space()
+    if name == host and pid.isdigit() and mark.get("pid_space", here) == here:
         # here the process table is the truth, not the beat (an older isotune's beat names no space)
         started = mark.get("started")
         if _alive(int(pid)) and (started is None or _started(int(pid)) in (None, started)):
@@ -252,8 +266,7 @@ def _interrupted_take(study: optuna.Study, me: str, trying: int | None) -> int |
     owner, no claim but this worker's) or a new trial written in this worker's name."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = t.user_attrs
-        claims = {k for k, v in attrs.items() if k.startswith(CLAIM_PREFIX) and v}
-        if t._trial_id == trying and OWNER_ATTR not in attrs and claims == {CLAIM_PREFIX + me}:  # noqa: SLF001
+        if t._trial_id == trying and OWNER_ATTR not in attrs and set(_claims(attrs)) == {me}:  # noqa: SLF001
             return trying
         if trying is None and attrs.get(OWNER_ATTR) == me:
             return t._trial_id  # noqa: SLF001

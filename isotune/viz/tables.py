@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from isotune.core.cost import host_lane_text
+from isotune.core.decide import points
 from isotune.core.profile import Profile
 
 
@@ -30,8 +31,7 @@ def change_ci(change: list[float] | None) -> str:
     if not change:
         return "-"
     est, low, high = change
-    pct = round(est * 100, 1) + 0.0  # + 0.0: a change that rounds to zero prints +0.0, not -0.0
-    return f"{pct:+.1f}" + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
+    return points(est) + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
 
 
 def show_profile(p: Profile, path: str = "") -> None:
