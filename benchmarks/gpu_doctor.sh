@@ -3,8 +3,14 @@
 # on a checkout. Those machines come with a CUDA build of torch but not optuna, and they cannot
 # reach a package index, so the wheels are fetched here first and carried with the tree.
 #
-#   bash benchmarks/gpu_doctor.sh prepare [PYVER]   # here: optuna and its deps for PYVER (3.12) into .whl/
-#   bash benchmarks/gpu_doctor.sh run OUT           # there (carry .whl): install to /tmp/site, doctor into OUT
+#   bash benchmarks/gpu_doctor.sh prepare [PYVER]   # here: optuna and its deps for PYVER (3.12) into .whl/,
+#                                                   # a trained checkpoint cut to fit into .ckpt/
+#   bash benchmarks/gpu_doctor.sh run OUT           # there (carry .whl and .ckpt): install to /tmp/site,
+#                                                   # doctor into OUT
+#
+# The checkpoint is SmolLM2-135M-Instruct (the tests' fixture) cut to its first 2 layers and 8192
+# vocabulary rows in bfloat16 (22.5 MiB; a call carries 64 MiB): ISO == baseline on trained
+# weights read from safetensors onto the GPU (benchmarks/slice_checkpoint.py says why it may).
 #
 # `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt) in
 # OUT. Give it a folder under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its
@@ -19,6 +25,8 @@ prepare)
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         -d .whl optuna alembic sqlalchemy colorlog mako greenlet
     ls .whl
+    full=$(python3 tests/fixtures/smollm2.py)  # built from PyPI once, then cached
+    python3 benchmarks/slice_checkpoint.py "$full" .ckpt/smollm2-135m-l2-v8192 --layers 2 --vocab 8192
     ;;
 run)
     out=${2:?usage: gpu_doctor.sh run OUT}
@@ -29,10 +37,18 @@ run)
     # a lent machine's call is limited (600 s): a hung step must leave time for the others
     export ISOTUNE_DOCTOR_STEP_S=${ISOTUNE_DOCTOR_STEP_S:-240}
     python3 -c "import torch; print(torch.__version__, torch.cuda.is_available(), torch.cuda.device_count())"
-    python3 -m isotune doctor -o "$out"
+    ckpt=()
+    if [[ -d .ckpt/smollm2-135m-l2-v8192 ]]; then
+        ckpt=(--checkpoint .ckpt/smollm2-135m-l2-v8192)
+    else
+        echo "note: no .ckpt/smollm2-135m-l2-v8192 (run prepare, carry .ckpt): ISO == baseline checks presets only"
+    fi
+    # the whole call is cut at 600 s: doctor begins no check past 480 s and stops a child command
+    # there, leaving time for an in-process check begun just before it, and for the report
+    python3 -m isotune doctor -o "$out" --time-limit "${ISOTUNE_DOCTOR_TIME_S:-480}" "${ckpt[@]}"
     ;;
 *)
-    sed -n 2,10p "$0"
+    sed -n 2,16p "$0"
     exit 2
     ;;
 esac

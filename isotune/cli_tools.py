@@ -56,6 +56,14 @@ def doctor(
     skip_tests: Annotated[
         bool, typer.Option("--skip-tests", help="Do not run the CUDA test suite.", metavar="")
     ] = False,
+    time_limit: Annotated[
+        Optional[float],
+        typer.Option(
+            "--time-limit",
+            help="Seconds doctor may take (a machine held for a fixed time): a child command is stopped "
+            "when they run out, later checks are skipped, and the report says so.",
+        ),
+    ] = None,
 ) -> None:
     """Validate this machine end to end (GPU first; on CPU what it can) and write a readable report."""
     _forward("doctor", locals())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,14 @@ class Ran:
     stopped: str = ""  # why it was stopped, when it was
 
 
-def run_child(cmd: list[str], cwd: Path | None) -> Ran:
-    """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s): a hung GPU test or rank
-    must not take the rest of the report with it. The child leads its own process group, so its
-    spawned ranks are stopped with it: at the limit, and when doctor itself is interrupted."""
-    limit = _timeout_s()
+def run_child(cmd: list[str], cwd: Path | None, deadline: float | None = None) -> Ran:
+    """A child command under a time limit (ISOTUNE_DOCTOR_STEP_S, 600 s; less where doctor's
+    `deadline`, a time.monotonic() value, comes first): a hung GPU test or rank must not take the
+    rest of the report with it. The child leads its own process group, so its spawned ranks are
+    stopped with it: at the limit, and when doctor itself is interrupted."""
+    limit = step = _timeout_s()
+    if deadline is not None:
+        limit = max(0.0, min(step, deadline - time.monotonic()))
     p = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -39,7 +43,11 @@ def run_child(cmd: list[str], cwd: Path | None) -> Ran:
             out, err = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             out, err = "", ""
-        why = f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+        why = (
+            f"stopped after {limit:g} s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+            if limit == step
+            else f"stopped after {limit:.{0 if limit >= 10 else 1}f} s, when doctor's --time-limit ran out"
+        )
         return Ran(None, out, f"{err}\n{why}", why)
     except BaseException:  # Ctrl-C or a kill of doctor: its own session would leave the ranks running
         _kill_group(p.pid)

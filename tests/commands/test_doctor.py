@@ -40,6 +40,11 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     assert parts["summary"].startswith("layer 0 at 256 tokens, unsplit -> 2 chunks (measured on CPU)")
     pipe = by["profile, search, bench"]
     assert pipe["status"] == "ok" and [row["tokens"] for row in pipe["rows"]] == [128, 256]
+    for row in pipe["rows"]:  # a kept split is said with its interval
+        said = (
+            "unsplit kept" if row["plan_chunks"] == 1 else f"{row['plan_chunks']} chunks {row['change']:+.1%} (95% CI"
+        )
+        assert f"{row['tokens']}: {said}" in pipe["summary"], pipe["summary"]
     assert all((out / f).is_file() for f in ("profile.yaml", "plan.yaml", "bench.json", "report.md"))
     md = (out / "report.md").read_text()
     assert "## CUDA tests: skipped" in md and "| check | status | verdict |" in md and "torch" in md
@@ -56,6 +61,7 @@ def test_doctor_bad_input(cli, tmp_path):
         (["--seq-lens", "1k"], "1k"),
         (["--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
         (["--model", "nope"], "nope"),
+        (["--time-limit", "0"], "--time-limit 0: give the seconds doctor may take"),
     ):
         r = cli("doctor", *args)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -65,7 +71,7 @@ def test_doctor_bad_input(cli, tmp_path):
 def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
     """doctor's ISO == baseline check, against an attention that drops the last prefix key of
     every later chunk (a plausible off-by-one): in fp32 it is far outside the 1e-3 limit, and
-    the check FAILs naming the splits; the real attention passes the same check far inside it."""
+    the check FAILs; the real attention passes the same check far inside it."""
     from isotune.commands.doctor import _iso
     from isotune.engine import model as model_mod
     from isotune.tune import checks
@@ -83,10 +89,41 @@ def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
         k[:, :, start - 1], v[:, :, start - 1] = 0, 0
         return real(q, k, v, start, end)
 
+    half = checks.build("tiny", 2, "bfloat16", 256, "cpu")
     monkeypatch.setattr(model_mod, "chunk_attention", off_by_one)
-    c = _iso(lambda: m, "tiny", 2, None, "cpu", 16, [256])  # the preset is this fp32 model too
-    assert c.status == "FAIL" and not any(r["ok"] for r in c.rows), c.rows
-    assert c.summary.startswith("0 of 8 splits within tolerance")
+    c = _iso(lambda: half, "tiny", 2, None, "cpu", 16, [256])
+    # in bfloat16 the dropped key moves tiny's logits about as far as rounding does (0.01): that
+    # is why the check runs float32 too, where it stands 10x outside the limit
+    assert [r["dtype"] for r in c.rows] == ["bfloat16"] * 4 + ["float32"] * 4
+    wide = c.rows[4:]
+    assert c.status == "FAIL" and not any(r["ok"] for r in wide) and min(r["err"] / r["tol"] for r in wide) > 5, wide
+    assert "splits within tolerance" in c.summary and "float32" in c.summary.split("limit:")[1]
+
+
+def test_a_16_bit_iso_is_held_to_the_float32_logits_not_to_a_fixed_limit():
+    """A trained checkpoint's logits reach far past a synthetic preset's, and a bfloat16 prefill
+    rounds them by as much as ISO does: both are held against the float32 logits, ISO within twice
+    the unsplit prefill's own error. Here the logits are scaled up 64x (a checkpoint's range): the
+    same sums, each rounding as far from float32 in ulps, and the check still passes them."""
+    import torch
+
+    from isotune.tune import checks
+
+    wide, half = (checks.build("tiny", 2, dtype, 256, "cpu") for dtype in ("float32", "bfloat16"))
+    for m in (wide, half):
+        with torch.no_grad():
+            m.w.norm.mul_(64)  # (hidden,): logits x64, exactly in both dtypes
+    ref = checks.unsplit_logits(wide, 256)
+    assert ref.abs().max() > 50
+    rows = checks.iso_equals_baseline(half, 256, 16, reference=ref)
+    assert all(r["ok"] and 0 < r["err"] <= r["tol"] == 2 * r["base_err"] for r in rows), rows
+    assert max(r["max_diff"] for r in rows) > 0.25  # what the old fixed bfloat16 limit failed
+    try:
+        checks.iso_equals_baseline(half, 256, 16)
+    except ValueError as e:
+        assert "float32 logits" in str(e)
+    else:
+        raise AssertionError("a 16-bit check without the float32 reference must refuse")
 
 
 def test_the_decode_check_times_eager_against_the_static_step_and_keeps_the_tokens():
@@ -246,3 +283,36 @@ def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
     statuses = [c["status"] for c in report["checks"]]
     assert len(statuses) == 7 and "ok" in statuses and statuses[-1] == "not run yet"
     assert "doctor stopped before finishing this check" in (out / "report.md").read_text()
+
+
+def test_under_a_time_limit_checks_are_not_begun_and_said(cli, tmp_path):
+    """A machine held for a fixed time (a lent GPU, an allocation): past --time-limit no check is
+    begun, each says so in the report, and doctor exits 1 (the machine was not checked)."""
+    out = tmp_path / "doc"
+    r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--time-limit", "0.5")
+    assert r.returncode == 1, r.stderr
+    checks = json.loads((out / "report.json").read_text())["checks"]
+    assert len(checks) == 7
+    assert all(c["status"] == "skipped" and c["summary"] == "not begun: --time-limit 0.5 s ran out" for c in checks)
+    assert not (out / "chunking.png").exists() and not (out / "pipeline.txt").exists()
+    assert "7 check(s) not begun (CUDA tests, ISO == baseline," in " ".join(r.stderr.split())
+
+
+def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
+    """A child (the cuda tests, a pipeline command) gets the step limit or what is left of
+    doctor's --time-limit, whichever is less, and says which stopped it."""
+    import time
+
+    from isotune.commands.child import run_child
+
+    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "60")
+    t0 = time.monotonic()
+    r = run_child(["sleep", "30"], None, deadline=t0 + 1.5)
+    took = time.monotonic() - t0
+    assert r.returncode is None and r.stopped.endswith(" s, when doctor's --time-limit ran out"), r.stopped
+    assert 1.3 < float(r.stopped.split()[2]) <= 1.5 and took < 10, (r.stopped, took)
+    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "1")  # the step limit comes first
+    r = run_child(["sleep", "30"], None, deadline=time.monotonic() + 60)
+    assert r.returncode is None and r.stopped == "stopped after 1 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+    r = run_child(["true"], None, deadline=time.monotonic() + 60)
+    assert r.returncode == 0 and not r.stopped
