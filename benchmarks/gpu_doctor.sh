@@ -12,6 +12,9 @@
 # vocabulary rows in bfloat16 (22.5 MiB; a call carries 64 MiB): ISO == baseline on trained
 # weights read from safetensors onto the GPU (benchmarks/slice_checkpoint.py says why it may).
 #
+# ISOTUNE_DOCTOR_TIME_S (480) is doctor's --time-limit there, ISOTUNE_DOCTOR_STEP_S (240) each child
+# step's: the call itself is cut at 600 s.
+#
 # `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt) in
 # OUT. Give it a folder under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its
 # report after every check, so even a call stopped at its time limit brings back what was found.
@@ -43,12 +46,13 @@ run)
     else
         echo "note: no .ckpt/smollm2-135m-l2-v8192 (run prepare, carry .ckpt): ISO == baseline checks presets only"
     fi
-    # the whole call is cut at 600 s: doctor begins no check past 480 s and stops a child command
-    # there, leaving time for an in-process check begun just before it, and for the report
-    python3 -m isotune doctor -o "$out" --time-limit "${ISOTUNE_DOCTOR_TIME_S:-480}" "${ckpt[@]}"
+    # the whole call is cut at 600 s: doctor's clock starts after the install and torch's import
+    # above (about 20 s); it begins no check past 480 s more and stops a child command there,
+    # leaving time for an in-process check begun just before it, and for the report
+    python3 -m isotune doctor -o "$out" --time-limit "${ISOTUNE_DOCTOR_TIME_S:-480}" ${ckpt[@]+"${ckpt[@]}"}
     ;;
 *)
-    sed -n 2,16p "$0"
+    sed -n 2,19p "$0"
     exit 2
     ;;
 esac

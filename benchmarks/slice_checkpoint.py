@@ -3,9 +3,10 @@ bfloat16, so a trained checkpoint fits the 64 MiB a lent GPU machine's call can 
 
     python3 benchmarks/slice_checkpoint.py SRC DST [--layers 2] [--vocab 8192]
 
-The weights kept are the trained ones, unchanged but for rounding to bfloat16: what `isotune
-doctor --checkpoint DST` checks on a GPU (ISO == baseline on real weights, read from safetensors
-onto the device) holds for them. It is no longer a language model (30 layers cut to 2, the
+The weights kept are the source's, unchanged but for rounding to bfloat16 (the tests' SmolLM2 is
+itself dequantized from a Q4_1 GGUF): trained weights, with a trained model's activation and
+logit ranges, which is what `isotune doctor --checkpoint DST` checks ISO == baseline on (read
+from safetensors onto the device). It is no longer a language model (most of its layers cut, the
 tokenizer dropped), so it is for checks of equality only, never for text.
 """
 
@@ -43,6 +44,10 @@ def slice_checkpoint(src: Path, dst: Path, layers: int, vocab: int) -> int:
     tmp.mkdir(parents=True)
     save_file(kept, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     config |= {"num_hidden_layers": layers, "vocab_size": vocab, "dtype": "bfloat16"}
+    config.pop("torch_dtype", None)  # an older config's name for it, now stale
+    for key, value in list(config.items()):  # per-layer lists (transformers 5: layer_types) keep their first
+        if key.endswith("layer_types") and isinstance(value, list):
+            config[key] = value[:layers]
     config["_sliced_from"] = f"{config.get('_model_name_or_path', src.name)}: first {layers} layers, {vocab} rows"
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     shutil.rmtree(dst, ignore_errors=True)

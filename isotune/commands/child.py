@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+BEGIN_S = 1.0  # under doctor's --time-limit, a check or child is begun only with this much time left
+
 
 def _timeout_s() -> float:
     return float(os.environ.get("ISOTUNE_DOCTOR_STEP_S", "600"))
@@ -21,6 +23,7 @@ class Ran:
     stdout: str
     stderr: str
     stopped: str = ""  # why it was stopped, when it was
+    cut: bool = False  # stopped (or never started) because doctor's --time-limit ran out
 
 
 def run_child(cmd: list[str], cwd: Path | None, deadline: float | None = None) -> Ran:
@@ -30,7 +33,9 @@ def run_child(cmd: list[str], cwd: Path | None, deadline: float | None = None) -
     stopped with it: at the limit, and when doctor itself is interrupted."""
     limit = step = _timeout_s()
     if deadline is not None:
-        limit = max(0.0, min(step, deadline - time.monotonic()))
+        limit = min(step, deadline - time.monotonic())
+        if limit < BEGIN_S:
+            return Ran(None, "", "", "not begun: doctor's --time-limit ran out", cut=True)
     p = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -48,7 +53,7 @@ def run_child(cmd: list[str], cwd: Path | None, deadline: float | None = None) -
             if limit == step
             else f"stopped after {limit:.{0 if limit >= 10 else 1}f} s, when doctor's --time-limit ran out"
         )
-        return Ran(None, out, f"{err}\n{why}", why)
+        return Ran(None, out, f"{err}\n{why}", why, cut=limit < step)
     except BaseException:  # Ctrl-C or a kill of doctor: its own session would leave the ranks running
         _kill_group(p.pid)
         raise

@@ -135,6 +135,8 @@ class _Costs:
         # bytes per token the elementwise steps move: norm (read x, write h), RoPE on q and k,
         # cache writes, residual add (read two, write one); SwiGLU reads 2F and writes F
         self.elem_attn = (2 * h + 2 * (s.q_heads + s.kv_heads) * d + 2 * s.kv_heads * d + 3 * h) * nbytes
+        if spec.qk_norm:  # Qwen3's per-head q/k norm reads and writes q and k once more
+            self.elem_attn += 2 * (s.q_heads + s.kv_heads) * d * nbytes
         self.elem_mlp = (2 * h + 3 * s.ffn + 3 * h) * nbytes
         measured = hw.arch == "cpu"  # rates measured on the host: already achieved, not peaks
         tflops = hw.gpu["bf16_dense_tflops"]

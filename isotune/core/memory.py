@@ -47,6 +47,7 @@ def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens
     d, h = spec.head_dim, spec.hidden
     qkv_rows = (s.q_heads + 2 * s.kv_heads) * d
     per_layer = qkv_rows * h + h * s.q_heads * d + 3 * s.ffn * h + 2 * h + (qkv_rows if spec.qkv_bias else 0)
+    per_layer += (s.q_heads + s.kv_heads) * d if spec.qk_norm else 0  # the per-head q/k norm weights
     embeddings = spec.vocab * h * (1 if spec.tied_embeddings else 2)
     weights = (spec.layers * per_layer + embeddings + h) * b
     kv_cache = 2 * spec.layers * s.kv_heads * max_len * d * b

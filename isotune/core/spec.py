@@ -1,7 +1,7 @@
 """ModelSpec: the shapes and constants of a Llama-family model, from a preset or an HF folder.
 
 Presets live in `isotune/presets/NAME.yaml` (`isotune models` lists them); a Hugging Face checkpoint folder is read from its
-`config.json` (Llama, Mistral and Qwen2 architectures). Nothing here touches torch.
+`config.json` (Llama, Mistral, Qwen2 and Qwen3 architectures). Nothing here touches torch.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 from isotune.core.errors import BadInput, first_line
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # package data: pip installs carry it
-SUPPORTED_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM")
+SUPPORTED_ARCHS = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
 DTYPES = {
     "float32": "float32",
     "fp32": "float32",
@@ -45,6 +45,7 @@ class ModelSpec:
     rope_scaling: dict | None = None  # {"rope_type": "linear"|"llama3", "factor": ..., ...}
     norm_eps: float = 1e-5
     qkv_bias: bool = False  # Qwen2 has biases on q/k/v (not on o)
+    qk_norm: bool = False  # Qwen3: an RMSNorm over each head's q and k (one weight per head dim) before RoPE
     tied_embeddings: bool = False
     max_positions: int = 4096
     sliding_window: int | None = None  # Mistral v0.1; prompts longer than it are refused
@@ -55,6 +56,8 @@ class ModelSpec:
         d = dataclasses.asdict(self)
         d.pop("name")
         d.pop("checkpoint")
+        if not d["qk_norm"]:  # added later: the models before it keep their fingerprints (and plans)
+            d.pop("qk_norm")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def with_layers(self, layers: int | None) -> ModelSpec:
@@ -152,8 +155,9 @@ def _from_hf_folder(folder: Path) -> ModelSpec:
             f"{cfg_path}: architecture {archs or 'missing'} is not supported: "
             f"use a checkpoint of {', '.join(SUPPORTED_ARCHS)}"
         )
-    qwen = "Qwen2ForCausalLM" in archs
-    if cfg.get("mlp_bias") or (not qwen and cfg.get("attention_bias")):
+    qwen2, qwen3 = "Qwen2ForCausalLM" in archs, "Qwen3ForCausalLM" in archs
+    # Qwen2's q/k/v always carry biases and its o_proj none; Qwen3's attention_bias puts them on o_proj too
+    if cfg.get("mlp_bias") or (not qwen2 and cfg.get("attention_bias")):
         raise BadInput(f"{cfg_path}: biases on o_proj/MLP are not supported: use a checkpoint without them")
     try:
         heads = int(cfg["num_attention_heads"])
@@ -165,7 +169,7 @@ def _from_hf_folder(folder: Path) -> ModelSpec:
         if scaling is None and cfg.get("rope_scaling"):
             scaling = dict(cfg["rope_scaling"])
         window = cfg.get("sliding_window")
-        if qwen and not cfg.get("use_sliding_window", False):
+        if (qwen2 or qwen3) and not cfg.get("use_sliding_window", False):
             window = None
         return ModelSpec(
             name=folder.name,
@@ -173,13 +177,14 @@ def _from_hf_folder(folder: Path) -> ModelSpec:
             layers=int(cfg["num_hidden_layers"]),
             heads=heads,
             kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
+            head_dim=int(cfg.get("head_dim") or (128 if qwen3 else hidden // heads)),  # Qwen3Config's default: 128
             ffn=int(cfg["intermediate_size"]),
             vocab=int(cfg["vocab_size"]),
             rope_theta=theta,
             rope_scaling=scaling,
             norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-            qkv_bias=qwen,
+            qkv_bias=qwen2,
+            qk_norm=qwen3,
             tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             max_positions=int(cfg.get("max_position_embeddings", 4096)),
             sliding_window=int(window) if window else None,

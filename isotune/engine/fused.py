@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LayerOps:
-    norm: object  # (x (T, hidden), weight, eps) -> (T, hidden)
+    norm: object  # (x (T, hidden), or (T, heads, head_dim) for q/k norms; weight; eps) -> the same shape
     rope: object  # (qk (T, Hq+Hkv, D), cos, sin_signed (T, 1, D)) -> rotated
     swiglu: object  # (T, 2F) -> (T, F)
     compiled: bool = False

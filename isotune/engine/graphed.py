@@ -57,7 +57,10 @@ class StaticDecoder:
         h = m.ops.norm(x, w.attn_norm, m.spec.norm_eps)
         qk, v = F.linear(h, w.wqkv, w.bqkv).split([m.q_dim + m.kv_dim, m.kv_dim], dim=-1)  # (1, *)
         cos, sin = m.cos.index_select(0, self.pos), m.sin.index_select(0, self.pos)  # (1, 1, D)
-        q, k = m.ops.rope(qk.view(1, -1, d), cos, sin).split(m.heads, dim=1)  # (1, Hq, D), (1, Hkv, D)
+        qk = qk.view(1, -1, d)  # (1, Hq+Hkv, D)
+        if w.qk_norm is not None:  # Qwen3, as TPModel.attn
+            qk = m.ops.norm(qk, w.qk_norm, m.spec.norm_eps)
+        q, k = m.ops.rope(qk, cos, sin).split(m.heads, dim=1)  # (1, Hq, D), (1, Hkv, D)
         m.k_rows[layer].index_copy_(0, self.pos, k)  # (max_len, Hkv, D) at pos
         m.v_rows[layer].index_copy_(0, self.pos, v.view(1, -1, d))
         seen = (self.keys <= self.pos)[None, None, None, :]  # (1, 1, 1, max_len): positions written

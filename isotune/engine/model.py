@@ -64,7 +64,10 @@ class TPModel:
         h = self.ops.norm(x, w.attn_norm, self.spec.norm_eps)
         qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
         qk, v = qkv.split([self.q_dim + self.kv_dim, self.kv_dim], dim=-1)  # views
-        qk = self.ops.rope(qk.view(t, -1, d), self.cos[start:end], self.sin[start:end])  # (T, Hq+Hkv, D)
+        qk = qk.view(t, -1, d)  # (T, Hq+Hkv, D)
+        if w.qk_norm is not None:  # Qwen3: each head's q and k normed over D, before RoPE
+            qk = self.ops.norm(qk, w.qk_norm, self.spec.norm_eps)
+        qk = self.ops.rope(qk, self.cos[start:end], self.sin[start:end])  # (T, Hq+Hkv, D)
         q, k = qk.split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
         self.k_rows[layer][start:end] = k  # in place
         self.v_rows[layer][start:end] = v.view(t, -1, d)

@@ -28,6 +28,7 @@ class LayerWeights:
     mlp_norm: torch.Tensor  # (hidden,)
     w_gate_up: torch.Tensor  # (2 * ffn_local, hidden), fused
     w_down: torch.Tensor  # (hidden, ffn_local), row-parallel
+    qk_norm: torch.Tensor | None = None  # (q_heads + kv_heads, head_dim): q_norm per q head, k_norm per kv head
 
 
 @dataclass(kw_only=True)
@@ -219,6 +220,11 @@ def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed
                     ]
                 )
             )
+        qk_norm = None
+        if spec.qk_norm:  # one (head_dim,) weight each for q and k, the same for every head: this rank's heads
+            q_norm = src.get(p + "self_attn.q_norm.weight", (d,)).expand(shard.q_heads, d)
+            k_norm = src.get(p + "self_attn.k_norm.weight", (d,)).expand(shard.kv_heads, d)
+            qk_norm = put(torch.cat([q_norm, k_norm]))  # (Hq + Hkv, D), as the fused q|k heads lie
         gate_up = [
             src.get(p + "mlp.gate_proj.weight", (spec.ffn, h), rows=f_rows),
             src.get(p + "mlp.up_proj.weight", (spec.ffn, h), rows=f_rows),
@@ -232,6 +238,7 @@ def load_weights(spec: ModelSpec, shard: Shard, dtype: torch.dtype, device, seed
                 mlp_norm=put(src.get(p + "post_attention_layernorm.weight", (h,))),
                 w_gate_up=put(torch.cat(gate_up)),
                 w_down=put(src.get(p + "mlp.down_proj.weight", (h, spec.ffn), cols=f_rows)),
+                qk_norm=qk_norm,
             )
         )
     embed = put(src.get("model.embed_tokens.weight", (spec.vocab, h)))

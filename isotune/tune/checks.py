@@ -66,7 +66,6 @@ def single(device: str) -> DistInfo:
 
 
 @torch.inference_mode()
-@torch.inference_mode()
 def unsplit_logits(model: TPModel, seq_len: int, seed: int = 0) -> torch.Tensor:
     """The unsplit prefill's logits of the seeded prompt (S, vocab), in float32."""
     ids = torch.tensor(random_prompt(seq_len, model.spec.vocab, seed), device=model.device)

@@ -12,13 +12,14 @@ from rich.table import Table
 from isotune.viz.png import png_bytes, pyplot
 from isotune.viz.tables import console
 
-OK, FAIL, SKIPPED, PENDING = "ok", "FAIL", "skipped", "not run yet"
+# CUT: stopped, or not begun, when doctor's --time-limit ran out: not a fault of the machine
+OK, FAIL, SKIPPED, CUT, PENDING = "ok", "FAIL", "skipped", "cut short", "not run yet"
 
 
 @dataclass(kw_only=True)
 class Check:
     name: str
-    status: str  # OK, FAIL or SKIPPED (PENDING in a report written while doctor runs)
+    status: str  # OK, FAIL, SKIPPED or CUT (PENDING in a report written while doctor runs)
     summary: str  # one line: the verdict with its numbers, or why it was skipped
     rows: list[dict] = field(default_factory=list)  # a table, when the check has one
     detail: str = ""  # raw output worth keeping (test summary, nvidia-smi topo, bench table)
@@ -62,7 +63,7 @@ def show_summary(title: str, checks: list[Check], report: str) -> None:
     t.add_column("check")
     t.add_column("status")
     t.add_column("verdict", max_width=70)
-    style = {OK: "green", FAIL: "bold red", SKIPPED: "yellow"}
+    style = {OK: "green", FAIL: "bold red", SKIPPED: "yellow", CUT: "magenta"}
     for c in checks:
         t.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", c.summary)
     console().print(t)

@@ -17,7 +17,7 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     iso = by["ISO == baseline"]
     assert iso["status"] == "ok" and len(iso["rows"]) == 8 and all(row["ok"] for row in iso["rows"])
     assert [row["dtype"] for row in iso["rows"]] == ["bfloat16"] * 4 + ["float32"] * 4
-    assert all(row["max_diff"] <= row["tol"] for row in iso["rows"])
+    assert all(row["err"] <= row["tol"] for row in iso["rows"])
     assert "no --checkpoint given" in iso["summary"]
     overhead = by["chunking overhead"]["rows"]
     assert {(row["seq_len"], row["chunks"]) for row in overhead} == {
@@ -72,7 +72,7 @@ def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
     """doctor's ISO == baseline check, against an attention that drops the last prefix key of
     every later chunk (a plausible off-by-one): in fp32 it is far outside the 1e-3 limit, and
     the check FAILs; the real attention passes the same check far inside it."""
-    from isotune.commands.doctor import _iso
+    from isotune.commands.doctor_checks import iso
     from isotune.engine import model as model_mod
     from isotune.tune import checks
 
@@ -91,7 +91,7 @@ def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
 
     half = checks.build("tiny", 2, "bfloat16", 256, "cpu")
     monkeypatch.setattr(model_mod, "chunk_attention", off_by_one)
-    c = _iso(lambda: half, "tiny", 2, None, "cpu", 16, [256])
+    c = iso(lambda: half, "tiny", 2, None, "cpu", 16, [256])
     # in bfloat16 the dropped key moves tiny's logits about as far as rounding does (0.01): that
     # is why the check runs float32 too, where it stands 10x outside the limit
     assert [r["dtype"] for r in c.rows] == ["bfloat16"] * 4 + ["float32"] * 4
@@ -193,9 +193,9 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
 def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     """One GPU gets the pipeline at tp 1 (its CUDA paths run; nothing can overlap). The same
     branch on CPU: the three commands run at tp 1 and the verdict says what it does not show."""
-    from isotune.commands.doctor import _pipeline
+    from isotune.commands.doctor_checks import pipeline
 
-    c = _pipeline("tiny", 2, "cpu", 1, [128, 256], tmp_path)
+    c = pipeline("tiny", 2, "cpu", 1, [128, 256], tmp_path)
     assert c.status == "ok", c.summary
     assert c.summary.startswith("tp 1 on cpu: one rank has no all-reduce to hide") and len(c.rows) == 2
     assert "tp 1" in (tmp_path / "pipeline.txt").read_text()
@@ -215,7 +215,7 @@ def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path,
     import time
     import uuid
 
-    from isotune.commands.doctor import _pipeline
+    from isotune.commands.doctor_checks import pipeline
 
     mark = f"ISOTUNE_TEST_MARK={uuid.uuid4().hex}".encode()
 
@@ -244,7 +244,7 @@ def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path,
     watcher.start()
     t0 = time.monotonic()
     try:
-        c = _pipeline("small", 2, "cpu", 2, [2048, 4096], tmp_path)  # a profile of about a minute
+        c = pipeline("small", 2, "cpu", 2, [2048, 4096], tmp_path)  # a profile of about a minute
         took = time.monotonic() - t0
     finally:
         done.set()
@@ -293,9 +293,11 @@ def test_under_a_time_limit_checks_are_not_begun_and_said(cli, tmp_path):
     assert r.returncode == 1, r.stderr
     checks = json.loads((out / "report.json").read_text())["checks"]
     assert len(checks) == 7
-    assert all(c["status"] == "skipped" and c["summary"] == "not begun: --time-limit 0.5 s ran out" for c in checks)
+    assert all(c["status"] == "cut short" and c["summary"] == "not begun: --time-limit 0.5 s ran out" for c in checks)
     assert not (out / "chunking.png").exists() and not (out / "pipeline.txt").exists()
-    assert "7 check(s) not begun (CUDA tests, ISO == baseline," in " ".join(r.stderr.split())
+    said = " ".join(r.stderr.split())
+    assert "7 check(s) cut short or not begun (CUDA tests, ISO == baseline," in said
+    assert "give doctor more time" in said and "--skip-tests" not in said  # no CUDA tests ran to leave out
 
 
 def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
@@ -309,10 +311,72 @@ def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
     t0 = time.monotonic()
     r = run_child(["sleep", "30"], None, deadline=t0 + 1.5)
     took = time.monotonic() - t0
-    assert r.returncode is None and r.stopped.endswith(" s, when doctor's --time-limit ran out"), r.stopped
+    assert r.returncode is None and r.cut and r.stopped.endswith(" s, when doctor's --time-limit ran out"), r.stopped
     assert 1.3 < float(r.stopped.split()[2]) <= 1.5 and took < 10, (r.stopped, took)
     monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "1")  # the step limit comes first
     r = run_child(["sleep", "30"], None, deadline=time.monotonic() + 60)
     assert r.returncode is None and r.stopped == "stopped after 1 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
+    assert not r.cut  # a step limit is a hang, not the time running out
     r = run_child(["true"], None, deadline=time.monotonic() + 60)
     assert r.returncode == 0 and not r.stopped
+    t0 = time.monotonic()  # under a second left: not started at all
+    r = run_child(["sleep", "30"], None, deadline=t0 + 0.5)
+    assert r.cut and r.stopped == "not begun: doctor's --time-limit ran out" and time.monotonic() - t0 < 0.5
+
+
+def test_a_time_limit_met_midway_keeps_what_ran_and_cuts_the_rest(tmp_path, monkeypatch):
+    """The clock runs out during the ISO check: it and the CUDA check keep their verdicts, the
+    checks after it are not begun, and doctor exits 1. A clock the test moves, so no timing."""
+    from isotune.commands import doctor as doctor_mod
+    from isotune.commands import doctor_checks as dc
+    from isotune.viz.doctor_report import OK, Check
+
+    now = [1000.0]
+    monkeypatch.setattr(doctor_mod.time, "monotonic", lambda: now[0])
+
+    def slow_iso(*args):
+        now[0] += 30  # this check takes 30 s of the 20 s allowed
+        return Check(name="ISO == baseline", status=OK, summary="fine")
+
+    monkeypatch.setattr(dc, "iso", slow_iso)
+    code = doctor_mod.doctor(
+        out=str(tmp_path / "doc"), model="tiny", layers=None, checkpoint=None, seq_lens="128,256", repeats=2,
+        device="cpu", tp=None, skip_tests=False, time_limit=20,
+    )  # fmt: skip
+    checks = json.loads((tmp_path / "doc" / "report.json").read_text())["checks"]
+    assert code == 1
+    assert [(c["status"], c["summary"][:9]) for c in checks[:2]] == [("skipped", "no CUDA G"), ("ok", "fine")]
+    assert all(
+        c["status"] == "cut short" and c["summary"] == "not begun: --time-limit 20 s ran out" for c in checks[2:]
+    )
+
+
+def test_the_iso_check_runs_a_checkpoint_in_both_dtypes(tmp_path):
+    """--checkpoint: a Qwen3 checkpoint transformers wrote (per-head q/k norms drawn away from
+    one), held in float32 and in bfloat16 against its own float32 logits, beside the preset."""
+    import torch
+    import transformers
+
+    from isotune.commands.doctor_checks import iso
+    from isotune.tune import checks
+
+    torch.manual_seed(0)
+    cfg = transformers.Qwen3Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+        intermediate_size=128, vocab_size=256, max_position_embeddings=512, initializer_range=0.2,
+    )  # fmt: skip
+    model = transformers.Qwen3ForCausalLM._from_config(cfg)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_norm.weight.normal_(1, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1, 0.5)
+    model.save_pretrained(tmp_path / "qwen3")
+    half = checks.build("tiny", 2, "bfloat16", 256, "cpu")
+    c = iso(lambda: half, "tiny", 2, str(tmp_path / "qwen3"), "cpu", 16, [256])
+    assert c.status == "ok", c.summary
+    by = {(r["model"], r["dtype"]) for r in c.rows}
+    assert by == {("tiny", "bfloat16"), ("tiny", "float32"), ("qwen3", "bfloat16"), ("qwen3", "float32")}
+    qwen = [r for r in c.rows if r["model"] == "qwen3"]
+    assert all(r["ok"] and r["err"] <= r["tol"] for r in qwen) and len(qwen) == 8
+    assert all(r["base_err"] > 0 for r in qwen if r["dtype"] == "bfloat16")  # held to a measured rounding
+    assert "no --checkpoint given" not in c.summary

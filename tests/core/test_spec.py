@@ -1,4 +1,6 @@
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,8 @@ REQUIRED = {
     "qwen2.5-7b",
     "qwen2.5-32b",
     "qwen2.5-72b",
+    "qwen3-8b",
+    "qwen3-32b",
 }
 
 
@@ -27,6 +31,8 @@ def test_every_preset_loads_with_distinct_fingerprints():
     specs = [load_spec(n) for n in preset_names()]
     assert len({s.fingerprint() for s in specs}) == len(specs)
     assert load_spec("llama2-70b").kv_heads == 8 and load_spec("qwen2.5-7b").qkv_bias
+    qwen3 = load_spec("qwen3-8b")
+    assert qwen3.qk_norm and not qwen3.qkv_bias and not load_spec("qwen2.5-7b").qk_norm
     small = load_spec("small")
     assert (small.hidden, small.heads, small.kv_heads, small.ffn) == (1024, 8, 4, 2816)
 
@@ -91,6 +97,36 @@ def test_hf_config_new_and_legacy_rope_fields(tmp_path):
     )
     assert old.rope_theta == 1e6 and old.rope_scaling["type"] == "linear"
     assert old.qkv_bias and old.tied_embeddings and old.sliding_window is None
+
+
+def test_plans_made_before_qk_norm_existed_keep_their_fingerprint():
+    """Qwen3's qk_norm joined ModelSpec later: a model without it must keep the fingerprint its
+    plans and profiles were written with, or every one of them would be refused."""
+    from isotune.core.plan import load_plan
+
+    samples = Path(__file__).resolve().parents[2] / "profiles" / "samples"
+    plan = load_plan(samples / "plan-small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")  # searched before qk_norm
+    assert plan.model["fingerprint"] == load_spec("small", layers=2).fingerprint()
+    with_norm = dataclasses.replace(load_spec("small", layers=2), qk_norm=True)
+    assert with_norm.fingerprint() != plan.model["fingerprint"]
+
+
+def test_qwen3_configs(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    spec = load_spec(
+        _write_config(
+            a, architectures=["Qwen3ForCausalLM"], **BASE, head_dim=32, sliding_window=4096, use_sliding_window=False
+        )
+    )
+    assert spec.qk_norm and not spec.qkv_bias and spec.head_dim == 32 and spec.sliding_window is None
+    c = tmp_path / "c"
+    c.mkdir()  # no head_dim: Qwen3Config's own default (128), not hidden / heads as for Llama
+    assert load_spec(_write_config(c, architectures=["Qwen3ForCausalLM"], **BASE)).head_dim == 128
+    b = tmp_path / "b"
+    b.mkdir()
+    with pytest.raises(BadInput, match="biases on o_proj/MLP are not supported"):  # Qwen3 puts them on o_proj too
+        load_spec(_write_config(b, architectures=["Qwen3ForCausalLM"], **BASE, attention_bias=True))
 
 
 def test_unsupported_architecture_and_missing_folder(tmp_path):

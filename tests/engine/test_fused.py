@@ -1,6 +1,8 @@
 """--compile: the fused elementwise steps give what the eager reference gives, for every split
 and for one-token decode steps, and say what compiling cost."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -15,9 +17,12 @@ from isotune.engine.model import POISON, build_model
 CPU = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 0.1)])
-def test_compiled_steps_match_eager_for_every_split_and_decode(dtype, tol, capsys):
-    spec = load_spec("small", layers=2)
+@pytest.mark.parametrize(
+    "dtype,tol,qk_norm", [(torch.float32, 1e-4, False), (torch.bfloat16, 0.1, False), (torch.float32, 1e-4, True)]
+)
+def test_compiled_steps_match_eager_for_every_split_and_decode(dtype, tol, qk_norm, capsys):
+    # qk_norm: Qwen3's per-head norm, the same compiled RMSNorm over (T, heads, head_dim)
+    spec = dataclasses.replace(load_spec("small", layers=2), qk_norm=qk_norm)
     model = build_model(spec, CPU, dtype, 320, seed=0, compiled=True, decode=True)
     compiled_graphs = counters["stats"]["unique_graphs"]  # all compiled up front, in compile_s
     assert model.ops.compiled and model.compile_s > 0

@@ -39,9 +39,41 @@ def test_static_steps_give_the_executors_tokens_on_one_rank():
     info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
     # tiny and small group 2 query heads per K/V head; 8 over 2 makes groups of 4 (as llama3-8b)
     wide = dataclasses.replace(load_spec("tiny"), heads=8, kv_heads=2, hidden=256)
-    for spec in (load_spec("tiny", layers=2), load_spec("small", layers=2), wide):
+    qk = dataclasses.replace(load_spec("tiny"), qk_norm=True)  # Qwen3's per-head q/k norm
+    for spec in (load_spec("tiny", layers=2), load_spec("small", layers=2), wide, qk):
         want, got = _both(info, spec, 120, 12)
         assert got == want and len(set(want)) > 1  # a real sequence, not one token repeated
+
+
+def test_a_static_step_gives_the_executors_logits():
+    """Greedy tokens can agree by chance on a small synthetic model; one step's logits cannot.
+    With Qwen3's per-head q/k norm (its weights drawn away from one, as a trained model's are)
+    and without it."""
+    from isotune.core.schedule import build_schedule
+
+    info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
+    for qk_norm in (False, True):
+        spec = dataclasses.replace(load_spec("tiny"), qk_norm=qk_norm)
+        model = build_model(spec, info, torch.float32, 80, seed=0)
+        if qk_norm:
+            gen = torch.Generator().manual_seed(5)
+            for w in model.w.layers:  # (Hq + Hkv, D) each
+                w.qk_norm.copy_(1 + 0.5 * torch.randn(w.qk_norm.shape, generator=gen))
+        ids = torch.randint(0, spec.vocab, (64,), generator=torch.Generator().manual_seed(3))
+        logits = []
+        for static in (False, True):
+            model.fill_cache(POISON)
+            prefill(model, ids, [0, 64])
+            if static:
+                decoder = StaticDecoder(model)
+                decoder.set(7, 64)
+                logits.append(decoder.step())  # (1, vocab)
+            else:
+                h = prefill(
+                    model, torch.tensor([7]), [0, 1], build_schedule(spec.layers, 1), start_pos=64
+                )  # (1, hidden)
+                logits.append(model.logits(model.final_norm(h)))
+        assert (logits[1] - logits[0]).abs().max() < 1e-4, qk_norm
 
 
 def _worker(info, path) -> int:

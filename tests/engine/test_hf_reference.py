@@ -1,4 +1,4 @@
-"""isotune vs Hugging Face transformers (the reference Llama/Qwen2/Mistral) on tiny checkpoints
+"""isotune vs Hugging Face transformers (the reference Llama/Qwen2/Qwen3/Mistral) on tiny checkpoints
 that transformers itself wrote: same logits, same greedy tokens, with an ISO split at tp 2."""
 
 import json
@@ -51,6 +51,8 @@ CASES = {
     ),
     "qwen2-bias-tied": ("Qwen2Config", "Qwen2ForCausalLM", {"tie_word_embeddings": True}, {}),
     "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": 4096}, {}),
+    # heads twice as wide as hidden / heads: q and o are not square
+    "qwen3-qknorm-tied": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 32, "tie_word_embeddings": True}, {}),
 }
 
 
@@ -64,6 +66,11 @@ def _reference(case, folder):
             for layer in model.model.layers:
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                     proj.bias.normal_(0, 0.5)
+    if "qknorm" in case:  # init leaves the per-head q/k norm weights at one; make them matter
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.q_norm.weight.normal_(1, 0.5)
+                layer.self_attn.k_norm.weight.normal_(1, 0.5)
     model.save_pretrained(folder, **save_kw)
     ids = torch.randint(0, SHAPE["vocab_size"], (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
