@@ -74,6 +74,14 @@ def run(
         bool,
         typer.Option("--chat", help="Wrap the prompt in the checkpoint's chat template (a user message).", metavar=""),
     ] = False,
+    chat_template_kwargs: Annotated[
+        Optional[str],
+        typer.Option(
+            "--chat-template-kwargs",
+            help="More chat template variables, as vLLM takes them: JSON, e.g. '{\"enable_thinking\": false}' "
+            '(Qwen3 without its thinking); a --prompts line\'s own "chat_template_kwargs" adds to it.',
+        ),
+    ] = None,
     seq_len: Annotated[
         Optional[int], typer.Option("--seq-len", help="Length of a seeded random prompt (the default: 512).")
     ] = None,

@@ -88,6 +88,7 @@ def prepare_run(
     prompt_file: str | None = None,
     prompts: str | None = None,
     chat: bool = False,
+    chat_template_kwargs: str | None = None,
     max_new_tokens: int | None = None,
     dtype: str = "auto",
     compare: bool = False,
@@ -119,6 +120,10 @@ def prepare_run(
     text = bool(given) and given[0] in ("--prompt", "--prompt-file", "--prompts")
     if chat and not text:
         raise BadInput("--chat wraps a text prompt in the chat template: give --prompt, --prompt-file or --prompts")
+    if chat_template_kwargs is not None and not (chat or prompts):
+        raise BadInput(
+            "--chat-template-kwargs sets chat template variables: add --chat (or give --prompts with messages)"
+        )
     if (trace_path or timeline_path) and prompts:
         raise BadInput("--trace and --timeline draw one prompt: use --prompt or --prompt-file with them")
     if text and not has_tokenizer(spec.checkpoint):
@@ -128,7 +133,7 @@ def prepare_run(
             "or a checkpoint folder with its tokenizer"
         )
     if text:
-        found = text_prompts(load_text(spec.checkpoint), prompt, prompt_file, prompts, chat)
+        found = text_prompts(load_text(spec.checkpoint), prompt, prompt_file, prompts, chat, chat_template_kwargs)
     elif prompt_ids:
         found = [Prompt(ids=read_prompt_ids(prompt_ids, spec.vocab), where=f"--prompt-ids {prompt_ids}")]
     else:

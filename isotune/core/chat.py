@@ -47,8 +47,33 @@ def check_messages(messages, where: str) -> list[dict]:
     return messages
 
 
-def render_chat(template: str, messages: list[dict], special: dict[str, str], where: str) -> str:
-    """The prompt text for `messages`, ending with the assistant's turn opened."""
+RESERVED = ("messages", "add_generation_prompt")  # what render_chat itself passes the template
+
+
+def template_kwargs(value, where: str, special: dict[str, str]) -> dict:
+    """Extra variables for the chat template (vLLM's chat_template_kwargs, e.g. Qwen3's
+    {"enable_thinking": false}), checked: a JSON object whose keys do not override what the
+    template is given anyway. `value` is the flag's JSON text or a JSON Lines entry's object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise BadInput(
+                f"{where} is not JSON ({first_line(e)}): give an object, e.g. '{{\"enable_thinking\": false}}'"
+            ) from None
+    if not isinstance(value, dict):
+        raise BadInput(f'{where} must be a JSON object of template variables, e.g. {{"enable_thinking": false}}')
+    taken = [k for k in value if k in RESERVED or k in special]
+    if taken:
+        raise BadInput(f"{where}: {', '.join(taken)} is set by isotune itself: leave it out")
+    return value
+
+
+def render_chat(
+    template: str, messages: list[dict], special: dict[str, str], where: str, extra: dict | None = None
+) -> str:
+    """The prompt text for `messages`, ending with the assistant's turn opened; `extra`: more
+    template variables (checked by template_kwargs)."""
     from jinja2 import TemplateError
     from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
@@ -61,7 +86,9 @@ def render_chat(template: str, messages: list[dict], special: dict[str, str], wh
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
-        return env.from_string(template).render(messages=messages, add_generation_prompt=True, **special)
+        return env.from_string(template).render(
+            messages=messages, add_generation_prompt=True, **special, **(extra or {})
+        )
     except TemplateRaised as e:
         raise BadInput(f"{where}: the chat template refuses these messages: {e}") from None
     except SecurityError as e:

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from isotune.core.chat import check_messages, render_chat
+from isotune.core.chat import check_messages, render_chat, template_kwargs
 from isotune.core.errors import BadInput, first_line
 from isotune.core.text import TextCodec
 
@@ -24,11 +24,18 @@ class Prompt:
 
 
 def text_prompts(
-    codec: TextCodec, prompt: str | None, prompt_file: str | None, prompts_file: str | None, chat: bool
+    codec: TextCodec,
+    prompt: str | None,
+    prompt_file: str | None,
+    prompts_file: str | None,
+    chat: bool,
+    kwargs_json: str | None = None,
 ) -> list[Prompt]:
-    """Tokenized prompts from whichever text flag was given (exactly one)."""
+    """Tokenized prompts from whichever text flag was given (exactly one); `kwargs_json`: the
+    --chat-template-kwargs object, which a JSON Lines entry's own "chat_template_kwargs" extends."""
+    flag = {} if kwargs_json is None else template_kwargs(kwargs_json, "--chat-template-kwargs", codec.special)
     if prompts_file is not None:
-        return [_one(codec, entry, where, chat) for entry, where in read_jsonl(prompts_file)]
+        return [_one(codec, entry, where, chat, flag) for entry, where in read_jsonl(prompts_file)]
     if prompt_file is not None:
         p = Path(prompt_file)
         if not p.is_file():
@@ -37,8 +44,8 @@ def text_prompts(
             prompt = p.read_text()
         except UnicodeDecodeError:
             raise BadInput(f"--prompt-file {prompt_file} is not UTF-8 text: save it as UTF-8") from None
-        return [_one(codec, {"prompt": prompt}, f"--prompt-file {prompt_file}", chat)]
-    return [_one(codec, {"prompt": prompt}, "--prompt", chat)]
+        return [_one(codec, {"prompt": prompt}, f"--prompt-file {prompt_file}", chat, flag)]
+    return [_one(codec, {"prompt": prompt}, "--prompt", chat, flag)]
 
 
 def read_jsonl(path: str) -> list[tuple[dict, str]]:
@@ -67,7 +74,10 @@ def read_jsonl(path: str) -> list[tuple[dict, str]]:
     return out
 
 
-def _one(codec: TextCodec, entry: dict, where: str, chat: bool) -> Prompt:
+def _one(codec: TextCodec, entry: dict, where: str, chat: bool, flag: dict) -> Prompt:
+    own = entry.get("chat_template_kwargs")
+    if own is not None and not ("messages" in entry or chat):
+        raise BadInput(f'{where}: "chat_template_kwargs" is for chat prompts: give "messages", or run with --chat')
     if "messages" in entry or chat:
         if "messages" in entry:
             messages = check_messages(entry["messages"], where)
@@ -78,7 +88,8 @@ def _one(codec: TextCodec, entry: dict, where: str, chat: bool) -> Prompt:
                 f"{where}: {codec.folder} has no chat template (chat_template.jinja or tokenizer_config.json): "
                 "drop --chat and write the prompt as plain text"
             )
-        rendered = render_chat(codec.chat_template, messages, codec.special, where)
+        extra = flag | ({} if own is None else template_kwargs(own, f'{where}: "chat_template_kwargs"', codec.special))
+        rendered = render_chat(codec.chat_template, messages, codec.special, where, extra)
         ids = codec.encode(rendered, special_tokens=False)  # the template wrote the special tokens
         text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
     else:

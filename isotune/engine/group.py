@@ -3,12 +3,16 @@ decide how an all-reduce shares the GPU with the compute it should hide behind."
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
 from typing import TYPE_CHECKING
 
+import torch
 import torch.distributed as tdist
 
+from isotune.core.versions import minor
 from isotune.engine.rendezvous import wait_for_all
 
 if TYPE_CHECKING:
@@ -80,6 +84,26 @@ def init_group(info: DistInfo) -> None:
     else:  # a spawned rank: the parent's store
         store = tdist.TCPStore("127.0.0.1", info.store_port, None, False, timeout=timeout)
         wait_for_all(store, "isotune/joined", info.world, max(TIMEOUT_S, JOIN_TIMEOUT_S))
-    tdist.init_process_group(
-        info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
-    )
+    with _quiet_gloo(info.backend):
+        tdist.init_process_group(
+            info.backend, store=store, rank=info.rank, world_size=info.world, timeout=timeout, **kwargs
+        )
+
+
+@contextlib.contextmanager
+def _quiet_gloo(backend: str | None):
+    """torch 2.9 and 2.10 print every gloo rank's connection ("[Gloo] Rank 0 is connected to 1
+    peer ranks...") on stdout, from C++, where `run` streams its answer and the commands their
+    tables: the stdout file descriptor points at /dev/null while the group connects."""
+    if backend != "gloo" or not (2, 9) <= minor(torch.__version__) < (2, 11):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
+from isotune.core.versions import minor
 from isotune.engine.fused import EAGER, compile_model
 from isotune.engine.layers import chunk_attention, rms_norm, rope_inv_freq, rope_tables
 from isotune.engine.memory import check_device_memory
@@ -29,6 +30,22 @@ if TYPE_CHECKING:  # only its rank, world size and device are read: no process-g
 # that attention over the whole cache with a mask (the graphed decode step) weighs unwritten rows
 # by exactly 0 (a NaN there would survive the zero weight).
 POISON = 1e4
+
+# Older torch computes wrong numbers here, silently: its CPU flash attention reads grouped K/V
+# heads (GQA) as garbage before 2.9 (measured on 2.8.0: errors of 1e37), and its gloo process
+# group can deadlock when destroyed before 2.8 (pytorch/pytorch#154976).
+MIN_TORCH = (2, 9)
+
+
+def check_torch(version: str | None = None) -> None:
+    """Refuse a torch older than MIN_TORCH, in one line, before any weight is built."""
+    version = version or torch.__version__
+    if minor(version) < MIN_TORCH:
+        need = ".".join(map(str, MIN_TORCH))
+        raise BadInput(
+            f"torch {version} is too old for isotune (its CPU attention and gloo shutdown are broken before "
+            f"{need}): pip install 'torch>={need}'"
+        )
 
 
 class TPModel:
@@ -117,6 +134,7 @@ def build_model(
     """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions; its
     elementwise steps compiled when asked (for one-token steps too when it will `decode`), the
     seconds that took in `compile_s`."""
+    check_torch()
     shard = shard_for(spec, info.world, info.rank)
     check_device_memory(spec, info.world, dtype, max_len, info.device)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)

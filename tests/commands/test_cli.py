@@ -198,7 +198,7 @@ def test_version_models_bare_help_and_flags(capsys, tmp_path):
     # flags take no value, and the help does not pretend they do
     assert main(["run", "--help"]) == 0
     help_text = capsys.readouterr().out
-    flags = [line for line in help_text.splitlines() if line.startswith(("│ --compare", "│ --force", "│ --chat"))]
+    flags = [line for line in help_text.splitlines() if line.startswith(("│ --compare ", "│ --force ", "│ --chat "))]
     assert len(flags) == 3 and not any("<bool>" in line for line in flags)  # (typer's own --help keeps it)
     # a missing file is not called a profile
     assert main(["show", str(tmp_path / "missing.yaml")]) == 2

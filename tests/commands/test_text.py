@@ -152,6 +152,7 @@ def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(smollm2, cli
         (["--model", "tiny", "--prompt", "hi"], "has no tokenizer.json"),
         (["--chat", "--seq-len", "64"], "--chat wraps a text prompt"),
         (["--prompt", "a", "--seq-len", "64"], "one prompt source"),
+        (["--chat-template-kwargs", "{}", "--seq-len", "64"], "--chat-template-kwargs sets chat template variables"),
     ],
 )
 def test_text_flags_bad_input(args, message, cli):
@@ -193,6 +194,14 @@ TEXT_CASES = [
      ".__subclasses__() }}"), "--chat", "--prompt", "hi"], "tried something unsafe"),
     ("template refuses", lambda m, t: ["--model", _variant(m, t, "{{ raise_exception('no system role') }}"),
      "--chat", "--prompt", "hi"], "refuses these messages: no system role"),
+    ("template kwargs not json", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs", "{oops"],
+     "--chat-template-kwargs is not JSON"),
+    ("template kwargs a list", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs", "[1]"],
+     "must be a JSON object of template variables"),
+    ("template kwargs reserved", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs",
+     '{"messages": []}'], "messages is set by isotune itself"),
+    ("line kwargs without chat", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a", "chat_template_kwargs": '
+     '{"x": 1}}')], '"chat_template_kwargs" is for chat prompts'),
 ]  # fmt: skip
 
 
@@ -205,3 +214,30 @@ def test_bad_text_input_is_one_line_and_exit_2(smollm2, tmp_path, capsys, setup,
     assert main(["run", *model, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
+
+
+THINKING = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)  # the shape of Qwen3's switch: an empty thought when thinking is off
+
+
+def test_chat_template_kwargs_reach_the_template_and_a_line_overrides_the_flag(smollm2, tmp_path):
+    """--chat-template-kwargs (vLLM's chat_template_kwargs) sets template variables for every
+    chat prompt; a --prompts line's own object adds to it, its keys winning."""
+    from isotune.core.prompts import text_prompts
+    from isotune.core.text import load_text
+
+    codec = load_text(_variant(smollm2, tmp_path, THINKING))
+    off = '{"enable_thinking": false}'
+    plain = text_prompts(codec, "hi", None, None, True)[0].ids
+    quiet = text_prompts(codec, "hi", None, None, True, off)[0].ids
+    assert codec.decode(quiet).endswith("assistant\n<think>\n\n</think>\n\n") and quiet[: len(plain)] == plain
+    lines = _lines(
+        tmp_path,
+        '{"messages": [{"role": "user", "content": "hi"}]}',
+        '{"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"enable_thinking": true}}',
+    )
+    flag_only, line_wins = (p.ids for p in text_prompts(codec, None, None, lines, False, off))
+    assert flag_only == quiet and line_wins == plain

@@ -58,3 +58,19 @@ def test_rope_scaling_variants():
     )
     assert l3[0] == base[0]  # short wavelengths untouched
     assert torch.isclose(l3[-1], base[-1] / 8)  # long wavelengths scaled by the factor
+
+
+def test_a_torch_too_old_for_the_attention_is_refused_in_one_line():
+    """torch 2.8's CPU flash attention reads grouped K/V heads as garbage (errors of 1e37,
+    measured): building a model on it is refused, naming the fix; later ones, dev builds too, pass."""
+    import pytest
+
+    from isotune.core.errors import BadInput
+    from isotune.engine.model import check_torch
+
+    for old in ("2.8.0+cu128", "2.5.1", "1.13.1"):
+        with pytest.raises(BadInput, match=r"too old for isotune .* pip install 'torch>=2\.9'"):
+            check_torch(old)
+    for fine in ("2.9.1+cu128", "2.10.0a0+git1234", "2.13.0+cpu", "3.0.0"):
+        check_torch(fine)
+    check_torch()  # this one

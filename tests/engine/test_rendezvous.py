@@ -127,3 +127,25 @@ def test_a_restarted_launch_does_not_count_the_last_attempts_ranks(monkeypatch):
     rv = Rendezvous(again, 0, 2, connect_s=1.0, join_s=30.0)
     with pytest.raises(PeerGone, match="rank 1 did not start within"):
         rv.meet()  # waits for this attempt's rank 1, which never comes
+
+
+def test_gloo_connection_lines_are_kept_off_stdout_on_the_torch_releases_that_print_them(capfd, monkeypatch):
+    """torch 2.9 and 2.10 write "[Gloo] Rank 0 is connected to ..." from C++ to stdout while a
+    group connects, into `run`'s answer: that file descriptor goes to /dev/null meanwhile, and
+    comes back after; on other releases and backends nothing is touched."""
+    import os
+
+    import torch
+
+    from isotune.core.versions import minor
+    from isotune.engine import group
+
+    assert minor("2.10.0a0+git12") == (2, 10) and minor("2.13.0+cpu") == (2, 13) and minor("3") == (3, 0)
+    for version, backend, shown in (("2.10.0", "gloo", False), ("2.9.1+cu128", "gloo", False),
+                                    ("2.11.0+cu130", "gloo", True), ("2.10.0", "nccl", True)):  # fmt: skip
+        monkeypatch.setattr(torch, "__version__", version)
+        with group._quiet_gloo(backend):
+            os.write(1, b"[Gloo] Rank 0 is connected to 1 peer ranks\n")  # as the C++ side writes it
+        os.write(1, b"the answer\n")
+        out = capfd.readouterr().out
+        assert ("[Gloo]" in out) == shown and out.endswith("the answer\n"), (version, backend, out)
