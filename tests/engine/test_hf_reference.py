@@ -102,6 +102,26 @@ def test_logits_match_transformers(checkpoint):
         assert (logits - ref_logits).abs().max() <= 1e-4, f"{case} {bounds}"
 
 
+def _tp_worker(info, payload) -> int:
+    """This rank's shard of the checkpoint, an ISO prefill; rank 0 keeps the logits."""
+    folder, ids, out = payload
+    model = build_model(load_spec(folder), info, torch.float32, PROMPT_LEN, seed=0)
+    model.fill_cache(POISON)
+    logits = model.logits(model.final_norm(prefill(model, torch.tensor(ids), [0, 32, 64, PROMPT_LEN])))
+    if info.is_main:
+        torch.save(logits, out)
+    return 0
+
+
+def test_logits_match_transformers_at_tp_2(checkpoint, tmp_path):
+    """Each rank reads its own heads' slices (and Qwen3's q/k norms for them): the all-reduced
+    logits of an ISO split at tp 2 are transformers' within 1e-4, not just its greedy tokens."""
+    case, folder, ids, ref_logits, _ = checkpoint
+    out = tmp_path / "logits.pt"
+    assert dist.launch(_tp_worker, 2, (str(folder), ids.tolist(), str(out)), device="cpu") == 0
+    assert (torch.load(out) - ref_logits).abs().max() <= 1e-4, case
+
+
 def test_iso_run_generates_transformers_greedy_tokens(checkpoint, tmp_path, cli):
     case, folder, ids, _, ref_tokens = checkpoint
     prompt = tmp_path / "prompt.txt"
