@@ -102,11 +102,14 @@ def _run_job(
     decode_s = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
     prefill_ms, ttft_ms, decode_s = dist.max_across([(t_prefill - t0) * 1e3, (first_at - t0) * 1e3, decode_s], info)
 
-    diff = None
+    diff = same_next = scale = None
     if base is not None:
         plan = model.final_norm(x)  # (S, hidden)
-        last = (model.logits(plan[-1:]) - model.logits(base[-1:])).abs().max().item()
-        diff = max((plan - base).abs().max().item(), last)
+        mine, theirs = model.logits(plan[-1:]), model.logits(base[-1:])  # (1, vocab) each
+        diff = max((plan - base).abs().max().item(), (mine - theirs).abs().max().item())
+        # the scale a reader needs: a bf16 prefill rounds logits of 40 by about 0.25, split or not
+        scale = max(base.abs().max().item(), theirs.abs().max().item())
+        same_next = bool(mine.argmax() == theirs.argmax())
     r = {
         "prompt_tokens": s,
         "chunk_tokens": chunk_sizes(bounds),
@@ -119,6 +122,8 @@ def _run_job(
         "baseline_prefill_ms": round(times["baseline"], 3) if cfg.compare else None,
         "vs_baseline": change.triple() if change else None,
         "max_abs_diff": diff,
+        "compared_abs_max": scale,  # the largest |value| of the baseline's hidden and last logits
+        "same_next_token": same_next,  # the split's greedy next token is the baseline's
         "ttft_ms": round(ttft_ms, 3),
         "decode_tok_s": round((len(generated) - 1) / decode_s, 2) if decode_s > 0 else None,
     }

@@ -31,7 +31,9 @@ def show_run(r: dict, title: str, stderr: bool = False) -> None:
         est, low, high = r["vs_baseline"]
         verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
         t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
-        t.add_row("max abs diff (hidden, last logits)", f"{r['max_abs_diff']:.3g}")
+        nxt = "same next token" if r["same_next_token"] else "next token differs (a near-tie?)"
+        diff = f"{r['max_abs_diff']:.3g} of values up to {r['compared_abs_max']:.3g}; {nxt}"
+        t.add_row("max abs diff (hidden, last logits)", diff)
     t.add_row("time to first token ms", f"{r['ttft_ms']:.2f}")
     if r["decode_tok_s"] is not None:
         t.add_row("decode tokens/s", f"{r['decode_tok_s']:.1f}")

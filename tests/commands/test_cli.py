@@ -106,6 +106,8 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
         "prefill_ms",
         "baseline_prefill_ms",
         "max_abs_diff",
+        "compared_abs_max",  # the scale of what max_abs_diff compares
+        "same_next_token",
         "plan_bucket",
         "vs_baseline",  # the paired change and its 95% interval, beside the times
         "prefill_timed",  # "typical of 10": what prefill_ms is
@@ -119,6 +121,7 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
     assert low <= change <= high
     assert res["prompt_tokens"] == 256 and sum(res["chunk_tokens"]) == 256 and len(res["chunk_tokens"]) == 4
     assert len(res["generated_ids"]) == 5 and res["max_abs_diff"] <= 1e-4
+    assert res["same_next_token"] is True and res["compared_abs_max"] > res["max_abs_diff"]
     assert res["prefill_ms"] > 0 and res["baseline_prefill_ms"] > 0
     assert "ISO vs baseline (paired)" in r.stdout and "95% CI" in r.stdout
 
