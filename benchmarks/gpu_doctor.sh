@@ -15,9 +15,10 @@
 # ISOTUNE_DOCTOR_TIME_S (480) is doctor's --time-limit there, ISOTUNE_DOCTOR_STEP_S (240) each child
 # step's: the call itself is cut at 600 s.
 #
-# `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt) in
-# OUT. Give it a folder under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its
-# report after every check, so even a call stopped at its time limit brings back what was found.
+# `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt, and
+# pipeline-files.tgz: the profile, plan and bench the pipeline wrote) in OUT. Give it a folder
+# under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its report after every
+# check, so even a call stopped at its time limit brings back what was found.
 # Then copy it into profiles/samples/doctor-<gpu>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,16 @@ run)
     # the whole call is cut at 600 s: doctor's clock starts after the install and torch's import
     # above (about 20 s); it begins no check past 480 s more and stops a child command there,
     # leaving time for an in-process check begun just before it, and for the report
-    python3 -m isotune doctor -o "$out" --time-limit "${ISOTUNE_DOCTOR_TIME_S:-480}" ${ckpt[@]+"${ckpt[@]}"}
+    rc=0
+    python3 -m isotune doctor -o "$out" --time-limit "${ISOTUNE_DOCTOR_TIME_S:-480}" ${ckpt[@]+"${ckpt[@]}"} || rc=$?
+    # a call brings back 8 files at most: the pipeline's own files (profile, plan, its study log,
+    # bench) travel as one archive beside the report's five
+    side=()
+    for f in profile.yaml plan.yaml plan.study.log bench.json; do [[ -f $out/$f ]] && side+=("$f"); done
+    if ((${#side[@]})); then
+        tar -czf "$out/pipeline-files.tgz" -C "$out" "${side[@]}" && (cd "$out" && rm -f "${side[@]}")
+    fi
+    exit $rc
     ;;
 *)
     sed -n 2,19p "$0"

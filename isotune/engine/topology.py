@@ -112,10 +112,15 @@ def link_between(topo_text: str, gpus: list[int]) -> str:
     return "nvlink" if kinds == {"nvlink"} else "pcie"
 
 
+def plain(text: str) -> str:
+    """text without terminal colour codes (nvidia-smi underlines its matrix header on some drivers)."""
+    return _ANSI.sub("", text)
+
+
 def topo_cells(topo_text: str) -> dict[tuple[str, str], str]:
     """{(row, column): cell} of `nvidia-smi topo -m`'s matrix; {} when there is none. The
     affinity columns and the legend after the blank line are not links and are left out."""
-    lines = [_ANSI.sub("", line) for line in topo_text.splitlines()]
+    lines = plain(topo_text).splitlines()
     for n, line in enumerate(lines):
         head = line.split()
         if head[:1] == ["GPU0"] and head[1:2] != ["X"]:  # the header, not GPU0's own row

@@ -25,7 +25,7 @@ from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.layers import chunk_attention
 from isotune.engine.model import POISON, TPModel, build_model, random_prompt
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, run_layer0, time_prefills
-from isotune.engine.topology import gpu_indices, group_link, smi
+from isotune.engine.topology import gpu_indices, group_link, plain, smi
 
 # ISO sums in another order than the unsplit prefill. In float32 that moves a logit by ~1e-7 of
 # its size, so a tight limit (relative past logits of 100) leaves an off-by-one far outside it.
@@ -54,7 +54,7 @@ def environment() -> dict:
         version = torch.cuda.nccl.version()  # a tuple in torch 2.x; an int in older builds
         env["nccl"] = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
         env["link among all GPUs"] = group_link("cuda", True, gpu_indices(list(range(n))))
-        env["topology"] = smi("topo", "-m") or "nvidia-smi topo -m: unavailable"
+        env["topology"] = plain(smi("topo", "-m") or "nvidia-smi topo -m: unavailable")
     else:
         env["gpus"] = "none visible"
     return env

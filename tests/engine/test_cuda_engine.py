@@ -16,7 +16,6 @@ from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.group import COMM_CTAS_ENV, init_group
-from isotune.engine.layers import _flash_reads_gqa, chunk_attention
 from isotune.engine.model import POISON, build_model
 from isotune.engine.timing import device_ms, issue_and_run_ms, kernels_issued, spin_cycles_per_ms
 from isotune.engine.weights import load_weights
@@ -156,19 +155,6 @@ def test_synthetic_weights_drawn_on_the_gpu_are_the_cpu_ones(dtype):
     two = [load_weights(spec, shard_for(spec, 2, r), dtype, torch.device("cuda", 0), seed=5) for r in range(2)]
     assert torch.equal(torch.cat([w.layers[0].wo for w in two], dim=1).cpu(), cpu.layers[0].wo)
     assert torch.equal(torch.cat([w.layers[0].w_down for w in two], dim=1).cpu(), cpu.layers[0].w_down)
-
-
-def test_bf16_grouped_heads_go_to_flash_without_a_repeat():
-    torch.manual_seed(0)
-    q = torch.randn(1, 32, 512, 128, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(1, 8, 1024, 128, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(1, 8, 1024, 128, device="cuda", dtype=torch.bfloat16)
-    assert _flash_reads_gqa(q, k)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        out = chunk_attention(q, k, v, 512, 1024)
-    assert not any("repeat_interleave" in e.name for e in prof.events())
-    want = chunk_attention(q.float().cpu(), k.float().cpu(), v.float().cpu(), 512, 1024)
-    assert (out.float().cpu() - want).abs().max() < 3e-2
 
 
 def test_compiled_steps_match_eager_on_the_gpu():

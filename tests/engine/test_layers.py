@@ -36,7 +36,7 @@ def test_gpu_attention_path_reads_grouped_heads_natively_or_repeated(native_gqa,
     hq, hkv, d, max_len = 8, 2, 32, 160
     q = torch.randn(1, hq, end - start, d)
     k, v = torch.randn(1, hkv, max_len, d), torch.randn(1, hkv, max_len, d)
-    out = _chunk_attention_cuda(q, k, v, start, end, native_gqa=native_gqa)
+    out = _chunk_attention_cuda(q, k, v, start, end, native_gqa=native_gqa, how="sdpa")
     assert out.shape == q.shape
     assert (out - _dense_reference(q, k, v, start, end)).abs().max() < 1e-5
 
@@ -74,3 +74,15 @@ def test_a_torch_too_old_for_the_attention_is_refused_in_one_line():
     for fine in ("2.9.1+cu128", "2.10.0a0+git1234", "2.13.0+cpu", "3.0.0"):
         check_torch(fine)
     check_torch()  # this one
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_rms_norm_takes_its_input_dtype_as_the_float32_round_trip(dtype):
+    """rms_norm hands x to torch in its own dtype (no casts: host time per launch on GPUs); on
+    CPU that is bit for bit the reference Llama's cast to fp32, norm, cast back."""
+    from isotune.engine.layers import rms_norm
+
+    torch.manual_seed(0)
+    x, w = (torch.randn(37, 576) * 3).to(dtype), torch.rand(576).to(dtype)
+    want = w * F.rms_norm(x.float(), (576,), eps=1e-5).to(dtype)
+    assert torch.equal(rms_norm(x, w, 1e-5), want)

@@ -230,3 +230,11 @@ def test_netlab_ranks_share_a_host_name_but_not_a_link(monkeypatch):
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(platform.node(), None)] * 2)
     assert run_setting(2, "cpu", "float32")["interconnect"] == "network"
     assert describe(_cpu_info(launched=True), "float32", 1)[0]["interconnect"] == "network"
+
+
+def test_plain_drops_the_colour_codes_some_drivers_put_in_topo_output():
+    """An H200's driver underlined the matrix header; the report shows the matrix as text."""
+    from isotune.engine.topology import plain
+
+    header = "\t\x1b[4mGPU0\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID\x1b[0m"
+    assert plain(header) == "\tGPU0\tCPU Affinity\tNUMA Affinity\tGPU NUMA ID"
