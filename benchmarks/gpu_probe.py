@@ -1,6 +1,6 @@
 """Where a GPU's split prefill loses time, measured piece by piece (run on a lent GPU machine).
 
-    python3 benchmarks/gpu_probe.py OUT.json [attention] [host] [prefills]
+    python3 benchmarks/gpu_probe.py OUT.json [attention] [host] [prefills] [cold]
 
 1. Attention of a prompt's second chunk (queries start..end against keys 0..end, the causal
    diagonal at the lower right), every way torch can run it, against the unsplit causal call and
@@ -11,12 +11,14 @@
 2. The host's time per op issuing one eager layer (torch.profiler's CPU view) and the Python
    functions that take it (cProfile), with a bare launch's cost on this machine for scale.
 3. Whole prefills before and after the changes those two parts led to, rounds interleaved.
+4. (asked by name) A new length's first call against its second: cuDNN's per-shape graph builds.
 Each part is timed with CUDA events, rounds interleaved.
 """
 
 import cProfile
 import io
 import json
+import os
 import pstats
 import statistics
 import sys
@@ -269,6 +271,57 @@ def prefills(out: dict) -> None:
     out["prefills"] = rows
 
 
+def cold(out: dict) -> None:
+    """Part 4: what a prompt of a length not seen before pays, first call against second (wall
+    ms, synchronised): cuDNN builds a graph per shape (TORCH_CUDNN_SDPA_AVOID_RECOMPILE=1 asks
+    torch 2.9+ to reuse one across lengths; run the part with and without it, each in a fresh
+    process). Attention alone, then whole prefills of llama3-8b (2 layers) as `run` makes them."""
+    import functools
+
+    from isotune.core.chunking import chunk_bounds
+    from isotune.engine.executor import prefill
+    from isotune.engine.layers import _chunk_attention_cuda
+    from isotune.tune.checks import build
+
+    def wall(fn) -> float:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1e3
+
+    rows = []
+    for s in (3008, 5056):
+        q, k, v = (torch.randn(1, h, s, 128, device="cuda", dtype=DT) for h in (32, 8, 8))
+        h = s // 2
+        later = functools.partial(_chunk_attention_cuda, q[:, :, h:], k, v, h, s)
+        fns = {
+            "unsplit, SDPA's choice": functools.partial(
+                F.scaled_dot_product_attention, q, k, v, is_causal=True, enable_gqa=True
+            ),
+            "later chunk, cudnn merged": functools.partial(later, how="cudnn"),
+            "later chunk, flash": functools.partial(later, how="flash"),
+        }
+        for name, fn in fns.items():
+            first, second = wall(fn), wall(fn)
+            rows.append({"what": name, "tokens": s, "first_ms": first, "second_ms": second})
+            print(f"  {s} tokens, {name:28s}: first call {first:8.2f} ms, second {second:6.2f} ms")
+        diff = (fns["later chunk, cudnn merged"]().float() - fns["later chunk, flash"]().float()).abs().max().item()
+        print(f"  {s} tokens: cudnn merged vs flash, max abs diff {diff:.4f}")
+        rows.append({"what": "cudnn vs flash max diff", "tokens": s, "diff": diff})
+    m = build("llama3-8b", 2, "bfloat16", 8192, "cuda")
+    with torch.inference_mode():
+        for s, k in ((2944, 1), (3136, 2), (6016, 1), (6208, 2)):
+            ids = torch.randint(0, m.spec.vocab, (s,), device="cuda")
+            bounds = chunk_bounds(s, [1 / k] * k, 64)
+            run = functools.partial(prefill, m, ids, bounds)
+            first, second = wall(run), wall(run)
+            rows.append({"what": f"prefill, {k} chunk(s)", "tokens": s, "first_ms": first, "second_ms": second})
+            print(f"  prefill {s} tokens, {k} chunk(s): first {first:8.2f} ms, second {second:6.2f} ms")
+    out["cold"] = rows
+    out["avoid_recompile"] = os.environ.get("TORCH_CUDNN_SDPA_AVOID_RECOMPILE")
+
+
 def main() -> None:
     path = sys.argv[1]
     out: dict = {
@@ -277,8 +330,8 @@ def main() -> None:
         "cudnn": torch.backends.cudnn.version(),
     }
     print(out)
-    parts = {"attention": attention, "host": host, "prefills": prefills}
-    for name in sys.argv[2:] or parts:
+    parts = {"attention": attention, "host": host, "prefills": prefills, "cold": cold}
+    for name in sys.argv[2:] or list(parts)[:3]:
         part = parts[name]
         print(f"== {name}")
         t0 = time.perf_counter()

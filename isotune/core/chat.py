@@ -47,7 +47,9 @@ def check_messages(messages, where: str) -> list[dict]:
     return messages
 
 
-RESERVED = ("messages", "add_generation_prompt")  # what render_chat itself passes the template
+# what render_chat itself gives the template: the variables, and the functions of its sandbox
+# (a variable would replace a global: raise_exception as a string breaks the template's call)
+RESERVED = ("messages", "add_generation_prompt", "raise_exception", "strftime_now")
 
 
 def template_kwargs(value, where: str, special: dict[str, str]) -> dict:
@@ -57,7 +59,7 @@ def template_kwargs(value, where: str, special: dict[str, str]) -> dict:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested past Python's limit
             raise BadInput(
                 f"{where} is not JSON ({first_line(e)}): give an object, e.g. '{{\"enable_thinking\": false}}'"
             ) from None

@@ -64,7 +64,7 @@ def read_jsonl(path: str) -> list[tuple[dict, str]]:
         where = f"line {n} of {path}"
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested past Python's limit
             raise BadInput(f"{where} is not JSON ({first_line(e)}): write one JSON object per line") from None
         if not isinstance(entry, dict) or ("prompt" in entry) == ("messages" in entry):
             raise BadInput(f'{where}: give exactly one of {{"prompt": "text"}} or {{"messages": [...]}}')

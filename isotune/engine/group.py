@@ -99,7 +99,11 @@ def _quiet_gloo(backend: str | None):
         yield
         return
     sys.stdout.flush()
-    saved = os.dup(1)
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all (closed by the caller): nothing to keep clean
+        yield
+        return
     try:
         with open(os.devnull, "wb") as null:
             os.dup2(null.fileno(), 1)

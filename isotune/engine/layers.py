@@ -117,6 +117,9 @@ def chunk_attention(
 # where FA2 took 1.38 (32 of 8 heads) and 0.55 vs 0.74 (16 of 4); at 4096 tokens and 16 heads
 # (5e10 FLOPs) they were even, the second call and the merge's kernels costing the host ~0.1 ms.
 CUDNN_MERGE_MIN_FLOP = 2**36
+# and the fewest prefix keys: cuDNN refuses one key (SDPA's own check says so, the direct call
+# skips it), and a prefix this short is all but free on either kernel
+CUDNN_MERGE_MIN_PREFIX = 64
 
 
 def _chunk_attention_cuda(
@@ -129,7 +132,9 @@ def _chunk_attention_cuda(
     repeated. A later chunk (start > 0) needs the causal diagonal at the lower right, `how`:
     "cudnn", two cuDNN calls merged (_two_calls); "flash", FlashAttention-2, whose causal mask is
     the lower-right one; "sdpa", torch's lower-right bias, which picks a kernel per call (fp32).
-    Chosen by shape where not given; `native_gqa` and `how` force the choice (tests)."""
+    Chosen by shape where not given (for a later chunk; the first and a decode step have one way
+    each). `native_gqa` and `how` force the choice (tests): a forced `native_gqa` also stands for
+    flash's answer, so pass how="sdpa" with it on CPU tensors."""
     from torch.nn.attention.bias import causal_lower_right
 
     t = end - start
@@ -138,7 +143,8 @@ def _chunk_attention_cuda(
     square_cudnn, flash = _kernels(q, k_cache) if native_gqa is None else (False, native_gqa)
     if start > 0 and t > 1:
         work = 4 * t * (start + t / 2) * q.shape[1] * q.shape[-1]  # QK^T and PV over the kept triangle
-        how = how or ("cudnn" if square_cudnn and work >= CUDNN_MERGE_MIN_FLOP else "flash" if flash else "sdpa")
+        merge = square_cudnn and work >= CUDNN_MERGE_MIN_FLOP and start >= CUDNN_MERGE_MIN_PREFIX
+        how = how or ("cudnn" if merge else "flash" if flash else "sdpa")
         if how == "cudnn":
             return _two_calls(_attend_cudnn, q, k_cache, v_cache, start, end)
         if how == "flash":  # the caller's own check (_kernels) stands in for SDPA's per-call one

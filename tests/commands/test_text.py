@@ -200,6 +200,12 @@ TEXT_CASES = [
      "must be a JSON object of template variables"),
     ("template kwargs reserved", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs",
      '{"messages": []}'], "messages is set by isotune itself"),
+    ("template kwargs shadow a function", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs",
+     '{"raise_exception": "x"}'], "raise_exception is set by isotune itself"),
+    ("template kwargs nested past the limit", lambda m, t: ["--chat", "--prompt", "hi", "--chat-template-kwargs",
+     "[" * 100000], "--chat-template-kwargs is not JSON (RecursionError"),
+    ("prompts nested past the limit", lambda m, t: ["--prompts", _lines(t, "[" * 100000)],
+     "line 1 of"),
     ("line kwargs without chat", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a", "chat_template_kwargs": '
      '{"x": 1}}')], '"chat_template_kwargs" is for chat prompts'),
 ]  # fmt: skip

@@ -44,7 +44,7 @@ def test_each_kernel_of_a_later_chunk_is_causal_at_the_lower_right(how, hq, hkv,
             pytest.skip(f"no cuDNN attention on this GPU/torch: {str(e).splitlines()[0][:120]}")
         raise
     assert out.shape == q.shape and out.dtype == BF16
-    assert (out.float().cpu() - _want(q, k, v, start, end)).abs().max() < 3e-2
+    assert (out.float().cpu() - _want(q, k, v, start, end)).abs().max() < 4e-3  # bf16 rounding ~1e-3
 
 
 @pytest.mark.parametrize("start,end", [(4096, 8192), (512, 1024)])
@@ -68,3 +68,49 @@ def test_rms_norm_in_bf16_is_the_float32_round_trip():
     assert got.dtype == BF16
     # one bf16 ulp at most, where the kernel's fp32 reduction runs in another order
     assert ((got.float() - want.float()).abs() <= want.float().abs() * 2**-7).all()
+
+
+@pytest.mark.parametrize("how", ["cudnn", "flash"])
+def test_the_models_own_query_layout_goes_through_each_kernel(how):
+    """q as TPModel.attn hands it over: a transposed slice of the rotated (T, Hq+Hkv, D) output,
+    its rows (Hq+Hkv)*D apart, not a contiguous tensor (cuDNN has been wrong on queries cut out
+    of an interleaved QKV buffer: TransformerEngine#1195)."""
+    hq, hkv, start, end = 32, 8, 512, 1024
+    _, k, v = _qkv(hq, hkv, end - start, end)
+    qk = torch.randn(end - start, hq + hkv, 128, device="cuda", dtype=BF16)  # (T, Hq+Hkv, D)
+    q = qk[:, :hq].transpose(0, 1).unsqueeze(0)  # (1, Hq, T, D), strided as the model's
+    try:
+        out = _chunk_attention_cuda(q, k, v, start, end, how=how)
+    except RuntimeError as e:
+        if how == "cudnn":
+            pytest.skip(f"no cuDNN attention on this GPU/torch: {str(e).splitlines()[0][:120]}")
+        raise
+    assert (out.float().cpu() - _want(q.contiguous(), k, v, start, end)).abs().max() < 4e-3
+
+
+@pytest.mark.parametrize("threshold", [0, 2**62])
+def test_iso_equals_baseline_with_every_later_chunk_on_cudnn_or_on_flash(monkeypatch, threshold):
+    """The whole model at 1024 tokens, every later chunk forced through the merged cuDNN calls
+    (threshold 0; where SDPA prefers cuDNN) or through FlashAttention-2: a bf16 split's logits
+    may stray from float32's at most twice as far as the unsplit prefill's (doctor's rule)."""
+    from isotune.core.chunking import chunk_bounds
+    from isotune.core.spec import load_spec
+    from isotune.engine import dist, layers
+    from isotune.engine.executor import prefill
+    from isotune.engine.model import POISON, build_model
+
+    monkeypatch.setattr(layers, "CUDNN_MERGE_MIN_FLOP", threshold)
+    info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cuda", 0), backend=None, launched=False)
+    spec = load_spec("small", layers=2)
+    ids = torch.randint(0, spec.vocab, (1024,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+
+    def logits(model, bounds):
+        model.fill_cache(POISON)  # no run may read another's K/V
+        return model.logits(model.final_norm(prefill(model, ids, bounds))).float()
+
+    exact = logits(build_model(spec, info, torch.float32, 1024, seed=0), [0, 1024])
+    model = build_model(spec, info, BF16, 1024, seed=0)
+    base_err = (logits(model, [0, 1024]) - exact).abs().max().item()
+    for ratios in ([0.5, 0.5], [0.3, 0.7], [0.25] * 4):
+        err = (logits(model, chunk_bounds(1024, ratios, 64)) - exact).abs().max().item()
+        assert err <= 2 * base_err + 1e-3, (ratios, err, base_err)
