@@ -29,7 +29,10 @@ GEMM_EFFICIENCY = 0.70  # cuBLAS bf16 GEMMs of LLM shapes: 70-80% of dense peak 
 HBM_EFFICIENCY = 0.80  # streaming kernels reach 80-90% of the HBM/GDDR peak; the low end
 # FlashAttention-2's forward pass: 50-73% of peak on A100 (Dao 2023, arXiv 2307.08691); about 35%
 # on H100, where it cannot use Hopper's asynchronous tensor cores (FlashAttention-3, arXiv
-# 2407.08608). PyTorch's SDPA runs FlashAttention-2 on both. Ada taken as Ampere.
+# 2407.08608). Ada taken as Ampere. On Hopper torch's SDPA runs a causal prefill on cuDNN
+# instead, measured on one H200 (isotune's engine, torch 2.11, 2026-11-26) at 39-61% of dense
+# peak for 2k-8k-token prompts: 0.35 is kept because it is what an engine's end-to-end compute
+# shows (TokenWeave's 8xH100 measurement, within 9% from 4k tokens, README), not a kernel alone.
 ATTENTION_EFFICIENCY = {"ampere": 0.50, "ada": 0.50, "hopper": 0.35}
 TABLE_TOKENS = sorted({n for e in range(4, 18) for n in (2**e, 3 * 2 ** (e - 1))})  # 16 .. 131072
 BYTES = {"bfloat16": 2, "float16": 2}
@@ -189,8 +192,8 @@ class _Costs:
             "no host lane: on CPU ranks the host's time is the compute itself; ranks in lockstep"
             if hw.arch == "cpu" else
             "no host lane: launches assumed hidden, as in an engine that graphs its prefill (isotune's eager "
-            "engine took 0.42 ms of host time per layer chunk of llama3-8b on the one H200 measured, before its "
-            "ops per chunk were cut by 40%: chunks of under about 400 tokens would wait on the host there); "
-            "ranks in lockstep",
+            "engine took 0.27 ms of host time to issue a layer chunk of llama3-8b on an H200, where its GPU ran "
+            "a 256-token chunk's layer in 0.28 ms: shorter chunks wait on the host there, and at tp n the "
+            "GPU's share shrinks about n-fold); ranks in lockstep",
         ]  # fmt: skip
         return out + ([ar_note] if ar_note else [])
