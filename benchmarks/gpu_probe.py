@@ -31,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from isotune.engine.layers import chunk_attention
+from isotune.engine.timing import device_ms
 
 DT = torch.bfloat16
 CALLS, ROUNDS = 10, 5
@@ -46,13 +47,7 @@ def timed(fns: dict, calls: int = CALLS, rounds: int = ROUNDS) -> dict:
     torch.cuda.synchronize()
     for _ in range(rounds):
         for k, f in fns.items():
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(calls):
-                f()
-            b.record()
-            b.synchronize()
-            times[k].append(a.elapsed_time(b) / calls)
+            times[k].append(device_ms(f, torch.device("cuda"), calls))
     return {k: {"ms": statistics.median(v), "min": min(v), "max": max(v)} for k, v in times.items()}
 
 
