@@ -35,7 +35,14 @@ def text_prompts(
     --chat-template-kwargs object, which a JSON Lines entry's own "chat_template_kwargs" extends."""
     flag = {} if kwargs_json is None else template_kwargs(kwargs_json, "--chat-template-kwargs", codec.special)
     if prompts_file is not None:
-        return [_one(codec, entry, where, chat, flag) for entry, where in read_jsonl(prompts_file)]
+        entries = read_jsonl(prompts_file)
+        if kwargs_json is not None and not chat and not any("messages" in e for e, _ in entries):
+            # the flag would change nothing: say so rather than run without it
+            raise BadInput(
+                f'--chat-template-kwargs is for chat prompts, and no line of {prompts_file} has "messages": '
+                "run with --chat, or drop the flag"
+            )
+        return [_one(codec, entry, where, chat, flag) for entry, where in entries]
     if prompt_file is not None:
         p = Path(prompt_file)
         if not p.is_file():

@@ -206,6 +206,8 @@ TEXT_CASES = [
      "[" * 100000], "--chat-template-kwargs is not JSON (RecursionError"),
     ("prompts nested past the limit", lambda m, t: ["--prompts", _lines(t, "[" * 100000)],
      "line 1 of"),
+    ("flag kwargs with no chat line", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}'),
+     "--chat-template-kwargs", '{"x": 1}'], 'no line of'),
     ("line kwargs without chat", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a", "chat_template_kwargs": '
      '{"x": 1}}')], '"chat_template_kwargs" is for chat prompts'),
 ]  # fmt: skip
