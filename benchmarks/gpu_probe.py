@@ -1,6 +1,6 @@
 """Where a GPU's split prefill loses time, measured piece by piece (run on a lent GPU machine).
 
-    python3 benchmarks/gpu_probe.py OUT.json [attention] [host] [prefills] [cold]
+    python3 benchmarks/gpu_probe.py OUT.json [attention] [host] [prefills] [cold] [compiled]
 
 1. Attention of a prompt's second chunk (queries start..end against keys 0..end, the causal
    diagonal at the lower right), every way torch can run it, against the unsplit causal call and
@@ -12,6 +12,7 @@
    functions that take it (cProfile), with a bare launch's cost on this machine for scale.
 3. Whole prefills before and after the changes those two parts led to, rounds interleaved.
 4. (asked by name) A new length's first call against its second: cuDNN's per-shape graph builds.
+5. (asked by name) The host's cost per call of eager, step-compiled and region-compiled MLPs.
 Each part is timed with CUDA events, rounds interleaved.
 """
 
@@ -317,6 +318,52 @@ def cold(out: dict) -> None:
     out["avoid_recompile"] = os.environ.get("TORCH_CUDNN_SDPA_AVOID_RECOMPILE")
 
 
+def compiled(out: dict) -> None:
+    """Part 5: the host's µs per call of a layer's MLP eager, with today's --compile (each
+    elementwise step compiled on its own, GEMMs eager) and compiled as one region (norm, GEMM,
+    SwiGLU, GEMM in one torch.compile), and of RMSNorm alone. Tiny sizes: the GPU's time is
+    negligible, the host's is what is left. Rounds interleaved."""
+    from isotune.engine.fused import EAGER, compiled_ops
+
+    fused = compiled_ops()
+    x = torch.randn(64, 256, device="cuda", dtype=DT)  # (T, hidden)
+    wn = torch.ones(256, device="cuda", dtype=DT)
+    wgu, wd = torch.randn(1024, 256, device="cuda", dtype=DT), torch.randn(256, 512, device="cuda", dtype=DT)
+
+    def mlp(ops):
+        return lambda: F.linear(ops.swiglu(F.linear(ops.norm(x, wn, 1e-5), wgu)), wd)
+
+    def region(x, wn, wgu, wd):
+        return F.linear(EAGER.swiglu(F.linear(EAGER.norm(x, wn, 1e-5), wgu)), wd)
+
+    whole = torch.compile(region, dynamic=True, fullgraph=True)
+    fns = {
+        "MLP eager": mlp(EAGER),
+        "MLP, steps compiled (--compile)": mlp(fused),
+        "MLP, one compiled region": lambda: whole(x, wn, wgu, wd),
+        "RMSNorm eager": lambda: EAGER.norm(x, wn, 1e-5),
+        "RMSNorm compiled": lambda: fused.norm(x, wn, 1e-5),
+    }
+    t0 = time.perf_counter()
+    for f in fns.values():  # compile (dynamic: one graph for every length)
+        for _ in range(3):
+            f()
+    torch.cuda.synchronize()
+    print(f"  compiling took {time.perf_counter() - t0:.1f} s")
+    times = {k: [] for k in fns}
+    for _ in range(5):
+        for k, f in fns.items():
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(100):
+                f()
+            times[k].append((time.perf_counter() - t0) / 100 * 1e6)
+            torch.cuda.synchronize()
+    for k, v in times.items():
+        print(f"  {k:34s}: {statistics.median(v):6.1f} us of host per call ({min(v):.1f}..{max(v):.1f})")
+    out["compiled"] = {k: {"us": statistics.median(v), "min": min(v), "max": max(v)} for k, v in times.items()}
+
+
 def main() -> None:
     path = sys.argv[1]
     out: dict = {
@@ -325,7 +372,7 @@ def main() -> None:
         "cudnn": torch.backends.cudnn.version(),
     }
     print(out)
-    parts = {"attention": attention, "host": host, "prefills": prefills, "cold": cold}
+    parts = {"attention": attention, "host": host, "prefills": prefills, "cold": cold, "compiled": compiled}
     for name in sys.argv[2:] or list(parts)[:3]:
         part = parts[name]
         print(f"== {name}")
