@@ -18,7 +18,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     torch's rms_norm is one op where the spelled-out form is six, each dispatched by the host for
     every chunk of every layer (on GPUs one fused kernel). It takes x in its own dtype: torch
     accumulates fp16/bf16 in fp32 and rounds once, bit for bit the result of casting x to fp32
-    and back, without the two casts, which cost an H200's host 38 µs each (torch.profiler)."""
+    and back, without the two casts: on an H200 the call took the host 19 µs instead of 38."""
     return weight * F.rms_norm(x, (x.shape[-1],), eps=eps)  # (T, hidden)
 
 
