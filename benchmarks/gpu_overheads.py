@@ -8,17 +8,13 @@ with and without it, each in a fresh process). compiled: the host's cost per cal
 step-compiled and region-compiled steps (why --compile is not the launch fix on an H200).
 """
 
-import json
 import os
 import statistics
-import sys
 import time
-import traceback
 
 import torch
 import torch.nn.functional as F
-
-DT = torch.bfloat16
+from gpu_probe import DT, run_parts  # the script beside this one (its folder is on sys.path)
 
 
 def cold(out: dict) -> None:
@@ -118,28 +114,5 @@ def compiled(out: dict) -> None:
     out["compiled"] = {k: {"us": statistics.median(v), "min": min(v), "max": max(v)} for k, v in times.items()}
 
 
-def main() -> None:
-    path = sys.argv[1]
-    out: dict = {
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(),
-        "cudnn": torch.backends.cudnn.version(),
-    }
-    print(out)
-    parts = {"cold": cold, "compiled": compiled}
-    for name in sys.argv[2:] or parts:
-        part = parts[name]
-        print(f"== {name}")
-        t0 = time.perf_counter()
-        try:
-            part(out)
-        except Exception:  # noqa: BLE001 - the other part still runs
-            out[f"{name}_error"] = traceback.format_exc()
-            print(out[f"{name}_error"])
-        print(f"== {name}: {time.perf_counter() - t0:.1f} s")
-        with open(path, "w") as f:
-            json.dump(out, f, indent=1)
-
-
 if __name__ == "__main__":
-    main()
+    run_parts({"cold": cold, "compiled": compiled})

@@ -265,7 +265,10 @@ def prefills(out: dict) -> None:
     out["prefills"] = rows
 
 
-def main() -> None:
+def run_parts(parts: dict) -> None:
+    """`script OUT.json [part ...]`: each part named (all where none is) fills OUT.json, which is
+    rewritten after every part, so a call stopped midway keeps what was measured. A part that
+    fails is recorded with its traceback and the others still run."""
     path = sys.argv[1]
     out: dict = {
         "torch": torch.__version__,
@@ -273,7 +276,6 @@ def main() -> None:
         "cudnn": torch.backends.cudnn.version(),
     }
     print(out)
-    parts = {"attention": attention, "host": host, "prefills": prefills}
     for name in sys.argv[2:] or parts:
         part = parts[name]
         print(f"== {name}")
@@ -289,4 +291,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_parts({"attention": attention, "host": host, "prefills": prefills})
