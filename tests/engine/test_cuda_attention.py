@@ -95,12 +95,13 @@ def test_iso_equals_baseline_with_every_later_chunk_on_cudnn_or_on_flash(monkeyp
     may stray from float32's at most twice as far as the unsplit prefill's (doctor's rule)."""
     from isotune.core.chunking import chunk_bounds
     from isotune.core.spec import load_spec
-    from isotune.engine import dist, layers
+    from isotune.engine import layers
     from isotune.engine.executor import prefill
     from isotune.engine.model import POISON, build_model
+    from isotune.tune.checks import single
 
     monkeypatch.setattr(layers, "CUDNN_MERGE_MIN_FLOP", threshold)
-    info = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cuda", 0), backend=None, launched=False)
+    info = single("cuda")  # one rank on cuda:0, no group
     spec = load_spec("small", layers=2)
     ids = torch.randint(0, spec.vocab, (1024,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
 
