@@ -18,8 +18,8 @@ from isotune.core.spec import load_spec
 from isotune.core.stats import interval, paired_change
 from isotune.engine.dist import DistInfo
 from isotune.engine.executor import prefill
-from isotune.engine.fused import EAGER, compile_model
-from isotune.engine.model import build_model, random_prompt
+from isotune.engine.fused import EAGER
+from isotune.engine.model import build_model, compile_model, random_prompt
 
 
 def main() -> None:

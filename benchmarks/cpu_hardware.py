@@ -135,7 +135,7 @@ def _timed(fn, info, repeats: int) -> float:
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(dist.max_across(ts, info))
+    return statistics.median(dist.max_across(ts, info.device))
 
 
 def main() -> None:
@@ -146,7 +146,7 @@ def main() -> None:
     rates = compute_rates()
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "comm.json")
-        assert dist.launch(_comm_worker, 2, path) == 0
+        assert dist.run_ranks(_comm_worker, dist.Ranks(tp=2), path) == 0
         with open(path) as f:
             comm = json.load(f)
     host = f"{platform.node()} ({os.cpu_count()} vCPU, {platform.processor() or platform.machine()})"

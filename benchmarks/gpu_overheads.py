@@ -24,10 +24,10 @@ def cold(out: dict) -> None:
     process). Attention alone, then whole prefills of llama3-8b (2 layers) as `run` makes them."""
     import functools
 
+    from isotune.commands.doctor.measure import build
     from isotune.core.chunking import chunk_bounds
     from isotune.engine.executor import prefill
     from isotune.engine.layers import _chunk_attention_cuda
-    from isotune.tune.checks import build
 
     def wall(fn) -> float:
         torch.cuda.synchronize()

@@ -149,8 +149,8 @@ def shape_rows(hq: int, hkv: int, s: int) -> list[dict]:
 
 def host(out: dict) -> None:
     """Part 2: the host's cost to issue one eager layer of llama3-8b at tp 1, op by op."""
+    from isotune.commands.doctor.measure import build
     from isotune.engine.timing import run_layer0
-    from isotune.tune.checks import build
 
     add = torch.zeros(16, device="cuda")
     torch.cuda.synchronize()
@@ -221,12 +221,12 @@ def prefills(out: dict) -> None:
     import functools
     import random
 
+    from isotune.commands.doctor.measure import build
     from isotune.core.chunking import chunk_bounds
     from isotune.core.stats import paired_change
     from isotune.engine import layers
     from isotune.engine.executor import prefill
     from isotune.engine.fused import EAGER, LayerOps
-    from isotune.tune.checks import build
 
     now = layers._chunk_attention_cuda
     before_ops = LayerOps(norm=old_norm, rope=EAGER.rope, swiglu=EAGER.swiglu)

@@ -14,31 +14,30 @@ from isotune.core.estimate import estimate as estimate_rows
 from isotune.core.files import atomic_write_bytes, atomic_write_text, check_writable
 from isotune.core.hardware import hardware_names, load_hardware
 from isotune.core.spec import load_spec, resolve_dtype
+from isotune.core.target import parse_tp
+
+DEFAULT_MODEL = "llama2-70b"  # the paper's A800 model
+DEFAULT_TPS = [4, 8]  # the TP sizes its users run
 
 
 def estimate(
     *,
-    model: str,
+    model: str | None,
     layers: int | None,
     seq_lens: str,
     hardware: str | None,
-    tp: str,
+    tp: str | None,
     dtype: str,
     max_chunks: int,
     plot: str | None,
     json_out: str | None,
 ) -> int:
-    spec = load_spec(model, layers)
+    spec = load_spec(model or DEFAULT_MODEL, layers)
     lens = parse_seq_lens(seq_lens)
     names = hardware.split(",") if hardware else [n for n in hardware_names() if load_hardware(n).arch != "cpu"]
     for n in names:
         load_hardware(n)  # an unknown or broken entry is one line now
-    try:
-        tps = [int(x) for x in tp.split(",")]
-    except ValueError:
-        raise BadInput(f"--tp {tp!r} must be TP sizes separated by commas, e.g. 4,8") from None
-    if any(t < 1 for t in tps):
-        raise BadInput(f"--tp {tp}: TP sizes must be at least 1")
+    tps = parse_tp(tp, many=True) or DEFAULT_TPS
     if not 1 <= max_chunks <= 8:
         raise BadInput(f"--max-chunks {max_chunks} is out of range: use 1..8")
     for flag, path in (("--plot", plot), ("--json", json_out)):

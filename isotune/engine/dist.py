@@ -4,7 +4,7 @@ environment), run the worker, and the collectives everything else uses.
 Two ways in, one code path after:
   * launched (torchrun, netlab, any launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT):
     this process joins as that rank;
-  * local: `launch` spawns N worker processes on this host (gloo on CPU, NCCL on CUDA), wired
+  * local: `run_ranks` spawns N worker processes on this host (gloo on CPU, NCCL on CUDA), wired
     through a TCPStore on a free port, and watches them: when one dies the others are stopped,
     so no rank waits forever on a dead peer.
 Every group has a timeout, so a collective with a dead peer fails instead of hanging.
@@ -27,37 +27,15 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
+from isotune.core.target import backend_for
 from isotune.engine.exits import PEER_CLOSED_LINE, peer_closed, why_ranks_ended
 from isotune.engine.group import JOIN_TIMEOUT_S, TIMEOUT_S, init_group
 from isotune.engine.launcher import check_master_port, launch_rank, launched_externally, launcher_store
 from isotune.engine.memory import oom_kills
+from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import PeerGone, Rendezvous
 
-
-@dataclass(kw_only=True)
-class DistInfo:
-    rank: int
-    world: int
-    local_rank: int
-    device: torch.device
-    backend: str | None  # None when world == 1 and no group was made
-    launched: bool  # joined an external launcher (torchrun, netlab)
-    store_port: int | None = None  # spawned ranks: the parent's rendezvous store
-    rendezvous: Rendezvous | None = None  # launched ranks: the launcher's store, connected at start
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
 Worker = Callable[[DistInfo, Any], int]
-
-
-def backend_for(world: int, device: str) -> str | None:
-    """The process-group backend ranks on `device` use; None for a single rank (no group)."""
-    if world == 1:
-        return None
-    return "nccl" if device == "cuda" else "gloo"
 
 
 def resolve_device(device: str) -> str:
@@ -89,20 +67,29 @@ def check_world(tp: int, device: str) -> None:
         raise BadInput(f"--tp {tp} needs {tp} GPUs, {torch.cuda.device_count()} visible: lower --tp or use torchrun")
 
 
-def launch(
-    worker: Worker, tp: int, payload: Any, device: str = "cpu", threads: int = 1, interrupt_hint: str = ""
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class Ranks:
+    """How many ranks run where: what a rank needs to set itself up before its worker starts."""
+
+    tp: int
+    device: str = "cpu"  # cpu or cuda
+    threads: int = 1  # compute threads per CPU rank
+    comm_ctas: int | None = None  # NCCL's maxCTAs for the group
+
+
+def run_ranks(worker: Worker, ranks: Ranks, payload: Any, interrupt_hint: str = "") -> int:
     """Run worker(info, payload) on every rank; return the exit code for the command.
     `interrupt_hint` follows 'interrupted' when Ctrl-C stops spawned ranks."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads fake speedups
     if launched_externally():
-        return _run_rank(worker, payload, device, threads, store_port=None, errors=None)
-    if tp == 1:
-        return _run_rank(worker, payload, device, threads, store_port=None, errors=None, single=True)
-    return _spawn(worker, tp, payload, device, threads, interrupt_hint)
+        return _run_rank(worker, payload, ranks, store_port=None, errors=None)
+    if ranks.tp == 1:
+        return _run_rank(worker, payload, ranks, store_port=None, errors=None, single=True)
+    return _spawn(worker, ranks, payload, interrupt_hint)
 
 
-def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, interrupt_hint: str = "") -> int:
+def _spawn(worker: Worker, ranks: Ranks, payload: Any, interrupt_hint: str = "") -> int:
+    tp = ranks.tp
     store = tdist.TCPStore(
         "127.0.0.1", 0, None, True, timeout=datetime.timedelta(seconds=TIMEOUT_S), wait_for_workers=False
     )
@@ -113,9 +100,7 @@ def _spawn(worker: Worker, tp: int, payload: Any, device: str, threads: int, int
     procs = []
     for rank in range(tp):
         env = {"RANK": str(rank), "WORLD_SIZE": str(tp), "LOCAL_RANK": str(rank)}
-        p = ctx.Process(
-            target=_spawned_main, args=(worker, payload, device, threads, store.port, errors, env), daemon=False
-        )
+        p = ctx.Process(target=_spawned_main, args=(worker, payload, ranks, store.port, errors, env), daemon=False)
         p.start()
         procs.append(p)
     try:
@@ -165,15 +150,14 @@ def _stop(procs: list, grace_s: float = 5.0) -> None:
             p.join()
 
 
-def _spawned_main(worker, payload, device, threads, store_port, errors, env) -> None:
+def _spawned_main(worker, payload, ranks: Ranks, store_port, errors, env) -> None:
     os.environ.update(env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    sys.exit(_run_rank(worker, payload, device, threads, store_port=store_port, errors=errors))
+    sys.exit(_run_rank(worker, payload, ranks, store_port=store_port, errors=errors))
 
 
-def _run_rank(
-    worker: Worker, payload: Any, device: str, threads: int, store_port: int | None, errors, single: bool = False
-) -> int:
+def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None, errors, single: bool = False) -> int:
+    device = ranks.device
     rank = 0 if single else int(os.environ["RANK"])
     world = 1 if single else int(os.environ["WORLD_SIZE"])
     local_rank = 0 if single else int(os.environ.get("LOCAL_RANK", "0"))
@@ -181,7 +165,7 @@ def _run_rank(
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(ranks.threads)
         dev = torch.device("cpu")
     info = DistInfo(
         rank=rank,
@@ -190,6 +174,7 @@ def _run_rank(
         device=dev,
         backend=None,
         launched=store_port is None and not single,
+        comm_ctas=ranks.comm_ctas,
     )
     global _joining
     try:
@@ -259,13 +244,8 @@ def barrier(info: DistInfo) -> None:
             tdist.barrier()
 
 
-def max_across(values: list[float], info: DistInfo) -> list[float]:
+def max_across(values: list[float], device: torch.device) -> list[float]:
     """Element-wise max over ranks (e.g. each rank's time per repeat -> the slowest rank's)."""
-    return max_on(values, info.device)
-
-
-def max_on(values: list[float], device: torch.device) -> list[float]:
-    """max_across for code that holds a device, not a DistInfo (a model)."""
     t = torch.tensor(values, dtype=torch.float64, device=device)
     if _grouped():
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
@@ -281,11 +261,8 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
-def synchronize(info: DistInfo) -> None:
-    synchronize_device(info.device)
-
-
-def synchronize_device(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (nothing to wait for on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 

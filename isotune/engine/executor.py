@@ -142,7 +142,7 @@ def prepare_graphs(model: TPModel, start: int) -> None:
     decoder = model.decoder = StaticDecoder(model)
     decoder.set(0, start)
     why = decoder.capture()
-    failed = dist.max_on([0.0 if why is None else 1.0], model.device)[0]
+    failed = dist.max_across([0.0 if why is None else 1.0], model.device)[0]
     if failed:
         decoder.graph = None
         decoder.why = why or "another rank could not capture"

@@ -7,16 +7,13 @@ import contextlib
 import datetime
 import os
 import sys
-from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as tdist
 
 from isotune.core.versions import minor
+from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import wait_for_all
-
-if TYPE_CHECKING:
-    from isotune.engine.dist import DistInfo
 
 TIMEOUT_S = float(os.environ.get("ISOTUNE_DIST_TIMEOUT", "120"))
 # Spawned ranks meet at their first collective, each after loading its weights: a big model
@@ -38,35 +35,24 @@ COMM_KNOBS = (
 )
 
 
-# --comm-ctas N: the most CTAs (SMs) the group's NCCL communicator may take, set per group
-# through NCCL's config (ncclConfig_t.maxCTAs) rather than the process-wide NCCL_MAX_CTAS. The
-# command puts it here, in the environment, so spawned ranks and a launcher's ranks read it alike.
-COMM_CTAS_ENV = "ISOTUNE_COMM_CTAS"
-
-
-def comm_ctas() -> int | None:
-    raw = os.environ.get(COMM_CTAS_ENV, "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else None
-
-
-def comm_setting(backend: str | None) -> dict:
+def comm_setting(backend: str | None, comm_ctas: int | None = None) -> dict:
     """What shapes the all-reduce's share of the GPU, as recorded in profiles and plans: NCCL's
     stream priority (always high, see nccl_options), its CTA cap (--comm-ctas) and the knobs
     set in this environment."""
     if backend != "nccl":
         return {}
     out = {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}
-    return out | ({"max_ctas": comm_ctas()} if comm_ctas() else {})
+    return out | ({"max_ctas": comm_ctas} if comm_ctas else {})
 
 
-def nccl_options(timeout: datetime.timedelta):
+def nccl_options(timeout: datetime.timedelta, comm_ctas: int | None = None):
     """NCCL runs its kernels on a high-priority stream: when compute and an all-reduce are both
     ready, the GPU's scheduler starts the all-reduce's blocks first, so the comm that ISO means
     to hide is not itself queued behind the next chunk's GEMMs (vLLM and TokenWeave do the same)."""
     opts = tdist.ProcessGroupNCCL.Options(is_high_priority_stream=True)
     opts._timeout = timeout  # else torch warns that the options' default differs from ours
-    if comm_ctas():  # fewer CTAs: a slower all-reduce that leaves more SMs to the compute it hides behind
-        opts.config.max_ctas = comm_ctas()
+    if comm_ctas:  # fewer CTAs: a slower all-reduce that leaves more SMs to the compute it hides behind
+        opts.config.max_ctas = comm_ctas
     return opts
 
 
@@ -78,7 +64,7 @@ def init_group(info: DistInfo) -> None:
     if info.device.type == "cuda":
         kwargs["device_id"] = info.device
     if info.backend == "nccl":
-        kwargs["pg_options"] = nccl_options(timeout)
+        kwargs["pg_options"] = nccl_options(timeout, info.comm_ctas)
     if info.rendezvous is not None:  # a launcher's rank: its store was reached as it started
         store = info.rendezvous.meet()
     else:  # a spawned rank: the parent's store

@@ -8,7 +8,8 @@ process groups.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +18,11 @@ from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
 from isotune.core.versions import minor
-from isotune.engine.fused import EAGER, compile_model
+from isotune.engine.fused import EAGER, compiled_ops
 from isotune.engine.layers import chunk_attention, rms_norm, rope_inv_freq, rope_tables
 from isotune.engine.memory import check_device_memory
+from isotune.engine.rank import DistInfo  # only its rank, world size and device: no process-group code here
 from isotune.engine.weights import ModelWeights, load_weights
-
-if TYPE_CHECKING:  # only its rank, world size and device are read: no process-group code here
-    from isotune.engine.dist import DistInfo
-
 
 # a cache value no real K/V holds: a row read before it is written swamps the output. Finite, so
 # that attention over the whole cache with a mask (the graphed decode step) weighs unwritten rows
@@ -67,9 +65,10 @@ class TPModel:
         self.heads = (shard.q_heads, shard.kv_heads)
         self.q_dim = shard.q_heads * spec.head_dim
         self.kv_dim = shard.kv_heads * spec.head_dim
-        self.ops = EAGER  # the elementwise steps: eager, or compiled by engine.fused.compile_model
+        self.ops = EAGER  # the elementwise steps: eager, or compiled by compile_model below
         self.compile_s: float | None = None  # what compiling them took, when they were
         self.decoder = None  # --cuda-graphs: the captured decode step (engine.executor.prepare_graphs)
+        self.seed = 0  # what its synthetic weights were drawn with; seeded prompts reuse it
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
@@ -139,6 +138,7 @@ def build_model(
     check_device_memory(spec, info.world, dtype, max_len, info.device)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
     model = TPModel(spec, shard, weights, max_len, dtype, info.device)
+    model.seed = seed
     if compiled:
         model.compile_s = compile_model(model, decode)
     return model
@@ -150,3 +150,37 @@ def random_prompt(seq_len: int, vocab: int, seed: int) -> list[int]:
         raise BadInput(f"--seq-len {seq_len} must be at least 1")
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (seq_len,), generator=gen).tolist()
+
+
+WARM_TOKENS = 37  # a length equal to no model dimension: one that did would be specialised on
+
+
+@torch.inference_mode()
+def compile_model(model: TPModel, decode: bool) -> float:
+    """Switch `model` to compiled steps and compile them now, through the model's own attention
+    and MLP (so they see the strides and offsets real chunks have: slices of the fused QKV
+    output, RoPE tables and caches at a prefix), for a first chunk, a later one and, when it
+    will `decode`, a one-token step; no timed prefill pays for it. The cache rows written here
+    are rewritten by every prefill before it reads them. Returns the seconds compiling took."""
+    t0 = time.perf_counter()
+    model.ops = compiled_ops()
+    t = min(WARM_TOKENS, max(2, (model.max_len - 1) // 2))
+    x = torch.zeros(2 * t, model.spec.hidden, dtype=model.dtype, device=model.device)  # (2T, hidden)
+    # chunks are views of one residual stream; a decode step's one token is a tensor of its own
+    one = torch.zeros(1, model.spec.hidden, dtype=model.dtype, device=model.device)  # (1, hidden)
+    steps = [(x[:t], 0), (x[t:], t)] + ([(one, 2 * t)] if decode else [])
+    for chunk, start in steps:
+        if start + chunk.shape[0] <= model.max_len:
+            model.attn(0, chunk, start)
+            model.mlp(0, chunk)
+    return time.perf_counter() - t0
+
+
+def say_compiled(model: TPModel, is_main: bool) -> None:
+    """One line on stderr (rank 0) saying what --compile cost, so a user can weigh it."""
+    if is_main and model.compile_s is not None:
+        print(
+            f"note: compiled RMSNorm, RoPE and SwiGLU in {model.compile_s:.1f} s (--compile; "
+            "eager is the default and the reference)",
+            file=sys.stderr,
+        )

@@ -1,39 +1,65 @@
-"""The run target checked as a whole before any rank starts: model, checkpoint files, TP size,
-device, launcher, dtype and memory must agree, so a mismatch is one line and exit 2, not a
-failed rank."""
+"""The target checked as a whole before any rank starts: model, checkpoint files, TP size,
+device, launcher, comm cap, dtype and memory must agree, so a mismatch is one line and exit 2,
+not a failed rank. Two steps, since a command learns its lengths from the model (a prompt is
+tokenized with its tokenizer): resolve_target, then fit_target for the longest length."""
 
 from __future__ import annotations
 
 import sys
 
+from isotune.core.errors import BadInput
 from isotune.core.shard import check_tp
-from isotune.core.spec import ModelSpec, load_spec, resolve_dtype
+from isotune.core.spec import load_spec, resolve_dtype
+from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_ctas, parse_tp
 from isotune.engine import dist, launcher
 from isotune.engine.memory import check_host_memory
 from isotune.engine.weights import check_checkpoint
 
 
-def resolve_target(model: str, layers: int | None, tp: int | None, device: str) -> tuple[ModelSpec, int, str]:
-    """Check model, TP size and device together, before any rank starts: (spec, tp, device)."""
-    spec = load_spec(model, layers)
+def resolve_target(flags: TargetFlags) -> Target:
+    """Model, TP size, device and comm cap checked together; the dtype and the KV cache's
+    length are fitted next (fit_target)."""
+    spec = load_spec(flags.model or DEFAULT_MODEL, flags.layers)
     check_checkpoint(spec)
-    tp = launcher.default_tp(tp)
+    tp = launcher.default_tp(next(iter(parse_tp(flags.tp)), None))
     check_tp(spec, tp)
-    device = dist.resolve_device(device)
+    device = dist.resolve_device(flags.device)
     dist.check_world(tp, device)
-    return spec, tp, device
+    if flags.threads < 1:
+        raise BadInput(f"--threads {flags.threads} must be 1 or more")
+    target = Target(
+        spec=spec,
+        tp=tp,
+        dtype=flags.dtype,  # resolved by fit_target
+        device=device,
+        threads=flags.threads,
+        seed=flags.seed,
+        compile=flags.compile,
+        max_len=0,
+    )
+    return with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
 
 
-def fit_target(spec: ModelSpec, tp: int, device: str, dtype: str, max_len: int) -> str:
+def with_ctas(target: Target, ctas: int | None) -> Target:
+    """The target with NCCL's CTA cap (None: NCCL's choice); only NCCL has one."""
+    if ctas is not None and target.backend != "nccl":
+        raise BadInput(
+            f"--comm-ctas caps the SMs an NCCL all-reduce takes: it needs a GPU run with --tp 2 or more "
+            f"(this one is tp {target.tp} on {target.device})"
+        )
+    return target.with_(comm_ctas=ctas)
+
+
+def fit_target(target: Target, max_len: int, decode: bool = False) -> Target:
     """--dtype resolved (auto: see core.spec.resolve_dtype, said on stderr) and the memory the
-    ranks will need checked against the host's: the dtype to run."""
-    dtype, note = resolve_dtype(dtype, spec)
-    if dtype == "float32" and device == "cuda":  # only an explicit --dtype float32 gets here
+    ranks will need for `max_len` positions checked against the host's: the target to launch."""
+    dtype, note = resolve_dtype(target.dtype, target.spec)
+    if dtype == "float32" and target.device == "cuda":  # only an explicit --dtype float32 gets here
         note = (
             "warning: float32 on GPUs runs without flash attention, far below the tensor cores' bf16 "
             "peak and with twice the all-reduce bytes: splits tuned so fit no deployment (--dtype auto)"
         )
     if note and launcher.launch_rank() == 0:
         print(note, file=sys.stderr)
-    check_host_memory(spec, tp, dtype, max_len, device)
-    return dtype
+    check_host_memory(target.spec, target.tp, dtype, max_len, target.device)
+    return target.with_(dtype=dtype, max_len=max_len, decode=decode)

@@ -47,11 +47,11 @@ def host_issue_ms(fn, device: torch.device, repeats: int = 5) -> float:
     the host's time grows to the GPU's.) On CPU the op runs as it is issued: its whole time."""
     best = float("inf")
     for _ in range(repeats):
-        dist.synchronize_device(device)
+        dist.synchronize(device)
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
-    dist.synchronize_device(device)
+    dist.synchronize(device)
     return best * 1e3
 
 
@@ -97,7 +97,7 @@ def issue_and_run_ms(fn, device: torch.device, repeats: int = 3) -> tuple[float,
     hold_ms, gpu = min(MAX_HOLD_MS, 2 * host + 1.0), []
     for _ in range(2 * repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        dist.synchronize_device(device)
+        dist.synchronize(device)
         torch.cuda._sleep(int(hold_ms * spin_cycles_per_ms(device)))
         start.record()
         fn()
@@ -187,19 +187,19 @@ def time_prefills(
         for name in order:
             bounds, mode = runs[name]
             dist.barrier(info)
-            dist.synchronize(info)
+            dist.synchronize(info.device)
             c0, t0 = _background_cpu(), time.perf_counter()
             events: list[dict] | None = [] if traces is not None and rep >= warmup else None
             prefill(model, ids, bounds, schedules[name], mode=mode, trace=events)
-            dist.synchronize(info)
+            dist.synchronize(info.device)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)
                 cpu_times[name].append((_background_cpu() - c0) * 1e3)
                 if events is not None:
                     traces.setdefault(name, []).append(events)
-    slowest = {name: dist.max_across(ts, info) for name, ts in times.items()}
+    slowest = {name: dist.max_across(ts, info.device) for name, ts in times.items()}
     if samples is not None:
         samples.update(slowest)
     if cpu is not None:
-        cpu.update({name: typical(dist.max_across(ts, info)) for name, ts in cpu_times.items()})
+        cpu.update({name: typical(dist.max_across(ts, info.device)) for name, ts in cpu_times.items()})
     return {name: typical(ts) for name, ts in slowest.items()}

@@ -13,9 +13,11 @@ import torch
 
 from isotune import __version__
 from isotune.core.spec import layers_text
+from isotune.core.target import Target
 from isotune.engine import dist, launcher
-from isotune.engine.dist import DistInfo
 from isotune.engine.group import comm_setting
+from isotune.engine.model import TPModel
+from isotune.engine.rank import DistInfo
 
 SMI_TIMEOUT_S = 10.0
 PCIE_LINKS = {"PIX", "PXB", "PHB", "NODE", "SYS", "SOC"}  # SOC: older drivers' name for SYS
@@ -24,8 +26,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # some drivers underline the matrix heade
 _PCI = re.compile(r"([0-9a-f]+):([0-9a-f]+):([0-9a-f]+)(?:\.[0-7])?", re.IGNORECASE)
 
 
-def describe(info: DistInfo, dtype: str, threads: int, compiled: bool = False) -> tuple[dict, dict]:
-    """(topology, software) of this group. A collective: every rank must call it."""
+def dtype_name(model: TPModel) -> str:
+    return str(model.dtype).removeprefix("torch.")
+
+
+def describe(info: DistInfo, dtype: str, compiled: bool = False) -> tuple[dict, dict]:
+    """(topology, software) of this group, running a model in `dtype` (its elementwise steps
+    `compiled` or not). A collective: every rank must call it."""
     # each rank names its own GPU: a launcher may give every rank its own CUDA_VISIBLE_DEVICES,
     # so ordinals alone could all read 0
     gpu = gpu_indices([info.device.index or 0])[0] if info.device.type == "cuda" else None
@@ -34,43 +41,34 @@ def describe(info: DistInfo, dtype: str, threads: int, compiled: bool = False) -
     topology = {
         "tp": info.world,
         "backend": info.backend or "none",
-        "device": device_name(info),
+        "device": device_name(info.device),
         "device_count": info.world,
         # a launcher that places each rank as its own host (netlab: a network namespace per rank,
         # LOCAL_WORLD_SIZE=1) shares the host name but not a link: its word counts too
         "interconnect": group_link(info.device.type, hosts == 1 and ranks_share_host(), [g for _, g in placed]),
         "hosts": hosts,
         "dtype": dtype,
-        "threads_per_rank": threads if info.device.type == "cpu" else None,
+        "threads_per_rank": torch.get_num_threads() if info.device.type == "cpu" else None,  # as the launch set it
         "compile": compiled,
-        "comm": comm_setting(info.backend),
+        "comm": comm_setting(info.backend, info.comm_ctas),
     }
     return topology, software()
 
 
-def run_setting(tp: int, device: str, dtype: str, compiled: bool = False) -> dict:
-    """What a plan must have been made for (core.setting.SETTING_KEYS), known before any rank
-    starts: a split tuned for gloo on CPUs in float32 says nothing about NCCL in bfloat16."""
-    info = DistInfo(
-        rank=0,
-        world=tp,
-        local_rank=0,
-        device=torch.device(device, 0) if device == "cuda" else torch.device("cpu"),
-        backend=None,
-        launched=launcher.launched_externally(),
-    )
-    backend = dist.backend_for(tp, device) or "none"  # as describe() writes a single rank's
+def run_setting(target: Target) -> dict:
+    """What a plan or profile must have been made for (core.setting.SETTING_KEYS), known before
+    any rank starts: a split tuned for gloo on CPUs in float32 says nothing about NCCL in bfloat16."""
+    device = torch.device(target.device, 0) if target.device == "cuda" else torch.device("cpu")
     one_host = ranks_share_host()
     # ranks on one host use CUDA devices 0..tp-1 (dist: the local rank is the device ordinal)
-    gpus = gpu_indices(list(range(tp))) if device == "cuda" and one_host else []
-    link = group_link(device, one_host, gpus)
+    gpus = gpu_indices(list(range(target.tp))) if target.device == "cuda" and one_host else []
     return {
-        "dtype": dtype,
-        "backend": backend,
-        "device": device_name(info),
-        "interconnect": link,
-        "compile": compiled,
-        "comm": comm_setting(dist.backend_for(tp, device)),
+        "dtype": target.dtype,
+        "backend": target.backend or "none",  # as describe() writes a single rank's
+        "device": device_name(device),
+        "interconnect": group_link(target.device, one_host, gpus),
+        "compile": target.compile,
+        "comm": comm_setting(target.backend, target.comm_ctas),
     }
 
 
@@ -198,9 +196,10 @@ def smi(*args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def setting(info: DistInfo, model: str, layers: int, dtype: str) -> str:
+def title(model: TPModel, info: DistInfo) -> str:
     """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16'."""
-    return f"{model} ({layers_text(layers)}), tp {info.world} {info.backend or 'single'} on {info.device.type}, {dtype}"
+    where = f"tp {info.world} {info.backend or 'single'} on {info.device.type}"
+    return f"{model.spec.name} ({layers_text(model.spec.layers)}), {where}, {dtype_name(model)}"
 
 
 def software() -> dict:
@@ -209,7 +208,7 @@ def software() -> dict:
     return {"isotune": __version__, "torch": str(torch.__version__)}
 
 
-def device_name(info: DistInfo) -> str:
-    if info.device.type == "cuda":
-        return torch.cuda.get_device_name(info.device)
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()})"

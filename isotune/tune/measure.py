@@ -1,5 +1,5 @@
-"""`isotune profile` on ranks: time the model's compute inside real prefills (tune.in_context),
-the group's all-reduce by message size (back to back and after an idle gap: token-bucket
+"""What `isotune profile` measures on ranks (commands.profile.job runs it): the model's compute
+inside real prefills (tune.in_context), the group's all-reduce by message size (back to back and after an idle gap: token-bucket
 links), the slowdown compute suffers while an all-reduce flies, and what an all-reduce costs
 inside a whole prefill; fit the cost constants and build a Profile that carries its own check.
 
@@ -17,33 +17,26 @@ from dataclasses import dataclass
 import torch
 
 from isotune.core.fit import fit_attention, table_of
-from isotune.core.profile import CostFit, Profile, save_profile
-from isotune.core.spec import load_spec
+from isotune.core.profile import CostFit, Profile
 from isotune.core.stats import typical
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
-from isotune.engine.fused import say_compiled
-from isotune.engine.model import build_model, random_prompt
+from isotune.engine.model import TPModel, random_prompt
+from isotune.engine.rank import DistInfo
 from isotune.engine.timing import device_ms, issue_and_run_ms, layer_issue_ms, run_layer0
-from isotune.engine.topology import describe
+from isotune.engine.topology import describe, dtype_name
 from isotune.tune import in_context
 
 COMM_REPEATS = 3  # all-reduces vary most and cost least to repeat
 
 
-@dataclass(kw_only=True)
-class ProfileConfig:
-    model: str
-    layers: int | None
-    dtype: str
+@dataclass(frozen=True, kw_only=True)
+class Sweep:
+    """What a profile measures: the prompt lengths it must cover, their chunk alignment, and the
+    timed repeats per measurement."""
+
     seq_lens: list[int]
     align: int
     repeats: int
-    device: str
-    threads: int
-    seed: int
-    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
-    out: str
 
 
 def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> float:
@@ -51,7 +44,7 @@ def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> 
     events on GPUs (engine.timing.device_ms)."""
     if barrier:
         dist.barrier(info)
-    dist.synchronize(info)
+    dist.synchronize(info.device)
     if idle_s:
         time.sleep(idle_s)
     return device_ms(fn, info.device)
@@ -60,7 +53,7 @@ def _once_ms(fn, info: DistInfo, barrier: bool = False, idle_s: float = 0.0) -> 
 def _typical_ms(fn, info: DistInfo, repeats: int, barrier: bool = False, idle_s: float = 0.0) -> float:
     fn()  # warm-up
     ts = [_once_ms(fn, info, barrier, idle_s) for _ in range(repeats)]
-    return typical(dist.max_across(ts, info))
+    return typical(dist.max_across(ts, info.device))
 
 
 def token_points(seq_lens: list[int], align: int) -> list[int]:
@@ -76,16 +69,15 @@ def _lstsq(rows: list[list[float]], ys: list[float]) -> list[float]:
 
 
 @torch.inference_mode()
-def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
-    spec = load_spec(cfg.model, cfg.layers)
-    dtype = getattr(torch, cfg.dtype)
+def measure(model: TPModel, info: DistInfo, cfg: Sweep, progress=None) -> Profile:
+    """The profile of `model` on this group (a collective: every rank calls it); `progress(what)`
+    is called after each step (steps_for counts them)."""
+    spec = model.spec
     s_max = max(cfg.seq_lens)
-    model = build_model(spec, info, dtype, s_max, cfg.seed, compiled=cfg.compile)  # ops are timed in context
-    say_compiled(model, info.is_main)
-    x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, dtype)
+    x_full = torch.randn(s_max, spec.hidden, generator=torch.Generator().manual_seed(0)).to(info.device, model.dtype)
     tpts = token_points(cfg.seq_lens, cfg.align)
     step = progress or (lambda *_: None)
-    ids = {s: torch.tensor(random_prompt(s, spec.vocab, cfg.seed), device=info.device) for s in cfg.seq_lens}
+    ids = {s: torch.tensor(random_prompt(s, spec.vocab, model.seed), device=info.device) for s in cfg.seq_lens}
 
     attn, mlp = [], []
     for s in cfg.seq_lens:
@@ -150,7 +142,7 @@ def measure(info: DistInfo, cfg: ProfileConfig, progress=None) -> Profile:
     latency, rate = max(0.0, c[0]), max(0.0, c[1])
     burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
     attn_table, per_pair = fit_attention(attn)
-    topology, software = describe(info, cfg.dtype, cfg.threads, cfg.compile)
+    topology, software = describe(info, dtype_name(model), model.ops.compiled)
     prof = Profile(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "hidden": spec.hidden, "layers": spec.layers},
         topology=topology,
@@ -224,11 +216,11 @@ def _host_lane(model, info: DistInfo, x: torch.Tensor, align: int, tokens: list[
     host is the compute. x (max tokens, hidden) holds the chunks."""
     if info.device.type != "cuda":
         return {}
-    attn, mlp = dist.max_across(list(layer_issue_ms(model, x[:align])), info)
+    attn, mlp = dist.max_across(list(layer_issue_ms(model, x[:align])), info.device)
 
     gpu = [issue_and_run_ms(lambda t=t: run_layer0(model, x, [0, t]), info.device)[1] for t in tokens]
     # a size no hold could time on some rank (None: inf here) is left out
-    gpu = dist.max_across([math.inf if ms is None else ms for ms in gpu], info)
+    gpu = dist.max_across([math.inf if ms is None else ms for ms in gpu], info.device)
     return {
         "attn": attn,
         "mlp": mlp,
@@ -245,21 +237,5 @@ def _wait(handle) -> None:
         handle.wait()
 
 
-def steps_for(cfg: ProfileConfig) -> int:
+def steps_for(cfg: Sweep) -> int:
     return 2 * len(cfg.seq_lens) + 2 * len(token_points(cfg.seq_lens, cfg.align)) + 1
-
-
-def profile_worker(info: DistInfo, cfg: ProfileConfig) -> int:
-    from rich.progress import Progress
-
-    if not info.is_main:
-        measure(info, cfg)
-        return 0
-    with Progress(transient=True) as bar:
-        task = bar.add_task("profiling", total=steps_for(cfg))
-        prof = measure(info, cfg, lambda what: bar.update(task, advance=1, description=what))
-    save_profile(prof, cfg.out)
-    from isotune.viz.tables import show_profile
-
-    show_profile(prof, cfg.out)
-    return 0

@@ -19,51 +19,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 
 from isotune.core.decide import split_text
 from isotune.core.plan import Plan, bucket_ranges
-from isotune.core.profile import Profile
 from isotune.core.space import SPACE_VERSION
 from isotune.tune import studies
-from isotune.tune.trials import GRID, run_study
+from isotune.tune.config import GRID, MEASURED, SearchConfig
+from isotune.tune.trials import run_study
 from isotune.tune.validate import Validate, validated_bucket
-
-MEASURED, MODEL = "measured", "model"
-TPE = "tpe"
-
-
-@dataclass(kw_only=True)
-class SearchConfig:
-    model: str
-    layers: int | None
-    dtype: str
-    seq_lens: list[int]
-    trials: int
-    max_chunks: int
-    align: int
-    objective: str
-    sampler: str
-    profile: Profile | None
-    sim_layers: int  # layers the cost model simulates
-    storage: str
-    study_prefix: str
-    out: str
-    model_name: str
-    fingerprint: str
-    tp: int
-    warmup: int
-    repeats: int
-    device: str
-    threads: int
-    seed: int
-    compile: bool = False  # --compile: fused elementwise steps (engine.fused)
-    comm_ctas: int | None = None  # --comm-ctas: NCCL's CTA cap (engine.group)
-    plots_dir: str | None = None
-    time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top
 
 
 def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:

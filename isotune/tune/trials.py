@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
@@ -19,12 +18,9 @@ from optuna.trial import TrialState
 from isotune.core.cost import simulate
 from isotune.core.space import grid, local_best, params_for, suggest_bounds, try_bounds
 from isotune.tune import studies
-
-if TYPE_CHECKING:
-    from isotune.tune.search import SearchConfig
+from isotune.tune.config import GRID, SearchConfig
 
 FREE_DRAWS = 4  # stop after this many draws per budgeted trial, even if most repeated earlier splits
-GRID = "grid"
 
 
 def iso5050(cfg: SearchConfig, seq_len: int) -> list[int] | None:

@@ -11,7 +11,6 @@ can say how much communication there was to hide.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import optuna
 
@@ -22,10 +21,8 @@ from isotune.core.space import ratios_of
 from isotune.core.stats import Interval, typical
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
 from isotune.tune import studies
+from isotune.tune.config import SearchConfig
 from isotune.tune.trials import best_splits, iso5050
-
-if TYPE_CHECKING:
-    from isotune.tune.search import SearchConfig
 
 VALIDATE_TOP = 3  # best distinct splits of the study re-measured beside the baseline
 START, STEP, CAP = 2, 1, 4  # validation repeats: first round, each extra round, cap (x --repeats)

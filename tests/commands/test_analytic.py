@@ -61,7 +61,7 @@ def test_estimate_prints_a_table_and_writes_its_plot_and_json(cli, tmp_path):
         (["--hardware", "b300"], "not in the catalog"),
         (["--tp", "four"], "TP sizes separated by commas"),
         (["--model", "llama-30b", "--tp", "8"], "no hardware x TP size fits llama-30b"),
-        (["--tp", "0,4"], "TP sizes must be at least 1"),
+        (["--tp", "0,4"], "TP sizes separated by commas, e.g. 4,8, each at least 1"),
         (["--dtype", "float32"], "analytic profiles model bfloat16 or float16"),
     ):
         r = cli("estimate", *args)

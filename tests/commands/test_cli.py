@@ -34,7 +34,7 @@ from isotune.engine import dist, launcher
         (["--json", "/no/such/dir/out.json"], "does not exist"),
         (["--seq-len", "9000"], "exceeds"),
         (["--bogus-flag"], "No such option"),
-        (["--tp", "two"], "valid integer"),
+        (["--tp", "two"], "--tp 'two' must be one TP size"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(args, needle, capsys):
@@ -179,7 +179,7 @@ def _suicidal_worker(info, payload) -> int:
 
 def test_killed_rank_stops_the_others_fast(capsys):
     t0 = time.monotonic()
-    code = dist.launch(_suicidal_worker, 2, None, device="cpu")
+    code = dist.run_ranks(_suicidal_worker, dist.Ranks(tp=2, device="cpu"), None)
     assert code == 1 and time.monotonic() - t0 < 30
     assert "rank 1 was killed by SIGKILL" in capsys.readouterr().err
 

@@ -1,12 +1,16 @@
-"""--comm-ctas: parsed and checked before any rank starts, handed to the ranks through the
-environment, recorded in the setting plans and profiles carry, and brought by a plan to run."""
+"""--comm-ctas: parsed and checked before any rank starts, carried by the target to the ranks,
+recorded in the setting plans and profiles carry, and brought by a plan to run."""
 
 import pytest
 
-from isotune.commands.comm import parse_ctas, plan_ctas, set_ctas
+from isotune.commands.prologue import prepare
 from isotune.core.errors import BadInput
+from isotune.core.plan import Bucket, Plan, save_plan
 from isotune.core.setting import said
-from isotune.engine.group import COMM_CTAS_ENV, comm_setting
+from isotune.core.spec import load_spec
+from isotune.core.target import Target, parse_ctas
+from isotune.engine import topology
+from isotune.engine.group import comm_setting
 
 
 def test_parse_one_or_many():
@@ -16,25 +20,33 @@ def test_parse_one_or_many():
             parse_ctas(raw, many)
 
 
-def test_the_cap_reaches_the_nccl_setting_and_only_nccl_has_one(monkeypatch):
-    monkeypatch.delenv(COMM_CTAS_ENV, raising=False)
-    with pytest.raises(BadInput, match="needs a GPU run with --tp 2 or more"):
-        set_ctas(8, 2, "cpu")
-    with pytest.raises(BadInput, match="needs a GPU run"):
-        set_ctas(8, 1, "cuda")  # one rank: no group, no all-reduce
-    set_ctas(8, 2, "cuda")  # checked before launch: no GPU needed to hand it over
-    setting = comm_setting("nccl")
+def test_the_cap_is_in_the_nccl_setting_and_only_nccl_has_one():
+    setting = comm_setting("nccl", 8)
     assert setting["max_ctas"] == 8 and said(setting) == "--comm-ctas 8"
-    assert comm_setting("gloo") == {}
-    set_ctas(None, 2, "cuda")
+    assert comm_setting("gloo", 8) == {}
     assert "max_ctas" not in comm_setting("nccl") and said(comm_setting("nccl")) == "NCCL defaults"
 
 
-def test_a_plan_searched_with_a_cap_brings_it_unless_one_is_given(capsys):
-    topology = {"comm": {"high_priority_stream": True, "env": {}, "max_ctas": 16}}
-    assert plan_ctas(topology, None) == 16
-    assert "using the plan's --comm-ctas 16" in capsys.readouterr().err
-    assert plan_ctas(topology, 4) == 4 and plan_ctas({"comm": {}}, None) is None
+def test_a_plan_searched_with_a_cap_brings_it_unless_one_is_given(tmp_path, monkeypatch, capsys):
+    # a GPU group as the prologue sees it before launch (no GPU needed: the link is not asked)
+    monkeypatch.setattr(topology, "device_name", lambda device: "NVIDIA H100")
+    monkeypatch.setattr(topology, "gpu_indices", lambda ordinals: [None] * len(ordinals))
+    spec = load_spec("tiny")
+    target = Target(spec=spec, tp=2, device="cuda", dtype="bfloat16", max_len=0)
+    comm = {"high_priority_stream": True, "env": {}, "max_ctas": 16}
+    plan = Plan(
+        model={"name": spec.name, "fingerprint": spec.fingerprint(), "layers": spec.layers},
+        topology={"tp": 2, "backend": "nccl", "device": "NVIDIA H100", "dtype": "bfloat16", "comm": comm},
+        software={},
+        align=64,
+        buckets=[Bucket(min_tokens=1, max_tokens=512, chunks=1, ratios=[1.0], plan_ms=1.0, baseline_ms=1.0)],
+    )
+    path = tmp_path / "plan.yaml"
+    save_plan(plan, path)
+    prep = prepare(target, [256], plan_paths=[str(path)])
+    assert prep.target.comm_ctas == 16 and "using the plan's --comm-ctas 16" in capsys.readouterr().err
+    with pytest.raises(BadInput, match="comm"):  # a cap given that is not the plan's: the setting differs
+        prepare(target.with_(comm_ctas=4), [256], plan_paths=[str(path)])
 
 
 def test_cpu_commands_refuse_it_in_one_line(cli, tmp_path):

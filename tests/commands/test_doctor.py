@@ -57,7 +57,7 @@ def test_doctor_bad_input(cli, tmp_path):
         (["-o", str(tmp_path / "f")], "is a file: give a folder"),
         (["-o", str(tmp_path / "no" / "d")], "parent folder does not exist"),
         (["--repeats", "1"], "intervals need at least 2"),
-        (["--tp", "0"], "needs 1 rank or more"),
+        (["--tp", "0"], "--tp '0' must be one TP size, at least 1"),
         (["--seq-lens", "1k"], "1k"),
         (["--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
         (["--model", "nope"], "nope"),
@@ -72,9 +72,9 @@ def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
     """doctor's ISO == baseline check, against an attention that drops the last prefix key of
     every later chunk (a plausible off-by-one): in fp32 it is far outside the 1e-3 limit, and
     the check FAILs; the real attention passes the same check far inside it."""
-    from isotune.commands.doctor_checks import iso
+    from isotune.commands.doctor import measure as checks
+    from isotune.commands.doctor.checks import iso
     from isotune.engine import model as model_mod
-    from isotune.tune import checks
 
     m = checks.build("tiny", 2, "float32", 256, "cpu")
     good = checks.iso_equals_baseline(m, 256, 16)
@@ -107,7 +107,7 @@ def test_a_16_bit_iso_is_held_to_the_float32_logits_not_to_a_fixed_limit():
     same sums, each rounding as far from float32 in ulps, and the check still passes them."""
     import torch
 
-    from isotune.tune import checks
+    from isotune.commands.doctor import measure as checks
 
     wide, half = (checks.build("tiny", 2, dtype, 256, "cpu") for dtype in ("float32", "bfloat16"))
     for m in (wide, half):
@@ -131,7 +131,7 @@ def test_the_decode_check_times_eager_against_the_static_step_and_keeps_the_toke
     'graphed' side is the static step run eagerly, and the rows say so (`graph`, `why`). Both
     decode the same tokens, at a short cache and a full one, with an interval around the change;
     the model's decoder is dropped afterwards."""
-    from isotune.tune import checks
+    from isotune.commands.doctor import measure as checks
 
     m = checks.build("tiny", 2, "float32", 256, "cpu")
     rows = checks.decode_speed(m, [64, 224], 32, 3)
@@ -145,8 +145,8 @@ def test_a_prefill_past_the_kv_cache_is_an_error_not_a_silent_empty_write():
     import pytest
     import torch
 
+    from isotune.commands.doctor import measure as checks
     from isotune.engine.executor import prefill
-    from isotune.tune import checks
 
     m = checks.build("tiny", 2, "float32", 64, "cpu")
     with pytest.raises(ValueError, match="do not fit the KV cache of 64"):
@@ -159,8 +159,8 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
     layer's time inside a traced prefill. The summary, from rows shaped like the H200's (host
     issue 0.42 ms per chunk of a layer, GPU 1.09 ms unsplit), names the first host-bound count
     and what --compile did to the host's time."""
-    from isotune.tune import checks
-    from isotune.viz.doctor_report import launch_summary
+    from isotune.commands.doctor import measure as checks
+    from isotune.commands.doctor.report import launch_summary
 
     m = checks.build("tiny", 2, "float32", 256, "cpu")
     rows = checks.launch_bound(m, 64, 16)
@@ -193,7 +193,7 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
 def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     """One GPU gets the pipeline at tp 1 (its CUDA paths run; nothing can overlap). The same
     branch on CPU: the three commands run at tp 1 and the verdict says what it does not show."""
-    from isotune.commands.doctor_checks import pipeline
+    from isotune.commands.doctor.checks import pipeline
 
     c = pipeline("tiny", 2, "cpu", 1, [128, 256], tmp_path)
     assert c.status == "ok", c.summary
@@ -215,7 +215,7 @@ def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path,
     import time
     import uuid
 
-    from isotune.commands.doctor_checks import pipeline
+    from isotune.commands.doctor.checks import pipeline
 
     mark = f"ISOTUNE_TEST_MARK={uuid.uuid4().hex}".encode()
 
@@ -305,7 +305,7 @@ def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
     doctor's --time-limit, whichever is less, and says which stopped it."""
     import time
 
-    from isotune.commands.child import run_child
+    from isotune.commands.doctor.child import run_child
 
     monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "60")
     t0 = time.monotonic()
@@ -327,9 +327,9 @@ def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
 def test_a_time_limit_met_midway_keeps_what_ran_and_cuts_the_rest(tmp_path, monkeypatch):
     """The clock runs out during the ISO check: it and the CUDA check keep their verdicts, the
     checks after it are not begun, and doctor exits 1. A clock the test moves, so no timing."""
-    from isotune.commands import doctor as doctor_mod
-    from isotune.commands import doctor_checks as dc
-    from isotune.viz.doctor_report import OK, Check
+    from isotune.commands.doctor import command as doctor_mod
+    from isotune.commands.doctor import checks as dc
+    from isotune.commands.doctor.report import OK, Check
 
     now = [1000.0]
     monkeypatch.setattr(doctor_mod.time, "monotonic", lambda: now[0])
@@ -357,8 +357,8 @@ def test_the_iso_check_runs_a_checkpoint_in_both_dtypes(tmp_path):
     import torch
     import transformers
 
-    from isotune.commands.doctor_checks import iso
-    from isotune.tune import checks
+    from isotune.commands.doctor import measure as checks
+    from isotune.commands.doctor.checks import iso
 
     torch.manual_seed(0)
     cfg = transformers.Qwen3Config(

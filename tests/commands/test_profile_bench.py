@@ -140,7 +140,7 @@ def test_bench_and_profile_bad_input(cli, tmp_path):
 def test_the_overlap_efficiency_is_of_a_split_never_of_an_unsplit_plan():
     """Where the plan keeps no split for a length, its prefill overlaps nothing: the efficiency
     shown is 50/50's, not the unsplit plan's noise read as a gain."""
-    from isotune.commands.bench import record
+    from isotune.commands.bench.job import record
 
     samples = {
         "baseline": [10.0, 10.2, 9.9, 10.1],
@@ -160,8 +160,8 @@ def test_the_overlap_efficiency_is_of_a_split_never_of_an_unsplit_plan():
 def test_bench_tables_keep_every_figure_whole_within_100_columns(capsys):
     """Long prefills make wide cells ('2702.3±61.2'): rich used to cut them ('2702.3±61…') to fit
     100 columns while headers beside them had room to wrap. Every figure is printed whole."""
-    from isotune.commands.bench import record
-    from isotune.viz.bench_tables import show_bench
+    from isotune.commands.bench.job import record
+    from isotune.commands.bench.tables import show_bench
     from isotune.viz.tables import change_ci, ms_ci
 
     jitter = [1.0, 1.03, 0.97, 1.05, 0.96]

@@ -11,6 +11,7 @@ from fixtures.smollm2 import Unavailable, smollm2_folder
 
 from isotune.core.plan import Bucket, Plan, save_plan
 from isotune.core.spec import load_spec
+from isotune.core.target import Target
 from isotune.engine.topology import run_setting
 
 transformers = pytest.importorskip("transformers")
@@ -96,7 +97,10 @@ def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
     ]
     plan = Plan(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "layers": spec.layers},
-        topology={"tp": 1, **run_setting(1, "cpu", "float32")},
+        topology={
+            "tp": 1,
+            **run_setting(Target(spec=load_spec("tiny"), tp=1, device="cpu", dtype="float32", max_len=64)),
+        },
         software={},
         align=16,
         buckets=buckets,

@@ -79,7 +79,7 @@ def _nccl_worker(info, path) -> int:
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_nccl_two_ranks(tmp_path):
     path = str(tmp_path / "r.json")
-    assert dist.launch(_nccl_worker, 2, path, device="cuda") == 0
+    assert dist.run_ranks(_nccl_worker, dist.Ranks(tp=2, device="cuda"), path) == 0
     with open(path) as f:
         r = json.load(f)
     assert r["diff"] < 1e-3 and r["overlapped"], r

@@ -98,7 +98,7 @@ def test_iso_equals_baseline_with_every_later_chunk_on_cudnn_or_on_flash(monkeyp
     from isotune.engine import layers
     from isotune.engine.executor import prefill
     from isotune.engine.model import POISON, build_model
-    from isotune.tune.checks import single
+    from isotune.engine.rank import single
 
     monkeypatch.setattr(layers, "CUDNN_MERGE_MIN_FLOP", threshold)
     info = single("cuda")  # one rank on cuda:0, no group

@@ -15,7 +15,7 @@ from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
 from isotune.engine.fused import EAGER
-from isotune.engine.group import COMM_CTAS_ENV, init_group
+from isotune.engine.group import init_group
 from isotune.engine.model import POISON, build_model
 from isotune.engine.timing import device_ms, issue_and_run_ms, kernels_issued, spin_cycles_per_ms
 from isotune.engine.weights import load_weights
@@ -45,11 +45,10 @@ def test_the_comm_stream_has_high_priority(nccl):
     assert backend.options.is_high_priority_stream
 
 
-def test_comm_ctas_caps_the_communicator(monkeypatch):
-    monkeypatch.setenv(COMM_CTAS_ENV, "8")
+def test_comm_ctas_caps_the_communicator():
     store = tdist.TCPStore("127.0.0.1", 0, None, True)
     info = _info("nccl")
-    info.store_port = store.port
+    info.store_port, info.comm_ctas = store.port, 8
     init_group(info)
     try:
         backend = tdist.distributed_c10d._get_default_group()._get_backend(torch.device("cuda", 0))

@@ -48,7 +48,7 @@ def results(tmp_path_factory):
     for mha in (False, True):
         for tp in (1, 2, 4):
             path = str(tmp / f"tp{tp}_{mha}.json")
-            assert dist.launch(_worker, tp, {"mha": mha, "out": path}, device="cpu") == 0
+            assert dist.run_ranks(_worker, dist.Ranks(tp=tp, device="cpu"), {"mha": mha, "out": path}) == 0
             with open(path) as f:
                 out[(tp, mha)] = json.load(f) | {"logits": torch.load(path + ".pt")}
     return out

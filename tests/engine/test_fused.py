@@ -11,8 +11,8 @@ from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
 from isotune.engine.executor import greedy_decode, prefill
-from isotune.engine.fused import EAGER, say_compiled
-from isotune.engine.model import POISON, build_model
+from isotune.engine.fused import EAGER
+from isotune.engine.model import POISON, build_model, say_compiled
 
 CPU = dist.DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
 

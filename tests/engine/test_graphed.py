@@ -86,7 +86,7 @@ def _worker(info, path) -> int:
 
 def test_static_steps_all_reduce_like_the_executor_on_two_ranks(tmp_path):
     path = tmp_path / "tokens.json"
-    assert dist.launch(_worker, 2, str(path)) == 0
+    assert dist.run_ranks(_worker, dist.Ranks(tp=2), str(path)) == 0
     r = json.loads(path.read_text())
     assert r["got"] == r["want"]
 

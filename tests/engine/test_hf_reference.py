@@ -118,7 +118,7 @@ def test_logits_match_transformers_at_tp_2(checkpoint, tmp_path):
     logits of an ISO split at tp 2 are transformers' within 1e-4, not just its greedy tokens."""
     case, folder, ids, ref_logits, _ = checkpoint
     out = tmp_path / "logits.pt"
-    assert dist.launch(_tp_worker, 2, (str(folder), ids.tolist(), str(out)), device="cpu") == 0
+    assert dist.run_ranks(_tp_worker, dist.Ranks(tp=2, device="cpu"), (str(folder), ids.tolist(), str(out))) == 0
     assert (torch.load(out) - ref_logits).abs().max() <= 1e-4, case
 
 

@@ -45,7 +45,7 @@ def _overlap_ms(a: dict, b: dict) -> float:
 
 def test_a_late_peer_shows_an_all_reduce_in_flight_under_the_next_chunks_compute(tmp_path):
     out = tmp_path / "trace.json"
-    assert dist.launch(_worker, 2, str(out), device="cpu") == 0
+    assert dist.run_ranks(_worker, dist.Ranks(tp=2, device="cpu"), str(out)) == 0
     runs = json.loads(out.read_text())
 
     plan = _by_name(runs["plan"][0])  # rank 0

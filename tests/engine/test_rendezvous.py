@@ -43,7 +43,7 @@ WORKER = textwrap.dedent(
         return 0
 
     rank, what, s = sys.argv[1:4]
-    sys.exit(dist.launch(worker, 2, {"rank": rank, "what": what, "s": s}))
+    sys.exit(dist.run_ranks(worker, dist.Ranks(tp=2), {"rank": rank, "what": what, "s": s}))
     """
 )
 

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from isotune.core.setting import SETTING_KEYS
+from isotune.core.spec import load_spec
+from isotune.core.target import Target
 from isotune.engine import dist, launcher, topology
-from isotune.engine.dist import DistInfo
+from isotune.engine.rank import DistInfo
 from isotune.engine.topology import (
     describe,
     group_link,
@@ -140,18 +142,18 @@ def test_gpu_indices_fall_back_to_cuda_visible_devices(monkeypatch):
 def test_cuda_describe_and_run_setting_agree_on_the_groups_link(monkeypatch, second, link):
     _fake_cuda(monkeypatch, {0: (0, 0x18, 0), 1: second})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
-    assert run_setting(2, "cuda", "bfloat16")["interconnect"] == link
+    assert run_setting(_target(2, "cuda", "bfloat16"))["interconnect"] == link
     # rank 1 of 2: its own GPU found by the code under test, rank 0's (smi 0) as gathered
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(platform.node(), 0), obj])
     info = DistInfo(rank=1, world=2, local_rank=1, device=torch.device("cuda", 1), backend="nccl", launched=False)
-    assert describe(info, "bfloat16", 1)[0]["interconnect"] == link
+    assert describe(info, "bfloat16")[0]["interconnect"] == link
 
 
 def test_gpus_on_two_hosts_are_network_whatever_their_links(monkeypatch):
     _fake_cuda(monkeypatch, {0: (0, 0x18, 0), 1: (0, 0x3B, 0)})
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [obj, ("other-host", 1)])
     info = DistInfo(rank=0, world=2, local_rank=0, device=torch.device("cuda", 0), backend="nccl", launched=True)
-    topo = describe(info, "bfloat16", 1)[0]
+    topo = describe(info, "bfloat16")[0]
     assert topo["interconnect"] == "network" and topo["hosts"] == 2
     assert group_link("cuda", False, [0, 1]) == "network" and group_link("cpu", False, [None, None]) == "network"
 
@@ -186,6 +188,10 @@ def test_a_failing_missing_or_hanging_nvidia_smi_gives_unknown(tmp_path, monkeyp
     assert group_link("cuda", True, [0, 1]) == "unknown"
 
 
+def _target(tp: int, device: str, dtype: str, compiled: bool = False) -> Target:
+    return Target(spec=load_spec("tiny"), tp=tp, device=device, dtype=dtype, compile=compiled, max_len=64)
+
+
 def _cpu_info(**kw) -> DistInfo:
     return DistInfo(
         rank=0, world=2, local_rank=0, device=torch.device("cpu"), backend="gloo", **{"launched": False, **kw}
@@ -193,7 +199,7 @@ def _cpu_info(**kw) -> DistInfo:
 
 
 def test_cpu_ranks_on_one_host_are_loopback_launched_or_not(monkeypatch):
-    assert run_setting(2, "cpu", "float32")["interconnect"] == "loopback"
+    assert run_setting(_target(2, "cpu", "float32"))["interconnect"] == "loopback"
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [obj, obj])
     for launched in (False, True):
         topo = describe(_cpu_info(launched=launched), "float32", 1)[0]
@@ -202,10 +208,10 @@ def test_cpu_ranks_on_one_host_are_loopback_launched_or_not(monkeypatch):
 
 def test_a_single_rank_describes_what_run_setting_predicts():
     info = DistInfo(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None, launched=False)
-    topo = describe(info, "float32", 1)[0]
-    assert {k: topo[k] for k in SETTING_KEYS} == run_setting(1, "cpu", "float32")
-    compiled = describe(info, "float32", 1, compiled=True)[0]
-    assert {k: compiled[k] for k in SETTING_KEYS} == run_setting(1, "cpu", "float32", compiled=True)
+    topo = describe(info, "float32")[0]
+    assert {k: topo[k] for k in SETTING_KEYS} == run_setting(_target(1, "cpu", "float32"))
+    compiled = describe(info, "float32", compiled=True)[0]
+    assert {k: compiled[k] for k in SETTING_KEYS} == run_setting(_target(1, "cpu", "float32", compiled=True))
 
 
 @pytest.mark.parametrize("local_world,link", [("2", "loopback"), ("1", "network"), (None, "network")])
@@ -214,7 +220,7 @@ def test_under_a_launcher_one_host_means_it_started_every_rank_here(monkeypatch,
         monkeypatch.setenv(var, value)
     if local_world is not None:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)
-    assert run_setting(2, "cpu", "float32")["interconnect"] == link
+    assert run_setting(_target(2, "cpu", "float32"))["interconnect"] == link
     # and what the ranks then find: the same host for both, or two
     hosts = [platform.node(), platform.node() if link == "loopback" else "other-host"]
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(h, None) for h in hosts])
@@ -228,7 +234,7 @@ def test_netlab_ranks_share_a_host_name_but_not_a_link(monkeypatch):
         monkeypatch.setenv(var, value)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(platform.node(), None)] * 2)
-    assert run_setting(2, "cpu", "float32")["interconnect"] == "network"
+    assert run_setting(_target(2, "cpu", "float32"))["interconnect"] == "network"
     assert describe(_cpu_info(launched=True), "float32", 1)[0]["interconnect"] == "network"
 
 

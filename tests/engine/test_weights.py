@@ -75,4 +75,6 @@ def _slow_loader(info, pause_s):
 def test_a_slow_loading_rank_does_not_time_out_its_peers(monkeypatch):
     monkeypatch.setattr(dist, "TIMEOUT_S", 2.0)  # spawned ranks re-import dist: pass it by env too
     monkeypatch.setenv("ISOTUNE_DIST_TIMEOUT", "2")
-    assert dist.launch(_slow_loader, 2, 5.0) == 0  # before: "DistStoreError: wait timeout after 2000ms"
+    assert (
+        dist.run_ranks(_slow_loader, dist.Ranks(tp=2), 5.0) == 0
+    )  # before: "DistStoreError: wait timeout after 2000ms"

@@ -19,11 +19,13 @@ import torch
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.core.stats import interval, paired_change
+from isotune.core.target import Target
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY, prefill
+from isotune.engine.launch import build as build_on
 from isotune.engine.layers import chunk_attention
-from isotune.engine.model import POISON, TPModel, build_model, random_prompt
+from isotune.engine.model import POISON, TPModel, random_prompt
+from isotune.engine.rank import DistInfo, single
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, run_layer0, time_prefills
 from isotune.engine.topology import gpu_indices, group_link, plain, smi
 
@@ -58,11 +60,6 @@ def environment() -> dict:
     else:
         env["gpus"] = "none visible"
     return env
-
-
-def single(device: str) -> DistInfo:
-    dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
-    return DistInfo(rank=0, world=1, local_rank=0, device=dev, backend=None, launched=False)
 
 
 @torch.inference_mode()
@@ -230,10 +227,10 @@ def decode_speed(model: TPModel, cache_lens: list[int], steps: int, repeats: int
                 order = list(times)
                 random.Random(rep).shuffle(order)  # neither always runs first
                 for name in order:
-                    dist.synchronize_device(model.device)
+                    dist.synchronize(model.device)
                     t0 = time.perf_counter()
                     tokens[name] = greedy_decode(model, last, s, steps, graphs=name == "graphed")  # rows s..s+steps-2
-                    dist.synchronize_device(model.device)
+                    dist.synchronize(model.device)
                     times[name].append(time.perf_counter() - t0)
             eager, graphed = times["eager"][1:], times["graphed"][1:]  # the first round warmed up
             change = paired_change(eager, graphed)
@@ -250,5 +247,7 @@ def decode_speed(model: TPModel, cache_lens: list[int], steps: int, repeats: int
 
 
 def build(model: str, layers: int | None, dtype: str, max_len: int, device: str) -> TPModel:
+    """A one-device model for the checks, built as the launch builds every rank's."""
     spec = load_spec(model, layers)
-    return build_model(spec, single(device), getattr(torch, dtype), max_len, seed=0)
+    target = Target(spec=spec, tp=1, dtype=dtype, device=device, max_len=max_len)
+    return build_on(target, single(device))

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import torch
 
-from isotune.commands.child import run_child
+from isotune.commands.doctor import measure as checks
+from isotune.commands.doctor.child import run_child
+from isotune.commands.doctor.report import CUT, FAIL, OK, SKIPPED, Check, chunking_png, launch_summary
 from isotune.core.files import atomic_write_bytes, atomic_write_text
-from isotune.engine.fused import EAGER, compile_model
-from isotune.tune import checks
-from isotune.viz.doctor_report import CUT, FAIL, OK, SKIPPED, Check, chunking_png, launch_summary
+from isotune.engine.fused import EAGER
+from isotune.engine.model import compile_model
+from isotune.engine.rank import single
 
 DECODE_STEPS = 64  # tokens each decode check generates; the preset leaves room for them
 
@@ -95,7 +97,7 @@ def iso(preset, model: str, layers: int, checkpoint: str | None, dev: str, align
 
 def overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
     m = preset()
-    rows = checks.chunking_overhead(m, checks.single(dev), lens, align, repeats)
+    rows = checks.chunking_overhead(m, single(dev), lens, align, repeats)
     where = f"{m.spec.name} ({layers} layers), tp 1 on {dev}, bfloat16, measured"
     atomic_write_bytes(folder / "chunking.png", chunking_png(rows, where))
     worst = max(rows, key=lambda r: r["change"])

@@ -1,5 +1,5 @@
-"""`isotune search`'s rank side (measured objective), or the same studies in-process on the
-cost model (model objective).
+"""What each rank of `isotune search` runs (measured objective), or the same studies in-process
+on the cost model (model objective).
 
 Rank 0 runs the studies and drives; every rank holds the model and measures what rank 0
 broadcasts: ("time", seq_len, bounds, warmup) -> the slowest rank's ms of one prefill;
@@ -10,6 +10,7 @@ CPU the comm-only variant burned); None -> done.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -17,30 +18,26 @@ import torch
 
 from isotune.core.cost import simulate
 from isotune.core.plan import Plan, save_plan
-from isotune.core.spec import load_spec
 from isotune.core.stats import typical
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
-from isotune.engine.fused import say_compiled
-from isotune.engine.model import build_model, random_prompt
+from isotune.engine.model import TPModel, random_prompt
+from isotune.engine.rank import DistInfo
 from isotune.engine.timing import time_prefills
-from isotune.engine.topology import describe, software
-from isotune.tune.search import SearchConfig, install_sigterm, open_studies, search_all
+from isotune.engine.topology import describe, dtype_name, software
+from isotune.tune.config import SearchConfig
+from isotune.tune.search import install_sigterm, open_studies, search_all
 from isotune.tune.validate import COMM_CPU
 
 
 class Measurer:
-    def __init__(self, info: DistInfo, cfg: SearchConfig):
-        self.info, self.cfg = info, cfg
-        self.spec = load_spec(cfg.model, cfg.layers)
-        dtype = getattr(torch, cfg.dtype)
-        self.model = build_model(self.spec, info, dtype, max(cfg.seq_lens), cfg.seed, compiled=cfg.compile)
-        say_compiled(self.model, info.is_main)
+    def __init__(self, model: TPModel, info: DistInfo, cfg: SearchConfig):
+        self.model, self.info, self.cfg = model, info, cfg
+        self.spec = model.spec
         self._ids: dict[int, torch.Tensor] = {}
 
     def ids(self, s: int) -> torch.Tensor:
         if s not in self._ids:
-            self._ids[s] = torch.tensor(random_prompt(s, self.spec.vocab, self.cfg.seed), device=self.info.device)
+            self._ids[s] = torch.tensor(random_prompt(s, self.spec.vocab, self.model.seed), device=self.info.device)
         return self._ids[s]  # (S,)
 
     @torch.inference_mode()
@@ -86,11 +83,23 @@ class Measurer:
         return self.call(("validate", s, variants, repeats))
 
 
-def search_worker(info: DistInfo, cfg: SearchConfig) -> int:
+@dataclass(kw_only=True)
+class SearchJob:
+    cfg: SearchConfig
+
+    @property
+    def interrupt_hint(self) -> str:
+        return resume_hint(self.cfg)
+
+    def run(self, model: TPModel, info: DistInfo) -> int:
+        return _search(model, info, self.cfg)
+
+
+def _search(model: TPModel, info: DistInfo, cfg: SearchConfig) -> int:
     install_sigterm()
     try:
-        m = Measurer(info, cfg)
-        topology, soft = describe(info, cfg.dtype, cfg.threads, cfg.compile)
+        m = Measurer(model, info, cfg)
+        topology, soft = describe(info, dtype_name(model), model.ops.compiled)
         if not info.is_main:
             m.serve()
             return 0

@@ -1,5 +1,6 @@
-"""What each rank of `isotune run` executes: load the model once, then per prompt (a Job) the
-prefill with its split, greedy decoding from the KV cache, and on rank 0 the text as it grows.
+"""What each rank of `isotune run` executes on its model (built once by the launch): per prompt
+(a Request) the prefill with its split, greedy decoding from the KV cache, and on rank 0 the
+text as it grows.
 
 Per prompt: with --compare (or --repeats) the timing protocol first (plan and baseline
 interleaved); then the request itself, timed from a barrier: time to first token (the prefill
@@ -11,58 +12,76 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
-from isotune.commands.run import Job, RunConfig
 from isotune.core.chunking import chunk_bounds, chunk_sizes
 from isotune.core.files import atomic_write_bytes, atomic_write_text
-from isotune.core.spec import ModelSpec, load_spec
 from isotune.core.stats import paired_change
 from isotune.core.text import TextCodec, load_text
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
 from isotune.engine.executor import greedy_decode, prefill, prepare_graphs
-from isotune.engine.fused import say_compiled
-from isotune.engine.model import TPModel, build_model
+from isotune.engine.model import TPModel
+from isotune.engine.rank import DistInfo
 from isotune.engine.timing import time_prefills
-from isotune.engine.topology import setting
+from isotune.engine.topology import title
+
+
+@dataclass(kw_only=True)
+class Request:
+    """One prompt and the split it runs with."""
+
+    ids: list[int]
+    ratios: list[float]
+    bucket: str | None  # "min..max" of the plan bucket used, or None without a plan
+    text: str | None = None
+    where: str = "prompt"
+    note: str | None = None  # why the split differs from the one asked for
+
+
+@dataclass(kw_only=True)
+class RunJob:
+    requests: list[Request]
+    align: int
+    text: bool  # decode the output with the checkpoint's tokenizer
+    jsonl: bool  # --prompts: one JSON line per prompt, a summary table per bucket
+    trace_path: str | None
+    timeline_path: str | None
+    max_new_tokens: int
+    compare: bool
+    json_path: str | None
+    graphs: bool = False  # --cuda-graphs: decode steps replayed as one CUDA graph (engine.graphed)
+    warmup: int
+    repeats: int  # 0: time only the request itself (time to first token, decode speed)
+
+    def run(self, model: TPModel, info: DistInfo) -> int:
+        return _run(model, info, self)
 
 
 @torch.inference_mode()
-def run_worker(info: DistInfo, cfg: RunConfig) -> int:
-    spec = load_spec(cfg.model, cfg.layers)
-    longest = max(len(j.ids) for j in cfg.jobs)
-    model = build_model(
-        spec,
-        info,
-        getattr(torch, cfg.dtype),
-        longest + cfg.max_new_tokens,
-        cfg.seed,
-        compiled=cfg.compile,
-        decode=cfg.max_new_tokens > 0,
-    )
-    say_compiled(model, info.is_main)
+def _run(model: TPModel, info: DistInfo, cfg: RunJob) -> int:
+    spec = model.spec
     codec = load_text(spec.checkpoint) if cfg.text and info.is_main else None
     stop = codec.stop_ids if codec else frozenset()
     stop = frozenset(dist.broadcast_object(sorted(stop), info))  # the same on every rank
     results, lines = [], []
-    for i, job in enumerate(cfg.jobs):
+    for i, job in enumerate(cfg.requests):
         streaming = codec is not None and not cfg.jsonl
         r = _run_job(model, info, cfg, job, codec, stop, first=i == 0, stream=streaming)
         if i == 0 and (cfg.trace_path or cfg.timeline_path):
-            _trace(model, info, job, spec, cfg)
+            _trace(model, info, job, cfg)
         results.append(r)
         if info.is_main and cfg.jsonl:
             lines.append(json.dumps({"index": i} | r, ensure_ascii=False) + "\n")
             print(lines[-1], end="", flush=True)
     if info.is_main:
-        _report(spec, info, cfg, results, lines)
+        _report(model, info, cfg, results, lines)
     return 0
 
 
 def _run_job(
-    model: TPModel, info: DistInfo, cfg: RunConfig, job: Job, codec: TextCodec | None, stop, first: bool, stream: bool
+    model: TPModel, info: DistInfo, cfg: RunJob, job: Request, codec: TextCodec | None, stop, first: bool, stream: bool
 ) -> dict:
     ids = torch.tensor(job.ids, device=info.device)  # (S,)
     s = ids.shape[0]
@@ -90,17 +109,19 @@ def _run_job(
     if cfg.graphs and cfg.max_new_tokens > 1:  # captured before the timed request, not inside it
         prepare_graphs(model, s)
     dist.barrier(info)
-    dist.synchronize(info)
+    dist.synchronize(info.device)
     t0 = time.perf_counter()
     x = prefill(model, ids, bounds)  # (S, hidden), fills the cache
-    dist.synchronize(info)
+    dist.synchronize(info.device)
     t_prefill = time.perf_counter()
     generated = greedy_decode(model, x[-1:], s, cfg.max_new_tokens, stop, on_token, graphs=cfg.graphs)
     if stream:
         print(decoder.flush(), flush=True)
     first_at = stamps[0] if stamps else t_prefill
     decode_s = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
-    prefill_ms, ttft_ms, decode_s = dist.max_across([(t_prefill - t0) * 1e3, (first_at - t0) * 1e3, decode_s], info)
+    prefill_ms, ttft_ms, decode_s = dist.max_across(
+        [(t_prefill - t0) * 1e3, (first_at - t0) * 1e3, decode_s], info.device
+    )
 
     diff = same_next = scale = None
     if base is not None:
@@ -134,23 +155,23 @@ def _run_job(
     return r
 
 
-def _report(spec: ModelSpec, info: DistInfo, cfg: RunConfig, results: list[dict], lines: list[str]) -> None:
+def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], lines: list[str]) -> None:
     """Rank 0: the table (stderr when stdout carries the answer) and the --json file (with
     --prompts: the JSON lines already printed)."""
-    from isotune.viz.run_tables import show_prompts, show_run
+    from isotune.commands.run.tables import show_prompts, show_run
 
-    title = f"isotune run: {setting(info, spec.name, spec.layers, cfg.dtype)}"
+    heading = f"isotune run: {title(model, info)}"
     if cfg.jsonl:
-        show_prompts(results, title, cfg.compare)
+        show_prompts(results, heading, cfg.compare)
         text = "".join(lines)
     else:
-        show_run(results[0], title, stderr=cfg.text)
+        show_run(results[0], heading, stderr=cfg.text)
         text = json.dumps(results[0], indent=2, ensure_ascii=False) + "\n"
     if cfg.json_path:
         atomic_write_text(cfg.json_path, text)
 
 
-def _trace(model: TPModel, info: DistInfo, job: Job, spec: ModelSpec, cfg: RunConfig) -> None:
+def _trace(model: TPModel, info: DistInfo, job: Request, cfg: RunJob) -> None:
     """One traced prefill per run (after an untraced warm-up), every rank's events to rank 0,
     which writes the Chrome trace and/or the timeline."""
     ids = torch.tensor(job.ids, device=info.device)  # (S,)
@@ -160,23 +181,21 @@ def _trace(model: TPModel, info: DistInfo, job: Job, spec: ModelSpec, cfg: RunCo
     for name, bounds in runs.items():
         prefill(model, ids, bounds)
         dist.barrier(info)
-        dist.synchronize(info)
+        dist.synchronize(info.device)
         mine: list[dict] = []
         prefill(model, ids, bounds, trace=mine)
         events[name] = dist.gather_objects(mine, info)
     if not info.is_main:
         return
-    from isotune.viz.run_tables import split_text
+    from isotune.commands.run.tables import split_text
 
-    title = (
-        f"{setting(info, spec.name, spec.layers, cfg.dtype)}, {s} tokens, plan {split_text(chunk_sizes(runs['plan']))}"
-    )
+    heading = f"{title(model, info)}, {s} tokens, plan {split_text(chunk_sizes(runs['plan']))}"
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 
-        meta = {"title": title, "bounds": {name: b for name, b in runs.items()}}
+        meta = {"title": heading, "bounds": {name: b for name, b in runs.items()}}
         atomic_write_text(cfg.trace_path, trace_json(events, meta))
     if cfg.timeline_path:
         from isotune.viz.timeline import timeline_png
 
-        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, title))
+        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, heading))

@@ -1,71 +1,67 @@
 """`isotune search`: check the flags and the storage before any rank starts, then run the studies
-on the ranks (measured objective) or on the cost model in this process (model objective)."""
+on the ranks (measured objective: search.job) or on the cost model in this process (model
+objective)."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from isotune.commands.comm import parse_ctas, set_ctas
+from isotune.commands.prologue import prepare
+from isotune.commands.search.job import SearchJob, search_model
 from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec
-from isotune.engine import dist, launcher
-from isotune.engine.target import fit_target, resolve_target
-from isotune.engine.topology import run_setting
-from isotune.tune import ranks
-from isotune.tune.search import GRID, MEASURED, MODEL, TPE, SearchConfig, open_studies
+from isotune.core.target import Target, TargetFlags, parse_ctas
+from isotune.engine import launcher
+from isotune.engine.launch import launch
+from isotune.engine.target import resolve_target
+from isotune.tune.config import GRID, MEASURED, MODEL, TPE, SearchConfig
+from isotune.tune.search import open_studies
 from isotune.tune.studies import default_storage
 
 
-def search(*, tp: int | None, device: str, threads: int, comm_ctas: str | None = None, **opts) -> int:
+def search(*, target: TargetFlags, **opts) -> int:
     """The `search` command (its flags as keywords): validate, then search; the exit code."""
-    caps = parse_ctas(comm_ctas, many=True)
+    caps = parse_ctas(target.comm_ctas, many=True)
     if len(caps) > 1:
-        return search_caps(caps, tp=tp, device=device, threads=threads, **opts)
-    return _search_one(caps[0] if caps else None, tp=tp, device=device, threads=threads, **opts)
+        return search_caps(caps, target=target, **opts)
+    return _search_one(target, **opts)
 
 
-def _search_one(cap: int | None, *, tp: int | None, device: str, threads: int, **opts) -> int:
-    cfg = search_config(tp=tp, device=device, threads=threads, comm_ctas=cap, **opts)
+def _search_one(target: TargetFlags, **opts) -> int:
+    cfg, fitted = search_config(target=target, **opts)
     if launcher.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
         open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
-    if cfg.objective == MODEL:
-        return ranks.search_model(cfg)
-    hint = ranks.resume_hint(cfg)
-    return dist.launch(ranks.search_worker, cfg.tp, cfg, device=cfg.device, threads=threads, interrupt_hint=hint)
+    if fitted is None:  # --objective model
+        return search_model(cfg)
+    return launch(SearchJob(cfg=cfg), fitted)
 
 
 def search_config(
     *,
+    target: TargetFlags,
     out: str,
-    model: str | None,
-    tp: int | None,
-    layers: int | None,
-    dtype: str,
     seq_lens: str,
     trials: int,
     max_chunks: int,
     align: int | None,
     objective: str,
-    profile_path: str | None,
+    profile: str | None,
     storage: str | None,
     study_name: str | None,
     sampler: str,
     plots: str | None,
     warmup: int,
     repeats: int,
-    device: str,
-    threads: int,
-    seed: int,
     time_budget: float | None,
-    compile: bool = False,
     force: bool = False,
-    comm_ctas: int | None = None,
-) -> SearchConfig:
-    """The checked SearchConfig of the command's flags (BadInput names the first bad one)."""
+) -> tuple[SearchConfig, Target | None]:
+    """The checked SearchConfig of the command's flags (BadInput names the first bad one), and the
+    fitted target its ranks run on (None for --objective model: no ranks)."""
     if objective not in (MEASURED, MODEL):
         raise BadInput(f"--objective {objective!r} is unknown: use measured or model")
     if sampler not in (TPE, GRID):
@@ -77,31 +73,27 @@ def search_config(
             raise BadInput(f"{flag} {value}: use {least} or more")
     if time_budget is not None and not time_budget > 0:
         raise BadInput(f"--time-budget {time_budget} must be a positive number of seconds")
-    prof = load_profile(profile_path) if profile_path else None
     lens = parse_seq_lens(seq_lens)
     check_writable(out, "--out")
+    fitted = None
     if objective == MODEL:
-        if comm_ctas:
+        if target.comm_ctas:
             raise BadInput("--comm-ctas is measured on GPUs: it does not apply to --objective model")
-        name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, model, layers, lens)
+        prof = load_profile(profile) if profile else None
+        name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, target if target.model else None, lens)
+        align = resolve_align(align, dev)
+        compile, ctas = target.compile, None
     else:
-        spec, tp, dev = resolve_target(model or "tiny", layers, tp, device)
-        check_seq_lens(spec, lens, "--seq-lens")
+        prep = prepare(resolve_target(target), lens, profile_path=profile, force=force, align=align)
+        fitted, prof, align = prep.target, prep.profile, prep.align
+        spec = fitted.spec
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
-        dtype = fit_target(spec, tp, dev, dtype, max(lens))
-        set_ctas(comm_ctas, tp, dev)  # before run_setting: the cap is part of the setting
-        if prof is not None:
-            here = run_setting(tp, dev, dtype, compile)
-            for note in check_profile_fits(prof, spec, tp, setting=here, force=force):
-                print(f"{profile_path}: {note}", file=sys.stderr)
-    align = resolve_align(align, dev)
+        tp, dev, dtype, compile, ctas = fitted.tp, fitted.device, fitted.dtype, fitted.compile, fitted.comm_ctas
     if lens[0] < align:
         raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
     if plots:
         _check_plots_dir(plots)
-    return SearchConfig(
-        model=model or name,
-        layers=layers,
+    cfg = SearchConfig(
         dtype=dtype,
         seq_lens=lens,
         trials=trials,
@@ -115,7 +107,7 @@ def search_config(
         study_prefix=study_name
         or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}"
         + ("-compiled" if compile else "")
-        + (f"-ctas{comm_ctas}" if comm_ctas else ""),
+        + (f"-ctas{ctas}" if ctas else ""),
         out=out,
         model_name=name,
         fingerprint=fingerprint,
@@ -123,23 +115,24 @@ def search_config(
         warmup=warmup,
         repeats=repeats,
         device=dev,
-        threads=threads,
-        seed=seed,
+        seed=target.seed,
         compile=compile,
-        comm_ctas=comm_ctas,
+        comm_ctas=ctas,
         plots_dir=plots,
         time_budget_s=time_budget,
     )
+    return cfg, fitted
 
 
 def _model_target(
-    prof: Profile | None, model: str | None, layers: int | None, lens: list[int]
+    prof: Profile | None, target: TargetFlags | None, lens: list[int]
 ) -> tuple[str, str, int, int, str, str]:
     """--objective model plans for the profile's hardware: (name, fingerprint, simulated layers,
-    tp, device, dtype). --model/--layers may change the layer count, not the model."""
+    tp, device, dtype). --model/--layers (`target`, when --model was given) may change the layer
+    count, not the model."""
     if prof is None:
         raise BadInput("--objective model needs --profile P.yaml (write one with isotune profile)")
-    spec = load_spec(model, layers) if model else None
+    spec = load_spec(target.model, target.layers) if target else None
     if spec is not None:
         check_profile_fits(prof, spec, None)
         check_seq_lens(spec, lens, "--seq-lens")
@@ -160,7 +153,7 @@ def _check_plots_dir(plots: str) -> None:
     pyplot()  # a missing matplotlib is a one-line hint before the search, not after it
 
 
-def search_caps(caps: list[int], *, out: str, **opts) -> int:
+def search_caps(caps: list[int], *, target: TargetFlags, out: str, **opts) -> int:
     """--comm-ctas 4,8,16: one whole search per cap (each its own launch: NCCL takes the cap
     when it makes its communicator), each plan written beside `out`; the plan whose buckets are
     fastest (geometric mean of their plan ms) is copied to `out`, and every cap's line says why."""
@@ -182,7 +175,7 @@ def search_caps(caps: list[int], *, out: str, **opts) -> int:
             "study_name": f"{name}-ctas{cap}" if name else None,
             "plots": f"{plots}/ctas{cap}" if plots else None,
         }
-        code = _search_one(cap, out=path, **opts, **per_cap)
+        code = _search_one(replace(target, comm_ctas=str(cap)), out=path, **opts, **per_cap)
         if code != 0:
             return code
         plan = load_plan(path)

@@ -14,16 +14,17 @@ import functools
 import time
 from pathlib import Path
 
-from isotune.commands import doctor_checks as dc
-from isotune.commands.child import BEGIN_S
+from isotune.commands.doctor import checks as dc
+from isotune.commands.doctor import measure as checks
+from isotune.commands.doctor.child import BEGIN_S
+from isotune.commands.doctor.report import CUT, FAIL, OK, PENDING, Check, as_json, markdown, show_summary
 from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, can_create_in
 from isotune.core.spec import load_spec
+from isotune.core.target import parse_tp
 from isotune.engine.dist import resolve_device
 from isotune.engine.model import TPModel
-from isotune.tune import checks
-from isotune.viz.doctor_report import CUT, FAIL, OK, PENDING, Check, as_json, markdown, show_summary
 
 # defaults per device: a GPU gets the 1k-8k tokens on an 8B-shaped model; a CPU, sizes
 # that finish in a minute or two on a small machine
@@ -42,7 +43,7 @@ def doctor(
     seq_lens: str | None,
     repeats: int,
     device: str,
-    tp: int | None,
+    tp: str | None,
     skip_tests: bool,
     time_limit: float | None = None,
 ) -> int:
@@ -69,8 +70,7 @@ def doctor(
         raise BadInput(f"--repeats {repeats}: intervals need at least 2")
     if time_limit is not None and not time_limit > 0:
         raise BadInput(f"--time-limit {time_limit:g}: give the seconds doctor may take, more than 0")
-    if tp is not None and tp < 1:
-        raise BadInput(f"--tp {tp}: the pipeline needs 1 rank or more (tp 2 or more to overlap anything)")
+    tp = next(iter(parse_tp(tp)), None)  # the pipeline's ranks (tp 2 or more to overlap anything)
     load_spec(model, layers)  # a bad --model or --layers fails now, not midway
     folder.mkdir(exist_ok=True)
     from rich.progress import Progress

@@ -1,0 +1,1 @@
+"""`isotune doctor`: the command (command.py), what its ranks run (job.py) and what it prints."""

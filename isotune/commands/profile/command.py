@@ -1,0 +1,48 @@
+"""`isotune profile`: check the flags, then measure on the ranks (profile.job) and write the
+profile; or, with --hardware, compute it from a catalog entry in this process."""
+
+from __future__ import annotations
+
+from isotune.commands.profile.job import ProfileJob
+from isotune.commands.prologue import prepare
+from isotune.core.chunking import parse_seq_lens
+from isotune.core.errors import BadInput
+from isotune.core.files import check_writable
+from isotune.core.target import DEFAULT_MODEL, TargetFlags, parse_tp
+from isotune.engine.launch import launch
+from isotune.engine.target import resolve_target
+from isotune.tune.measure import Sweep
+
+
+def profile(
+    *, target: TargetFlags, out: str, seq_lens: str, align: int | None, repeats: int, hardware: str | None
+) -> int:
+    """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
+    if hardware is not None:
+        return analytic(out=out, target=target, hardware=hardware)
+    resolved = resolve_target(target)
+    check_writable(out, "--out")
+    lens = parse_seq_lens(seq_lens)
+    if repeats < 1:
+        raise BadInput("--repeats must be at least 1")
+    prep = prepare(resolved, lens, align=align)
+    job = ProfileJob(sweep=Sweep(seq_lens=lens, align=prep.align, repeats=repeats), out=out)
+    return launch(job, prep.target)
+
+
+def analytic(*, out: str, target: TargetFlags, hardware: str) -> int:
+    """`profile --hardware`: the profile computed from a catalog entry, in this process."""
+    from isotune.core.analytic import analytic_profile
+    from isotune.core.hardware import load_hardware
+    from isotune.core.profile import save_profile
+    from isotune.core.spec import load_spec, resolve_dtype
+    from isotune.viz.tables import show_profile
+
+    check_writable(out, "--out")
+    hw = load_hardware(hardware)
+    spec = load_spec(target.model or DEFAULT_MODEL, target.layers)
+    tp = next(iter(parse_tp(target.tp)), 1)
+    prof = analytic_profile(hw, spec, tp, resolve_dtype(target.dtype, spec)[0])
+    save_profile(prof, out)
+    show_profile(prof, out)
+    return 0
