@@ -26,8 +26,8 @@ def cold(out: dict) -> None:
 
     from isotune.commands.doctor.measure import build
     from isotune.core.chunking import chunk_bounds
+    from isotune.engine.attention import _chunk_attention_cuda
     from isotune.engine.executor import prefill
-    from isotune.engine.layers import _chunk_attention_cuda
 
     def wall(fn) -> float:
         torch.cuda.synchronize()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
-from isotune.engine.layers import chunk_attention
+from isotune.engine.attention import chunk_attention
 from isotune.engine.timing import device_ms
 
 DT = torch.bfloat16
@@ -224,11 +224,11 @@ def prefills(out: dict) -> None:
     from isotune.commands.doctor.measure import build
     from isotune.core.chunking import chunk_bounds
     from isotune.core.stats import paired_change
-    from isotune.engine import layers
+    from isotune.engine import attention
     from isotune.engine.executor import prefill
     from isotune.engine.fused import EAGER, LayerOps
 
-    now = layers._chunk_attention_cuda
+    now = attention._chunk_attention_cuda
     before_ops = LayerOps(norm=old_norm, rope=EAGER.rope, swiglu=EAGER.swiglu)
     m = build("llama3-8b", 2, "bfloat16", 8192, "cuda")
     rows = []
@@ -243,7 +243,7 @@ def prefills(out: dict) -> None:
                     random.Random(rep).shuffle(order)
                     for name in order:
                         old = name == "before"
-                        layers._chunk_attention_cuda = functools.partial(now, how="sdpa") if old else now
+                        attention._chunk_attention_cuda = functools.partial(now, how="sdpa") if old else now
                         m.ops = before_ops if old else EAGER
                         torch.cuda.synchronize()
                         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -252,7 +252,7 @@ def prefills(out: dict) -> None:
                         b.record()
                         b.synchronize()
                         times[name].append(a.elapsed_time(b))
-                layers._chunk_attention_cuda, m.ops = now, EAGER
+                attention._chunk_attention_cuda, m.ops = now, EAGER
                 before, after = times["before"][1:], times["after"][1:]  # the first round warms up
                 c = paired_change(before, after)
                 row = {"tokens": s, "chunks": k, "before_ms": statistics.median(before)}

@@ -18,8 +18,9 @@ from isotune.core.errors import BadInput
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
 from isotune.core.versions import minor
+from isotune.engine.attention import chunk_attention
 from isotune.engine.fused import EAGER, compiled_ops
-from isotune.engine.layers import chunk_attention, rms_norm, rope_inv_freq, rope_tables
+from isotune.engine.layers import rms_norm, rope_inv_freq, rope_tables
 from isotune.engine.memory import check_device_memory
 from isotune.engine.rank import DistInfo  # only its rank, world size and device: no process-group code here
 from isotune.engine.weights import ModelWeights, load_weights
@@ -67,7 +68,7 @@ class TPModel:
         self.kv_dim = shard.kv_heads * spec.head_dim
         self.ops = EAGER  # the elementwise steps: eager, or compiled by compile_model below
         self.compile_s: float | None = None  # what compiling them took, when they were
-        self.decoder = None  # --cuda-graphs: the captured decode step (engine.executor.prepare_graphs)
+        self.decoder = None  # --cuda-graphs: the captured decode step (engine.decode.prepare_graphs)
         self.seed = 0  # what its synthetic weights were drawn with; seeded prompts reuse it
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

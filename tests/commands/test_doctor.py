@@ -327,8 +327,8 @@ def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
 def test_a_time_limit_met_midway_keeps_what_ran_and_cuts_the_rest(tmp_path, monkeypatch):
     """The clock runs out during the ISO check: it and the CUDA check keep their verdicts, the
     checks after it are not begun, and doctor exits 1. A clock the test moves, so no timing."""
-    from isotune.commands.doctor import command as doctor_mod
     from isotune.commands.doctor import checks as dc
+    from isotune.commands.doctor import command as doctor_mod
     from isotune.commands.doctor.report import OK, Check
 
     now = [1000.0]

@@ -9,8 +9,8 @@ import torch
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
+from isotune.engine.attention import chunk_attention
 from isotune.engine.executor import prefill
-from isotune.engine.layers import chunk_attention
 from isotune.engine.model import POISON, build_model
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isotune.engine.layers import _chunk_attention_cuda, _kernels, chunk_attention, rms_norm
+from isotune.engine.attention import _chunk_attention_cuda, chunk_attention
+from isotune.engine.kernels import kernels_for
+from isotune.engine.layers import rms_norm
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -50,7 +52,7 @@ def test_each_kernel_of_a_later_chunk_is_causal_at_the_lower_right(how, hq, hkv,
 @pytest.mark.parametrize("start,end", [(4096, 8192), (512, 1024)])
 def test_grouped_heads_go_to_a_native_kernel_and_big_chunks_to_cudnn_where_sdpa_prefers_it(start, end):
     q, k, v = _qkv(32, 8, end - start, end)
-    square_cudnn, flash = _kernels(q, k)
+    square_cudnn, flash = kernels_for(q, k)
     assert flash  # bf16, head_dim 128: flash attention reads grouped heads on any GPU torch supports it on
     names = _ops(lambda: chunk_attention(q, k, v, start, end))
     assert not any("repeat_interleave" in n for n in names)
@@ -95,12 +97,12 @@ def test_iso_equals_baseline_with_every_later_chunk_on_cudnn_or_on_flash(monkeyp
     may stray from float32's at most twice as far as the unsplit prefill's (doctor's rule)."""
     from isotune.core.chunking import chunk_bounds
     from isotune.core.spec import load_spec
-    from isotune.engine import layers
+    from isotune.engine import kernels
     from isotune.engine.executor import prefill
     from isotune.engine.model import POISON, build_model
     from isotune.engine.rank import single
 
-    monkeypatch.setattr(layers, "CUDNN_MERGE_MIN_FLOP", threshold)
+    monkeypatch.setattr(kernels, "CUDNN_MERGE_MIN_FLOP", threshold)
     info = single("cuda")  # one rank on cuda:0, no group
     spec = load_spec("small", layers=2)
     ids = torch.randint(0, spec.vocab, (1024,), device="cuda", generator=torch.Generator("cuda").manual_seed(0))

@@ -13,7 +13,8 @@ from isotune.core.chunking import chunk_bounds
 from isotune.core.shard import shard_for
 from isotune.core.spec import load_spec
 from isotune.engine import dist
-from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.decode import greedy_decode
+from isotune.engine.executor import prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.group import init_group
 from isotune.engine.model import POISON, build_model

@@ -9,7 +9,8 @@ import torch
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
-from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.decode import greedy_decode
+from isotune.engine.executor import prefill
 from isotune.engine.model import POISON, build_model
 
 SPLITS = [[1.0], [0.5, 0.5], [0.3, 0.7], [0.8, 0.2], [1 / 3] * 3, [0.5, 0.3, 0.2], [0.25] * 4, [0.1, 0.2, 0.3, 0.4]]

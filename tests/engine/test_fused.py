@@ -10,7 +10,8 @@ from torch._dynamo.utils import counters
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.engine import dist
-from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.decode import greedy_decode
+from isotune.engine.executor import prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.model import POISON, build_model, say_compiled
 

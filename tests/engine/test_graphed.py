@@ -8,7 +8,8 @@ import torch
 
 from isotune.core.spec import load_spec
 from isotune.engine import dist
-from isotune.engine.executor import greedy_decode, prefill
+from isotune.engine.decode import greedy_decode
+from isotune.engine.executor import prefill
 from isotune.engine.graphed import StaticDecoder
 from isotune.engine.model import POISON, build_model
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from isotune.engine.layers import _chunk_attention_cuda, chunk_attention, rope_inv_freq
+from isotune.engine.attention import _chunk_attention_cuda, chunk_attention
+from isotune.engine.layers import rope_inv_freq
 
 
 def _dense_reference(q, k, v, start, end):

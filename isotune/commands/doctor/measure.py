@@ -21,9 +21,9 @@ from isotune.core.spec import load_spec
 from isotune.core.stats import interval, paired_change
 from isotune.core.target import Target
 from isotune.engine import dist
+from isotune.engine.attention import chunk_attention
 from isotune.engine.executor import COMPUTE_ONLY, prefill
 from isotune.engine.launch import build as build_on
-from isotune.engine.layers import chunk_attention
 from isotune.engine.model import POISON, TPModel, random_prompt
 from isotune.engine.rank import DistInfo, single
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, run_layer0, time_prefills
@@ -213,7 +213,7 @@ def decode_speed(model: TPModel, cache_lens: list[int], steps: int, repeats: int
     attends over the tokens so far, so short caches in a long model are where the graph can
     lose. Where capture fails (on CPU, for one) the static step runs eagerly: `graph` says
     which was timed. The model's decoder is dropped afterwards."""
-    from isotune.engine.executor import greedy_decode, prepare_graphs
+    from isotune.engine.decode import greedy_decode, prepare_graphs
 
     rows = []
     try:

@@ -21,7 +21,8 @@ from isotune.core.files import atomic_write_bytes, atomic_write_text
 from isotune.core.stats import paired_change
 from isotune.core.text import TextCodec, load_text
 from isotune.engine import dist
-from isotune.engine.executor import greedy_decode, prefill, prepare_graphs
+from isotune.engine.decode import greedy_decode, prepare_graphs
+from isotune.engine.executor import prefill
 from isotune.engine.model import TPModel
 from isotune.engine.rank import DistInfo
 from isotune.engine.timing import time_prefills
