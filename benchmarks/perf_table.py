@@ -13,8 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from isotune.core.decide import pct
-from isotune.viz.tables import change_ci, ms_ci
+from isotune.core.numbers import change_ci, ms_ci, pct
 
 SETTINGS = (  # file tag, what the table calls it
     ("small-l2-tp2-bf16-netlab1gbit", "tp2 1gbit"),

@@ -442,7 +442,7 @@ def estimate(
     json_out: JsonOpt = None,
 ) -> None:
     """Predict what ISO would save on GPUs you don't have (catalog x TP x length; nothing measured)."""
-    _forward("estimate", locals())
+    _forward("estimate.command", locals())
 
 
 @app.command(cls=Command)

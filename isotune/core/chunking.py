@@ -94,3 +94,14 @@ def chunk_bounds(seq_len: int, ratios: list[float], align: int) -> list[int]:
 
 def chunk_sizes(bounds: list[int]) -> list[int]:
     return [b - a for a, b in pairwise(bounds)]
+
+
+def ratios_of(bounds: list[int]) -> list[float]:
+    """The split ratios of boundaries [0, ..., S], to 6 places."""
+    s = bounds[-1]
+    return [round((b - a) / s, 6) for a, b in pairwise(bounds)]
+
+
+def split_text(ratios: list[float]) -> str:
+    """A split as every table and sentence says it: 'no split' for one chunk, else '0.39/0.61'."""
+    return "no split" if len(ratios) == 1 else "/".join(f"{r:.2f}" for r in ratios)

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from isotune.core.chunking import ratios_of, split_text
+from isotune.core.numbers import ci_text, pct
 from isotune.core.stats import Interval, paired_change, typical, wins
 
 MODEL_MIN_GAIN = 0.01
@@ -39,30 +41,15 @@ class Verdict:
     changes: dict[str, Interval] = field(default_factory=dict)  # candidate -> change vs baseline
 
 
-def split_text(bounds: list[int]) -> str:
-    """'0.39/0.61' for boundaries [0, ..., S]."""
-    s = bounds[-1]
-    return "/".join(f"{(b - a) / s:.2f}" for a, b in pairwise(bounds))
+def bounds_text(bounds: list[int]) -> str:
+    """A split given by its boundaries [0, ..., S], as core.chunking.split_text says it."""
+    return split_text(ratios_of(bounds))
 
 
 def simplicity(bounds: list[int]) -> tuple[int, float]:
     """Sort key, simplest first: fewer chunks, then the smaller largest deviation from even."""
     k, s = len(bounds) - 1, bounds[-1]
     return k, max(abs((b - a) / s - 1 / k) for a, b in pairwise(bounds))
-
-
-def points(x: float) -> str:
-    """A fraction as signed % points, one decimal, no '%': '+12.3'. Rounded first and + 0.0, so a
-    change that rounds to zero reads '+0.0', never '-0.0'."""
-    return f"{round(x * 100, 1) + 0.0:+.1f}"
-
-
-def pct(x: float) -> str:
-    return f"{points(x)}%"
-
-
-def ci_text(iv: Interval) -> str:
-    return f"95% CI {pct(iv.low)}..{pct(iv.high)}"
 
 
 def decide(baseline: list[float], candidates: dict[str, list[float]], bounds: dict[str, list[int]]) -> Verdict:
@@ -88,7 +75,7 @@ def decide(baseline: list[float], candidates: dict[str, list[float]], bounds: di
         ]
         keep = min(contenders, key=lambda c: simplicity(bounds[c]))
         iv, ts = changes[keep], candidates[keep]
-        text = f"kept {split_text(bounds[keep])}: {pct(iv.estimate)} vs baseline ({ci_text(iv)})"
+        text = f"kept {bounds_text(bounds[keep])}: {pct(iv.estimate)} vs baseline ({ci_text(iv)})"
         if keep == REFERENCE:
             text += ", which is ISO 50/50"
         elif REFERENCE in candidates:
@@ -97,11 +84,11 @@ def decide(baseline: list[float], candidates: dict[str, list[float]], bounds: di
         if keep != best:
             apart = paired_change(candidates[best], ts)
             text += (
-                f"; simpler than {split_text(bounds[best])}, which it trails by {pct(apart.estimate)} "
+                f"; simpler than {bounds_text(bounds[best])}, which it trails by {pct(apart.estimate)} "
                 f"({ci_text(apart)}): within noise"
             )
         return Verdict(keep=keep, ms=typical(ts), sentence=text, settled=True, changes=changes, outcome=KEPT)
-    label = split_text(bounds[best])
+    label = bounds_text(bounds[best])
     if top.low > 0:
         text = f"kept no split: every split was slower; the best, {label}, by {pct(top.estimate)} ({ci_text(top)})"
         return Verdict(keep=None, ms=base_ms, sentence=text, settled=True, changes=changes, outcome=SLOWER)
@@ -120,7 +107,7 @@ def _decide_predicted(baseline: float, candidates: dict[str, float], bounds: dic
     if change > -MODEL_MIN_GAIN:
         did = f"saves {-change:.1%}" if change < 0 else f"is {change:.1%} slower"
         text = (
-            f"kept no split: the cost model's best, {split_text(bounds[best])}, {did}; "
+            f"kept no split: the cost model's best, {bounds_text(bounds[best])}, {did}; "
             f"a split must save {MODEL_MIN_GAIN:.0%}"
         )
         outcome = SMALL if change < 0 else SLOWER
@@ -128,9 +115,9 @@ def _decide_predicted(baseline: float, candidates: dict[str, float], bounds: dic
     enough = baseline * (1 - MODEL_MIN_GAIN)  # a tie must still save what a split must
     ties = [c for c, ms in candidates.items() if ms <= min(candidates[best] * (1 + MODEL_TIE), enough)]
     keep = min(ties, key=lambda c: simplicity(bounds[c]))
-    text = f"kept {split_text(bounds[keep])}: {pct(changes[keep].estimate)} vs baseline, predicted by the cost model"
+    text = f"kept {bounds_text(bounds[keep])}: {pct(changes[keep].estimate)} vs baseline, predicted by the cost model"
     if REFERENCE in candidates and keep != REFERENCE:
         text += f", {pct(candidates[keep] / candidates[REFERENCE] - 1)} vs 50/50"
     if keep != best:
-        text += f"; simpler than {split_text(bounds[best])}, within {MODEL_TIE:.1%} of it"
+        text += f"; simpler than {bounds_text(bounds[best])}, within {MODEL_TIE:.1%} of it"
     return Verdict(keep=keep, ms=candidates[keep], sentence=text, settled=True, changes=changes, outcome=KEPT)

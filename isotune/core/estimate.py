@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from isotune.core.analytic import analytic_profile
 from isotune.core.cost import predict_serial, simulate
-from isotune.core.decide import REFERENCE, decide, split_text
+from isotune.core.decide import REFERENCE, bounds_text, decide
 from isotune.core.errors import BadInput
 from isotune.core.hardware import load_hardware
 from isotune.core.space import local_best, try_bounds
@@ -78,7 +78,7 @@ def _one(prof, name: str, tp: int, s: int, layers: int, max_chunks: int) -> Esti
         baseline_ms=base,
         iso5050_ms=ms.get(REFERENCE, base),
         tuned_ms=verdict.ms,
-        tuned_split=split_text(kept) if kept else "no split",
+        tuned_split=bounds_text(kept) if kept else "no split",
         ideal_ms=max(compute, comm),
         comm_share=comm / (compute + comm),
     )

@@ -69,11 +69,6 @@ def params_for(bounds: list[int], align: int) -> dict:
     return {"chunks": k} | {f"cut{i}": c for i, c in enumerate(cuts_from_ratios(shares), start=1)}
 
 
-def ratios_of(bounds: list[int]) -> list[float]:
-    s = bounds[-1]
-    return [round((b - a) / s, 6) for a, b in pairwise(bounds)]
-
-
 def try_bounds(seq_len: int, ratios: list[float], align: int) -> list[int] | None:
     """Boundaries of a split, or None where a chunk would fall below the alignment."""
     try:

@@ -18,9 +18,10 @@ from isotune.engine import dist
 from isotune.engine.model import TPModel
 from isotune.engine.recorder import NO_RECORDER, Recorder
 
-# FULL runs the real prefill. COMPUTE_ONLY skips the all-reduces (wrong values, real compute
-# time); COMM_ONLY skips the compute and all-reduces zero buffers of the real sizes.
-FULL, COMPUTE_ONLY, COMM_ONLY = "full", "compute", "comm"
+# The prefill's modes. FULL runs the real prefill. COMPUTE_ONLY skips the all-reduces (wrong
+# values, real compute time); COMM_ONLY skips the compute and all-reduces zero buffers of the
+# real sizes. (Not the op kinds of core.schedule, COMPUTE and COMM: a mode picks which kinds run.)
+FULL, COMPUTE_ONLY, COMM_ONLY = "full", "compute only", "comm only"
 
 
 @torch.inference_mode()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch.distributed as tdist
+
+from isotune.core.heartbeat import Heartbeat
 
 BEAT_S = float(os.environ.get("ISOTUNE_BEAT_S", "2"))  # a rank's heartbeat period while it loads
 # beats a peer may miss before it counts as gone: a thread that reads a checkpoint tensor may
@@ -81,23 +82,14 @@ class Rendezvous:
                 f"could not reach the launcher's store at {at.host}:{at.port} within {connect_s:.0f} s: check "
                 "MASTER_ADDR/MASTER_PORT and that rank 0 started (ISOTUNE_DIST_TIMEOUT sets the wait)"
             ) from None
-        self._stop = threading.Event()
         self._beat(beat_store)  # the first beat before start-up goes on: peers see this rank at once
-        self._thread = threading.Thread(target=self._beating, args=(beat_store,), daemon=True)
-        self._thread.start()
+        self._heart = Heartbeat(lambda n: self._beat(beat_store), BEAT_S).start()
 
     def _key(self, name: str) -> str:
         return f"{self.at.prefix}{name}"
 
     def _beat(self, store) -> None:
         store.add(self._key(f"beat/{self.rank}"), 1)
-
-    def _beating(self, store) -> None:
-        while not self._stop.wait(BEAT_S):
-            try:
-                self._beat(store)
-            except Exception:  # a hiccup, or the store's host went away (the meeting says so): try on
-                continue
 
     def meet(self):
         """Check in and wait until all ranks have; raise PeerGone when a peer's beat stops (or
@@ -128,9 +120,7 @@ class Rendezvous:
     def close(self) -> None:
         """Stop beating, and wait for the thread: one left inside a store call as the interpreter
         exits would be torn down mid-C++ and abort the process (SIGABRT, not our exit code)."""
-        self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(5.0, 2 * BEAT_S))  # a store call that hangs is cut off by its own timeout
+        self._heart.stop(max(5.0, 2 * BEAT_S))  # a store call that hangs is cut off by its own timeout
 
     def _check(self, r: int, count: int, now: float, start: float, seen: dict) -> None:
         last = seen.get(r)

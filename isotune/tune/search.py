@@ -23,7 +23,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
-from isotune.core.decide import split_text
+from isotune.core.decide import bounds_text
 from isotune.core.plan import Plan, bucket_ranges
 from isotune.core.space import SPACE_VERSION
 from isotune.tune import studies
@@ -33,7 +33,7 @@ from isotune.tune.validate import Validate, validated_bucket
 
 
 def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
-    """What a study was made with: resuming it with other settings would mix incomparable trials."""
+    """What a study was made with: resuming it with other parameters would mix incomparable trials."""
     return (
         {
             "fingerprint": cfg.fingerprint,
@@ -58,7 +58,7 @@ def study_name(cfg: SearchConfig, seq_len: int) -> str:
 
 
 def open_studies(cfg: SearchConfig, storage=None) -> dict[int, optuna.Study]:
-    """Open (or resume) every length's study; raises BadInput on a study made with other settings."""
+    """Open (or resume) every length's study; raises BadInput on a study made with other parameters."""
     storage = storage or studies.open_storage(cfg.storage)
     out = {}
     for s in cfg.seq_lens:
@@ -156,7 +156,7 @@ def _best_text(study: optuna.Study) -> str:
     except ValueError:
         return ""
     b = t.user_attrs.get("bounds")
-    split = "?" if not b else "no split" if len(b) == 2 else split_text(b)
+    split = bounds_text(b) if b else "?"
     # short enough for a 100-column terminal with the bar, the count and the clock beside it
     return f": search's best {t.value:.1f} ms, {split}"
 

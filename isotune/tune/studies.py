@@ -1,5 +1,5 @@
 """Optuna storage and studies for `isotune search`: open a storage URL, open (or resume) one
-study per prompt length, refuse a study made with other settings, and fail trials whose worker
+study per prompt length, refuse a study made with other parameters, and fail trials whose worker
 died (a SIGKILLed search leaves its running trial behind; a worker on another host is known
 dead by its trial's heartbeat).
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 import warnings
 from collections import Counter
@@ -24,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from isotune.core.errors import BadInput, first_line
 from isotune.core.files import check_writable
+from isotune.core.heartbeat import Flatline, Heartbeat
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # progress and tables say it better
 # TPE's `group` (conditional ratios per chunk count) is marked experimental; its warning is noise here
@@ -34,7 +34,7 @@ CLAIM_PREFIX = "isotune_claim:"  # + "host:pid": a worker taking a queued trial,
 BEAT_ATTR = "isotune_beat"  # beat_mark(): the count of its worker's beats, their period, its process
 TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
 STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
-SETTINGS_ATTR = "isotune_settings"
+MADE_WITH_ATTR = "isotune_settings"  # the attribute's name in storages predates the word
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -94,16 +94,16 @@ def rdb_url(url: str) -> str:
 
 
 def open_study(storage, name: str, attrs: dict, sampler=None, pruner=None) -> optuna.Study:
-    """Create or resume study `name`; its settings (attrs) must match the ones it was made with."""
+    """Create or resume study `name`; what it is made with (attrs) must match what it was made with."""
     try:
         study = optuna.create_study(
             storage=storage, study_name=name, direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True
         )
     except Exception as e:
         raise BadInput(f"study {name} cannot be opened ({first_line(e)}): check --storage") from None
-    made = study.user_attrs.get(SETTINGS_ATTR)
-    if made is None:  # one attribute, one write: a concurrent worker never sees half the settings
-        study.set_user_attr(SETTINGS_ATTR, attrs)
+    made = study.user_attrs.get(MADE_WITH_ATTR)
+    if made is None:  # one attribute, one write: a concurrent worker never sees half of them
+        study.set_user_attr(MADE_WITH_ATTR, attrs)
         return study
     if made.get("space") != attrs.get("space"):  # a setting no flag can match: say what to do instead
         raise BadInput(
@@ -114,7 +114,7 @@ def open_study(storage, name: str, attrs: dict, sampler=None, pruner=None) -> op
     if diff:
         raise BadInput(
             f"study {name} in this storage was made with {', '.join(diff)}: "
-            "use the same settings to resume, or another --study-name/--storage"
+            "use the same flags to resume, or another --study-name/--storage"
         )
     return study
 
@@ -287,33 +287,19 @@ def stamp(trial: optuna.Trial, n: int) -> None:
     trial.set_user_attr(BEAT_ATTR, beat_mark(n))
 
 
-class TrialBeat:
-    """While a trial is measured, its worker stamps it every TRIAL_BEAT_S from a thread (beat
-    0 is stamped as the trial is claimed), so workers on other hosts can tell a long trial from
-    one whose worker died."""
+class TrialBeat(Heartbeat):
+    """While a trial is measured, its worker stamps it every TRIAL_BEAT_S (beat 0 is stamped as
+    the trial is claimed), so workers on other hosts can tell a long trial from one whose worker
+    died. A context manager: no stamp lands after it exits."""
 
     def __init__(self, trial: optuna.Trial):
-        self.trial, self.stop = trial, threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self) -> None:
-        n = 1
-        while not self.stop.wait(TRIAL_BEAT_S):
+        def beat(n: int) -> None:
             try:
-                stamp(self.trial, n)
-                n += 1
+                stamp(trial, n)
             except UpdateFinishedTrialError:  # another worker failed it: nothing left to stamp
-                return
-            except Exception:  # a locked database, a dropped connection: the next beat may land
-                continue
+                raise Flatline from None
 
-    def __enter__(self) -> TrialBeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join()  # no stamp may land after the trial is told
+        super().__init__(beat, TRIAL_BEAT_S)
 
 
 FREE_ATTRS = ("reused", "infeasible")  # trials that cost no measurement

@@ -24,7 +24,7 @@ FREE_DRAWS = 4  # stop after this many draws per budgeted trial, even if most re
 
 
 def iso5050(cfg: SearchConfig, seq_len: int) -> list[int] | None:
-    """The paper's even two-way split, where the settings allow one."""
+    """The paper's even two-way split, where the alignment and length allow one."""
     return try_bounds(seq_len, [0.5, 0.5], cfg.align) if cfg.max_chunks >= 2 else None
 
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import optuna
 
+from isotune.core.chunking import ratios_of
 from isotune.core.cost import predict_serial
 from isotune.core.decide import Verdict, decide
 from isotune.core.plan import Bucket
-from isotune.core.space import ratios_of
 from isotune.core.stats import Interval, typical
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
 from isotune.tune import studies

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from isotune.core.chunking import split_text
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
+from isotune.core.numbers import change_ci
 from isotune.core.plan import Bucket, Plan
 from isotune.core.spec import layers_text
-from isotune.viz.tables import change_ci, console
+from isotune.viz.tables import console
 
 LITTLE_COMM = 0.10  # all-reduces below this share of a prefill leave too little to hide
-
-
-def split_label(b: Bucket) -> str:
-    return "no split" if b.chunks == 1 else "/".join(f"{r:.2f}" for r in b.ratios)
 
 
 def _vs(change: list[float] | None, ms: float | None, base: float) -> str:
@@ -44,7 +42,7 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         t.add_row(
             f"{b.min_tokens}..{b.max_tokens}",
             str(b.seq_len or "-"),
-            split_label(b),
+            split_text(b.ratios),
             f"{b.plan_ms:.1f}",
             f"{b.baseline_ms:.1f}",
             _vs(b.vs_baseline, b.plan_ms, b.baseline_ms) if b.chunks > 1 else "-",
@@ -98,7 +96,9 @@ def findings(plan: Plan) -> list[str]:
             for b in group:
                 saved = f"saves {-b.vs_baseline[0]:.1%}" if b.vs_baseline else f"takes {b.plan_ms:.1f} ms"
                 ci = f" (95% CI {-b.vs_baseline[2]:.1%}..{-b.vs_baseline[1]:.1%})" if b.vs_baseline and measured else ""
-                lines.append(f"  splitting pays at {b.min_tokens}..{b.max_tokens} tokens: {split_label(b)} {saved}{ci}")
+                lines.append(
+                    f"  splitting pays at {b.min_tokens}..{b.max_tokens} tokens: {split_text(b.ratios)} {saved}{ci}"
+                )
         else:
             lines.append(f"  splitting does not pay at {span}: {_why_not(group)}")
     shares = [b.comm_ms / b.baseline_ms for b in plan.buckets if b.comm_ms and b.baseline_ms]

@@ -9,9 +9,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from isotune.core.chunking import split_text
 from isotune.core.files import atomic_write_bytes
 from isotune.core.plan import Plan
-from isotune.viz.plan_tables import split_label
 from isotune.viz.png import png_bytes, pyplot
 
 
@@ -53,7 +53,7 @@ def landscape_png(study: optuna.Study, seq_len: int, kept: list[float], measured
 def short_verdict(b) -> str:
     """A bucket's decision in a few words, for a bar label."""
     if b.chunks > 1:
-        return f"kept {split_label(b)}"
+        return f"kept {split_text(b.ratios)}"
     return f"no split: {b.outcome}" if b.outcome else "no split"
 
 

@@ -7,7 +7,6 @@ from rich.console import Console
 from rich.table import Table
 
 from isotune.core.cost import host_lane_text
-from isotune.core.decide import points
 from isotune.core.profile import Profile
 
 
@@ -16,22 +15,6 @@ def console(stderr: bool = False) -> Console:
     lines); 100 columns when output goes to a file or pipe (tables are made to fit that)."""
     c = Console(stderr=stderr)
     return c if c.is_terminal else Console(width=100, stderr=stderr)
-
-
-def ms_ci(ms: float | None, ci: list[float] | None) -> str:
-    """'552.7±4.1': a typical ms and half its 95% interval."""
-    if ms is None:
-        return "-"
-    return f"{ms:.1f}" + (f"±{(ci[1] - ci[0]) / 2:.1f}" if ci else "")
-
-
-def change_ci(change: list[float] | None) -> str:
-    """'-18.7±1.5%': a paired change and half its 95% interval (in % points); '-18.7%' when the
-    change has no interval (a prediction)."""
-    if not change:
-        return "-"
-    est, low, high = change
-    return points(est) + (f"±{(high - low) * 50:.1f}%" if high > low else "%")
 
 
 def show_profile(p: Profile, path: str = "") -> None:

@@ -162,7 +162,7 @@ def test_bench_tables_keep_every_figure_whole_within_100_columns(capsys):
     100 columns while headers beside them had room to wrap. Every figure is printed whole."""
     from isotune.commands.bench.job import record
     from isotune.commands.bench.tables import show_bench
-    from isotune.viz.tables import change_ci, ms_ci
+    from isotune.core.numbers import change_ci, ms_ci
 
     jitter = [1.0, 1.03, 0.97, 1.05, 0.96]
     base = {"baseline": 3778.9, "iso5050": 2851.5, "plan": 2840.2, "compute": 2702.3, "comm": 1123.7}

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from isotune.core.decide import decide, simplicity, split_text
+from isotune.core.decide import bounds_text, decide, simplicity
 from isotune.core.stats import paired_change, typical
 
 BOUNDS = {
@@ -83,4 +83,4 @@ def test_cost_model_predictions_need_a_margin_and_ties_go_to_the_simplest():
 
 def test_simplicity_and_labels():
     assert sorted(BOUNDS, key=lambda c: simplicity(BOUNDS[c])) == ["iso5050", "c0", "c1"]
-    assert split_text([0, 400, 1024]) == "0.39/0.61"
+    assert bounds_text([0, 400, 1024]) == "0.39/0.61"

@@ -6,6 +6,7 @@ from itertools import pairwise
 
 import pytest
 
+from isotune.core.chunking import ratios_of
 from isotune.core.space import (
     bounds_from_cuts,
     cuts_from_ratios,
@@ -14,7 +15,6 @@ from isotune.core.space import (
     max_chunks_for,
     params_for,
     ratios_from_cuts,
-    ratios_of,
 )
 
 

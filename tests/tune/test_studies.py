@@ -17,8 +17,8 @@ from isotune.core.errors import BadInput
 from isotune.tune import studies
 from isotune.tune.studies import (
     BEAT_ATTR,
+    MADE_WITH_ATTR,
     OWNER_ATTR,
-    SETTINGS_ATTR,
     TrialBeat,
     fail_stale,
     fail_trial,
@@ -33,12 +33,12 @@ from isotune.tune.trials import run_study
 def test_a_study_from_an_older_search_space_says_to_start_afresh():
     storage = optuna.storages.InMemoryStorage()
     old = optuna.create_study(storage=storage, study_name="s512")
-    old.set_user_attr(SETTINGS_ATTR, {"seq_len": 512})  # no "space": written before space 2
+    old.set_user_attr(MADE_WITH_ATTR, {"seq_len": 512})  # no "space": written before space 2
     with pytest.raises(BadInput, match="drawn by an older isotune.*new --study-name or --storage"):
         open_study(storage, "s512", {"seq_len": 512, "space": 2})
     # the same settings resume
     assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).study_name == "s1024"
-    assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).user_attrs[SETTINGS_ATTR]["space"] == 2
+    assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).user_attrs[MADE_WITH_ATTR]["space"] == 2
 
 
 def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path, monkeypatch):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from isotune.viz.tables import change_ci, console, ms_ci
+from isotune.core.chunking import split_text
+from isotune.core.numbers import change_ci, ms_ci
+from isotune.viz.tables import console
 
 PREDICTION_WARN = 0.10  # a profile that misses a measurement by more than this is stale here
 
@@ -22,7 +24,7 @@ def show_bench(records: list[dict], title: str, repeats: int) -> None:
     for r in records:
         row = [str(r["seq_len"]), ms_ci(r["baseline_ms"], r["baseline_ms_ci"]), change_ci(r["iso5050_vs_baseline"])]
         if has_plan:
-            split = "/".join(f"{x:.2f}" for x in r["plan_ratios"]) if r["plan_ratios"] else "-"
+            split = split_text(r["plan_ratios"]) if r["plan_ratios"] else "-"
             row += [split, change_ci(r["plan_vs_baseline"]), change_ci(r["plan_vs_iso5050"])]
         t.add_row(*row)
     out.print(t)

@@ -188,9 +188,9 @@ def _trace(model: TPModel, info: DistInfo, job: Request, cfg: RunJob) -> None:
         events[name] = dist.gather_objects(mine, info)
     if not info.is_main:
         return
-    from isotune.commands.run.tables import split_text
+    from isotune.commands.run.tables import tokens_text
 
-    heading = f"{title(model, info)}, {s} tokens, plan {split_text(chunk_sizes(runs['plan']))}"
+    heading = f"{title(model, info)}, {s} tokens, plan {tokens_text(chunk_sizes(runs['plan']))}"
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 

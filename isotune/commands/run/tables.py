@@ -6,10 +6,11 @@ from statistics import mean
 
 from rich.table import Table
 
-from isotune.viz.tables import change_ci, console
+from isotune.core.numbers import change_ci
+from isotune.viz.tables import console
 
 
-def split_text(chunk_tokens: list[int]) -> str:
+def tokens_text(chunk_tokens: list[int]) -> str:
     """'3 chunks (192 + 112 + 64 tokens)', or 'unsplit (40 tokens)'."""
     if len(chunk_tokens) == 1:
         return f"unsplit ({chunk_tokens[0]} tokens)"
@@ -23,7 +24,7 @@ def show_run(r: dict, title: str, stderr: bool = False) -> None:
     t.add_row("prompt tokens", str(r["prompt_tokens"]))
     if r["plan_bucket"]:
         t.add_row("plan bucket (tokens)", r["plan_bucket"])
-    t.add_row("split", split_text(r["chunk_tokens"]))
+    t.add_row("split", tokens_text(r["chunk_tokens"]))
     label = "ISO" if len(r["chunk_tokens"]) > 1 else "unsplit"
     t.add_row(f"{label} prefill ms ({r['prefill_timed']})", f"{r['prefill_ms']:.2f}")
     if r["baseline_prefill_ms"] is not None:

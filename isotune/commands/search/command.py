@@ -35,7 +35,7 @@ def search(*, target: TargetFlags, **opts) -> int:
 def _search_one(target: TargetFlags, **opts) -> int:
     cfg, fitted = search_config(target=target, **opts)
     if launcher.launch_rank() == 0:  # only rank 0 touches the storage (under torchrun every rank runs this)
-        open_studies(cfg)  # a bad storage or a study made with other settings fails here, before launch
+        open_studies(cfg)  # a bad storage or a study made with other parameters fails here, before launch
     if fitted is None:  # --objective model
         return search_model(cfg)
     return launch(SearchJob(cfg=cfg), fitted)

@@ -63,7 +63,7 @@ def estimate(
         )
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    from isotune.viz.estimate_view import estimate_png, show_estimates
+    from isotune.commands.estimate.tables import estimate_png, show_estimates
 
     title = f"What ISO would save: {spec.name} ({spec.layers} layers), {dtype}"
     show_estimates(rows, title)
