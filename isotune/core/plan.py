@@ -18,7 +18,7 @@ import yaml
 from isotune.core.chunking import MAX_CHUNKS, RATIO_SUM_TOL, chunk_bounds
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, first_key, read_yaml
-from isotune.core.setting import setting_problems
+from isotune.core.setting import refuse_or_warn, setting_problems
 from isotune.core.spec import ModelSpec
 
 PLAN_VERSION = 1
@@ -141,9 +141,7 @@ def check_fits(
     if plan.topology.get("tp") != tp:
         problems.append(f"the plan was made for tp {plan.topology.get('tp')}, not tp {tp}")
     problems += setting_problems(plan.topology, setting, "the plan was made")
-    if problems and not force:
-        raise BadInput(f"{'; '.join(problems)}: search a plan for this setup, or pass --force to use it anyway")
-    return [f"warning: {p} (--force)" for p in problems]
+    return refuse_or_warn(problems, force, "search a plan for this setup")
 
 
 def plan_for(

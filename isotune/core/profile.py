@@ -31,7 +31,7 @@ import yaml
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, read_yaml
 from isotune.core.fit import interp
-from isotune.core.setting import setting_problems
+from isotune.core.setting import refuse_or_warn, setting_problems
 from isotune.core.spec import ModelSpec
 
 PROFILE_VERSION = 1
@@ -163,7 +163,4 @@ def check_profile_fits(
             f"{what} was measured at tp {prof.topology['tp']}, not tp {tp}: profile this TP size first{still}"
         )
     made = "measured" if prof.source == "measured" else "computed"  # an analytic profile: for its hardware
-    problems = setting_problems(prof.topology, setting, f"{what} was {made}")
-    if problems and not force:
-        raise BadInput(f"{'; '.join(problems)}: profile this setup, or pass --force to use it anyway")
-    return [f"warning: {p} (--force)" for p in problems]
+    return refuse_or_warn(setting_problems(prof.topology, setting, f"{what} was {made}"), force, "profile this setup")

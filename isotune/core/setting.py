@@ -3,6 +3,8 @@ must match to say anything about this run."""
 
 from __future__ import annotations
 
+from isotune.core.errors import BadInput
+
 # what a split's timing depends on: compile (fused elementwise steps change the compute time)
 # and comm (NCCL's stream priority and channel knobs change what an all-reduce takes from it)
 SETTING_KEYS = ("dtype", "backend", "device", "interconnect", "compile", "comm")
@@ -33,3 +35,11 @@ def setting_problems(made_in: dict, now: dict | None, what: str) -> list[str]:
             label = "compiled steps" if key == "compile" else key
             problems.append(f"{what} for {label} {said(made)}, not {said(run)}")
     return problems
+
+
+def refuse_or_warn(problems: list[str], force: bool, redo: str) -> list[str]:
+    """A file made for something else: refused in one line (BadInput) naming every difference and
+    `redo`, unless `force`, where each becomes a warning to print."""
+    if problems and not force:
+        raise BadInput(f"{'; '.join(problems)}: {redo}, or pass --force to use it anyway")
+    return [f"warning: {p} (--force)" for p in problems]
