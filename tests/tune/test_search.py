@@ -135,7 +135,7 @@ def test_a_time_budget_is_shared_out_and_stops_each_study(tmp_path, monkeypatch,
 
 
 @pytest.mark.slow
-def test_measured_search_and_run_with_the_plan(tmp_path, cli):
+def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here):
     out = tmp_path / "plan.yaml"
     r = cli(
         "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6", "--repeats", "2",
@@ -192,14 +192,14 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     assert recs[0]["plan_chunks"] == plan.buckets[0].chunks
 
     # a plan for tp 2 is refused at tp 1, and used with a warning under --force
-    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
+    r = cli_here("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
     assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
-    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
+    r = cli_here("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
     assert r.returncode == 0 and "warning: the plan was made for tp 2" in r.stderr
     r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out), "--dtype", "float32")
     assert r.returncode == 0 and "above the plan's last bucket" in r.stderr
     # and in another dtype than it was searched in (bfloat16, the default for presets)
-    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
+    r = cli_here("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
     assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr
 
 
