@@ -18,6 +18,7 @@ from fixtures.postgres import server_bin, throwaway_cluster
 from optuna.trial import TrialState
 
 from isotune.cli import main
+from isotune.commands.run import prepare_run
 from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
 from isotune.core.decide import MODEL_TIE
@@ -135,7 +136,7 @@ def test_a_time_budget_is_shared_out_and_stops_each_study(tmp_path, monkeypatch,
 
 
 @pytest.mark.slow
-def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here):
+def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here, capsys):
     out = tmp_path / "plan.yaml"
     r = cli(
         "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6", "--repeats", "2",
@@ -196,8 +197,10 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here):
     assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
     r = cli_here("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
     assert r.returncode == 0 and "warning: the plan was made for tp 2" in r.stderr
-    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out), "--dtype", "float32")
-    assert r.returncode == 0 and "above the plan's last bucket" in r.stderr
+    # past the last bucket its split is reused, with a warning (said before any rank starts)
+    cfg = prepare_run(model="tiny", layers=None, tp=2, seq_len=400, plan_path=str(out), dtype="float32")
+    assert [(j.bucket, j.ratios) for j in cfg.jobs] == [("193..256", [0.5, 0.25, 0.25])]
+    assert "warning: 400 tokens is above the plan's last bucket (..256)" in capsys.readouterr().err
     # and in another dtype than it was searched in (bfloat16, the default for presets)
     r = cli_here("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
     assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr
