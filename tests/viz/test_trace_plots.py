@@ -50,6 +50,8 @@ def test_trace_and_timeline_of_a_two_rank_two_chunk_run(tmp_path, cli):
     assert data.startswith(PNG) and len(data) > 10_000
 
 
+# in this process pytest shows again the optuna warnings isotune silences
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_search_plots_and_study_tables(tmp_path, cli_here):
     plots = tmp_path / "plots"
     out = tmp_path / "plan.yaml"
