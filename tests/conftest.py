@@ -25,3 +25,28 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def cli_here(capsys, monkeypatch):
+    """`isotune ARGS` in this process, as the CompletedProcess `cli` returns: for what needs no
+    ranks of its own (bad input, the cost model, show, a tp 1 run), without a fresh interpreter
+    per call. A tp 1 rank runs here and sets torch's thread count; the caller gets it back."""
+    import torch
+
+    from isotune.cli import main
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # as run_cli: plain text, 100 columns
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()  # what the test printed before is not this command's
+        threads = torch.get_num_threads()
+        try:
+            code = main(list(args))
+        finally:
+            torch.set_num_threads(threads)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return run

@@ -43,9 +43,9 @@ def test_bad_flags_give_one_line_and_exit_2(args, needle, capsys):
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
 
 
-def test_prompt_too_short_for_the_split_runs_unsplit_with_a_note(tmp_path, cli):
+def test_prompt_too_short_for_the_split_runs_unsplit_with_a_note(tmp_path, cli_here):
     out = tmp_path / "r.json"
-    r = cli("run", "--model", "tiny", "--seq-len", "40", "--chunks", "4", "--repeats", "1", "--json", str(out))
+    r = cli_here("run", "--model", "tiny", "--seq-len", "40", "--chunks", "4", "--repeats", "1", "--json", str(out))
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "note: --seq-len has 40 tokens, too few for 4 chunks of at least 16; running it unsplit"
     assert json.loads(out.read_text())["chunk_tokens"] == [40]
@@ -64,6 +64,8 @@ def test_bad_prompt_files(tmp_path, capsys):
 
 
 def test_bad_input_in_a_subprocess_has_no_traceback():
+    """The script itself, as a shell runs it: exit status 2 and one line (the rest of the bad
+    input is checked in-process)."""
     r = subprocess.run(
         [sys.executable, CLI, "run", "--model", "tiny", "--tp", "2", "--ratios", "0.7,0.7"],
         capture_output=True,
@@ -75,6 +77,7 @@ def test_bad_input_in_a_subprocess_has_no_traceback():
     assert r.stderr.strip().splitlines() == ["error: --ratios [0.7, 0.7] sum to 1.4, not 1: make them add up to 1"]
 
 
+@pytest.mark.slow
 def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
     out = tmp_path / "r.json"
     r = cli(
@@ -126,6 +129,7 @@ def test_run_writes_json_and_matches_the_baseline(tmp_path, cli):
     assert "ISO vs baseline (paired)" in r.stdout and "95% CI" in r.stdout
 
 
+@pytest.mark.slow
 def test_torchrun_launch(tmp_path):
     out = tmp_path / "r.json"
     env = {k: v for k, v in os.environ.items() if k not in launcher.LAUNCH_VARS}
@@ -177,6 +181,7 @@ def _suicidal_worker(info, payload) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_killed_rank_stops_the_others_fast(capsys):
     t0 = time.monotonic()
     code = dist.run_ranks(_suicidal_worker, dist.Ranks(tp=2, device="cpu"), None)

@@ -49,12 +49,12 @@ def test_a_plan_searched_with_a_cap_brings_it_unless_one_is_given(tmp_path, monk
         prepare(target.with_(comm_ctas=4), [256], plan_paths=[str(path)])
 
 
-def test_cpu_commands_refuse_it_in_one_line(cli, tmp_path):
+def test_cpu_commands_refuse_it_in_one_line(cli_here, tmp_path):
     for args in (
         ["search", "--model", "tiny", "--tp", "2", "--comm-ctas", "4,8", "-o", str(tmp_path / "p.yaml")],
         ["run", "--model", "tiny", "--tp", "2", "--comm-ctas", "4"],
         ["search", "--objective", "model", "--comm-ctas", "4", "-o", str(tmp_path / "p.yaml")],
     ):
-        r = cli(*args)
+        r = cli_here(*args)
         assert r.returncode == 2 and "--comm-ctas" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not list(tmp_path.iterdir())  # nothing written

@@ -3,8 +3,17 @@ profile -> search -> bench), says what it skipped and why, and writes a report."
 
 import json
 import os
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from isotune.cli import main
 
 
+@pytest.mark.slow
 def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     out = tmp_path / "doc"
     r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--repeats", "3")
@@ -51,21 +60,23 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     assert "report.md" in r.stdout and max(len(line) for line in r.stdout.splitlines()) <= 100
 
 
-def test_doctor_bad_input(cli, tmp_path):
+def test_doctor_bad_input(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
+    out = ["-o", str(tmp_path / "doc")]  # a folder that may be made: only the flag under test is wrong
     for args, words in (
         (["-o", str(tmp_path / "f")], "is a file: give a folder"),
         (["-o", str(tmp_path / "no" / "d")], "parent folder does not exist"),
-        (["--repeats", "1"], "intervals need at least 2"),
-        (["--tp", "0"], "--tp '0' must be one TP size, at least 1"),
-        (["--seq-lens", "1k"], "1k"),
-        (["--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
-        (["--model", "nope"], "nope"),
-        (["--time-limit", "0"], "--time-limit 0: give the seconds doctor may take"),
+        ([*out, "--repeats", "1"], "intervals need at least 2"),
+        ([*out, "--tp", "0"], "--tp '0' must be one TP size, at least 1"),
+        ([*out, "--seq-lens", "1k"], "1k"),
+        ([*out, "--seq-lens", "64", "--device", "cpu"], "use lengths of 128 or more"),
+        ([*out, "--model", "nope"], "nope"),
+        ([*out, "--time-limit", "0"], "--time-limit 0: give the seconds doctor may take"),
     ):
-        r = cli("doctor", *args)
-        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1
+        assert main(["doctor", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # refused before anything was made
 
 
 def test_the_iso_check_fails_a_split_that_reads_a_wrong_key(monkeypatch):
@@ -190,6 +201,7 @@ def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host
     assert launch_summary([], 64, 0) == "no chunk count fits 64 tokens at this alignment: nothing measured"
 
 
+@pytest.mark.slow
 def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     """One GPU gets the pipeline at tp 1 (its CUDA paths run; nothing can overlap). The same
     branch on CPU: the three commands run at tp 1 and the verdict says what it does not show."""
@@ -206,122 +218,159 @@ def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     assert [r["plan_chunks"] for r in c.rows] == [lookup(plan, r["tokens"])[0].chunks for r in c.rows]
 
 
+# Loaded into every Python process of the step through PYTHONPATH: a spawned rank (a
+# multiprocessing child) leaves a file named by its pid, then blocks for good instead of
+# running. The step then hangs for certain, with its ranks alive, however fast the machine is.
+HANG_RANKS = """
+import os
+
+if os.environ.get("ISOTUNE_TEST_HANG_DIR"):
+    import multiprocessing.process
+    import threading
+
+    def _hang(self):
+        open(os.path.join(os.environ["ISOTUNE_TEST_HANG_DIR"], f"rank-{os.getpid()}"), "w").close()
+        threading.Event().wait()
+
+    multiprocessing.process.BaseProcess.run = _hang
+"""
+
+
+def _marked(entry: bytes) -> set[int]:
+    """The live processes (not this one) whose environment holds `entry` (a zombie's reads empty)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if entry in env and int(pid) != os.getpid():
+            found.add(int(pid))
+    return found
+
+
+@pytest.mark.slow
 def test_a_step_past_its_time_limit_is_stopped_with_its_ranks_and_said(tmp_path, monkeypatch):
     """A hung child (a GPU test, a rank) must not take the report with it: past
     ISOTUNE_DOCTOR_STEP_S the step's whole process group, its spawned ranks included, is killed
-    and the check FAILs saying so. Every process of the step carries a marker in its environment
-    (spawned ranks inherit it); a watcher sees the ranks start, and none may be left after."""
-    import threading
-    import time
-    import uuid
-
+    and the check FAILs saying so. Here the profile's two ranks hang for good, and the step's
+    limit is declared run out once both have started (the wait for the child ends there, as the
+    real timeout would): no guess at how long a profile takes."""
+    from isotune.commands.doctor import child
     from isotune.commands.doctor.checks import pipeline
 
-    mark = f"ISOTUNE_TEST_MARK={uuid.uuid4().hex}".encode()
+    hook, ranks = tmp_path / "hook", tmp_path / "ranks"
+    hook.mkdir()
+    ranks.mkdir()
+    (hook / "sitecustomize.py").write_text(HANG_RANKS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("ISOTUNE_TEST_HANG_DIR", str(ranks))  # also marks every process of the step
+    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "12")
+    entry = f"ISOTUNE_TEST_HANG_DIR={ranks}".encode()
+    seen: dict[str, set[int]] = {}
 
-    def marked() -> set[str]:
-        found = set()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if mark in env and int(pid) != os.getpid():
-                found.add(pid)
-        return found
+    class LimitOnceRanksRun(subprocess.Popen):
+        limited = False
 
-    seen: set[str] = set()
-    done = threading.Event()
+        def communicate(self, input=None, timeout=None):
+            if self.limited:  # after the kill: the real wait for the pipes to close
+                return super().communicate(input, timeout)
+            self.limited = True
+            assert timeout == 12  # the step's limit, from ISOTUNE_DOCTOR_STEP_S
+            give_up = time.monotonic() + 300  # a guard against a start that never comes, not a window
+            while len(list(ranks.iterdir())) < 2:
+                assert self.poll() is None, "the profile ended before its ranks started"
+                assert time.monotonic() < give_up, "the profile's ranks never started"
+                time.sleep(0.05)
+            seen["ranks"] = {int(f.name.removeprefix("rank-")) for f in ranks.iterdir()}
+            seen["marked"] = _marked(entry)
+            raise subprocess.TimeoutExpired(self.args, timeout)
 
-    def watch() -> None:
-        while not done.is_set():
-            seen.update(marked())
-            time.sleep(0.1)
-
-    monkeypatch.setenv(*mark.decode().split("=", 1))
-    monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "12")  # past a 2-rank start, well short of its profile
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    t0 = time.monotonic()
-    try:
-        c = pipeline("small", 2, "cpu", 2, [2048, 4096], tmp_path)  # a profile of about a minute
-        took = time.monotonic() - t0
-    finally:
-        done.set()
-        watcher.join()
+    monkeypatch.setattr(child, "subprocess", SimpleNamespace(**{**vars(subprocess), "Popen": LimitOnceRanksRun}))
+    c = pipeline("tiny", 2, "cpu", 2, [128, 256], tmp_path)
     assert c.status == "FAIL" and c.summary == (
         "isotune profile stopped after 12 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
     )
-    assert len(seen) >= 3, f"the command and its 2 ranks should have run: saw {len(seen)}"
-    # killed with the command, not left to notice its death (orphaned ranks hold its pipes ~25 s)
-    assert took < 12 + 8, took
-    time.sleep(0.5)  # SIGKILLed processes are reaped by init
-    assert not marked(), "the profile's ranks outlived the step"
-
-
-def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path):
-    """The report is rewritten after every check: killed at any point, the folder holds what was
-    found and names the checks not reached."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    out = tmp_path / "doc"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "isotune", "doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and p.poll() is None:
-        if (out / "report.json").is_file() and '"ok"' in (out / "report.json").read_text():
-            break  # a check has finished
+    assert len(seen["ranks"]) == 2 and seen["ranks"] < seen["marked"]  # the command and its 2 ranks ran
+    assert "stopped after 12 s" in (tmp_path / "pipeline.txt").read_text()
+    # SIGKILLed with the command, not left behind: none of them lives on (orphans are reaped by init)
+    give_up = time.monotonic() + 60
+    while _marked(entry) and time.monotonic() < give_up:
         time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
-    report = json.loads((out / "report.json").read_text())
-    statuses = [c["status"] for c in report["checks"]]
-    assert len(statuses) == 7 and "ok" in statuses and statuses[-1] == "not run yet"
-    assert "doctor stopped before finishing this check" in (out / "report.md").read_text()
+    assert not _marked(entry), "the profile's ranks outlived the step"
 
 
-def test_under_a_time_limit_checks_are_not_begun_and_said(cli, tmp_path):
+def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path, monkeypatch):
+    """The report is rewritten after every check: killed at any point, the folder holds what was
+    found and names the checks not reached. The kill lands in the third check; what is on disk
+    at that moment is what a SIGKILL there would leave, since nothing of doctor runs after it."""
+    from isotune.commands.doctor import checks as dc
+    from isotune.commands.doctor import command as doctor_mod
+    from isotune.commands.doctor.report import OK, Check
+
+    class Killed(BaseException):
+        """A SIGKILL: no handler of doctor's sees it."""
+
+    out, on_disk = tmp_path / "doc", {}
+
+    def killed_in_overhead(*args):
+        on_disk.update(json=(out / "report.json").read_text(), md=(out / "report.md").read_text())
+        raise Killed
+
+    monkeypatch.setattr(dc, "iso", lambda *args: Check(name="ISO == baseline", status=OK, summary="fine"))
+    monkeypatch.setattr(dc, "overhead", killed_in_overhead)
+    with pytest.raises(Killed):
+        doctor_mod.doctor(
+            out=str(out), model="tiny", layers=None, checkpoint=None, seq_lens="128,256", repeats=2,
+            device="cpu", tp=None, skip_tests=False,
+        )  # fmt: skip
+    statuses = [c["status"] for c in json.loads(on_disk["json"])["checks"]]
+    assert statuses == ["skipped", "ok"] + ["not run yet"] * 5
+    assert "doctor stopped before finishing this check" in on_disk["md"] and "## ISO == baseline: ok" in on_disk["md"]
+
+
+def test_under_a_time_limit_checks_are_not_begun_and_said(tmp_path, capsys):
     """A machine held for a fixed time (a lent GPU, an allocation): past --time-limit no check is
-    begun, each says so in the report, and doctor exits 1 (the machine was not checked)."""
+    begun, each says so in the report, and doctor exits 1 (the machine was not checked). Half a
+    second is under the second a check needs left to begin, however fast doctor gets there."""
     out = tmp_path / "doc"
-    r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--time-limit", "0.5")
-    assert r.returncode == 1, r.stderr
+    code = main(["doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--time-limit", "0.5"])
+    r = capsys.readouterr()
+    assert code == 1, r.err
     checks = json.loads((out / "report.json").read_text())["checks"]
     assert len(checks) == 7
     assert all(c["status"] == "cut short" and c["summary"] == "not begun: --time-limit 0.5 s ran out" for c in checks)
     assert not (out / "chunking.png").exists() and not (out / "pipeline.txt").exists()
-    said = " ".join(r.stderr.split())
+    said = " ".join(r.err.split())
     assert "7 check(s) cut short or not begun (CUDA tests, ISO == baseline," in said
     assert "give doctor more time" in said and "--skip-tests" not in said  # no CUDA tests ran to leave out
 
 
-def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(monkeypatch):
+def test_a_child_is_stopped_where_the_time_limit_runs_out_and_said(tmp_path, monkeypatch):
     """A child (the cuda tests, a pipeline command) gets the step limit or what is left of
-    doctor's --time-limit, whichever is less, and says which stopped it."""
-    import time
-
+    doctor's --time-limit, whichever is less, and says which stopped it. The clock that places
+    doctor's deadline is the test's; the children never end by themselves, so each outcome is
+    certain (the limits are real waits, kept short)."""
+    from isotune.commands.doctor import child
     from isotune.commands.doctor.child import run_child
 
+    now = [1000.0]
+    monkeypatch.setattr(child, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    pid_file = tmp_path / "pid"
+    forever = ["sh", "-c", f"echo $$ > {pid_file}; exec sleep infinity"]
     monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "60")
-    t0 = time.monotonic()
-    r = run_child(["sleep", "30"], None, deadline=t0 + 1.5)
-    took = time.monotonic() - t0
-    assert r.returncode is None and r.cut and r.stopped.endswith(" s, when doctor's --time-limit ran out"), r.stopped
-    assert 1.3 < float(r.stopped.split()[2]) <= 1.5 and took < 10, (r.stopped, took)
+    r = run_child(forever, None, deadline=now[0] + 1.5)
+    assert r.returncode is None and r.cut and r.stopped == "stopped after 1.5 s, when doctor's --time-limit ran out"
+    assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()  # killed and reaped, not left running
     monkeypatch.setenv("ISOTUNE_DOCTOR_STEP_S", "1")  # the step limit comes first
-    r = run_child(["sleep", "30"], None, deadline=time.monotonic() + 60)
+    r = run_child(forever, None, deadline=now[0] + 60)
     assert r.returncode is None and r.stopped == "stopped after 1 s (ISOTUNE_DOCTOR_STEP_S): hung, or too slow here"
     assert not r.cut  # a step limit is a hang, not the time running out
-    r = run_child(["true"], None, deadline=time.monotonic() + 60)
+    r = run_child(["true"], None, deadline=now[0] + 60)
     assert r.returncode == 0 and not r.stopped
-    t0 = time.monotonic()  # under a second left: not started at all
-    r = run_child(["sleep", "30"], None, deadline=t0 + 0.5)
-    assert r.cut and r.stopped == "not begun: doctor's --time-limit ran out" and time.monotonic() - t0 < 0.5
+    started = tmp_path / "started"
+    r = run_child(["touch", str(started)], None, deadline=now[0] + 0.99)  # under a second left
+    assert r.cut and r.stopped == "not begun: doctor's --time-limit ran out" and not started.exists()
 
 
 def test_a_time_limit_met_midway_keeps_what_ran_and_cuts_the_rest(tmp_path, monkeypatch):

@@ -1,20 +1,22 @@
-"""Text in, text out on a real trained model (SmolLM2-135M-Instruct, tests/fixtures/smollm2.py):
-`isotune run --prompt` prints exactly what transformers' greedy `generate` writes, through a
-3-way ISO split at tp 3 (9 heads over 3 KV heads), plain and through the chat template; and
-`--prompts` runs many prompts on one model load, each in its plan bucket."""
+"""Text in, text out. Everything that needs only a tokenizer and a chat template runs on a small
+checkpoint the tests make themselves (tests/fixtures/tiny_text.py: no download, no transformers).
+A real trained model (SmolLM2-135M-Instruct, tests/fixtures/smollm2.py) answers where the answer
+is the point: `isotune run --prompt` prints exactly what transformers' greedy `generate` writes,
+through a 3-way ISO split at tp 3 (9 heads over 3 KV heads), plain and through the chat
+template; and `--prompts` answers each prompt as transformers does, each in its plan bucket."""
 
 import json
 
 import pytest
 import torch
 from fixtures.smollm2 import Unavailable, smollm2_folder
+from fixtures.tiny_text import tiny_text_checkpoint
 
+from isotune.cli import main
 from isotune.core.plan import Bucket, Plan, save_plan
 from isotune.core.spec import load_spec
 from isotune.core.target import Target
 from isotune.engine.topology import run_setting
-
-transformers = pytest.importorskip("transformers")
 
 # a few hundred tokens of ordinary prose
 PROMPT = (
@@ -35,6 +37,12 @@ NEW = 24
 
 
 @pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory):
+    """A tokenizer, a ChatML template and random weights in a checkpoint folder, made here."""
+    return tiny_text_checkpoint(tmp_path_factory.mktemp("tiny-text"))
+
+
+@pytest.fixture(scope="module")
 def smollm2():
     try:
         return smollm2_folder()
@@ -43,25 +51,57 @@ def smollm2():
 
 
 @pytest.fixture(scope="module")
-def reference(smollm2):
-    """transformers' greedy continuation of PROMPT, plain and as a chat turn."""
+def hf(smollm2):
+    """transformers' tokenizer and float32 model of the SmolLM2 folder: the reference."""
+    transformers = pytest.importorskip("transformers")
     tok = transformers.AutoTokenizer.from_pretrained(smollm2)
     model = transformers.AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
-    plain = tok(PROMPT, return_tensors="pt").input_ids
-    chat = tok.apply_chat_template(
-        [{"role": "user", "content": PROMPT + QUESTION}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )["input_ids"]
+    return tok, model
+
+
+def _hf_ids(tok, entry: dict) -> list[int]:
+    """The prompt ids transformers makes of a --prompts entry (a chat turn opened for the answer)."""
+    if "messages" in entry:
+        return list(
+            tok.apply_chat_template(entry["messages"], add_generation_prompt=True, return_dict=True)["input_ids"]
+        )
+    return tok(entry["prompt"]).input_ids
+
+
+def _greedy(hf, ids: list[int], new: int) -> str:
+    """transformers' greedy continuation of `ids`, decoded as isotune decodes it."""
+    tok, model = hf
+    with torch.no_grad():
+        gen = model.generate(torch.tensor([ids]), max_new_tokens=new, do_sample=False)
+    return tok.decode(gen[0, len(ids) :], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def reference(hf):
+    """transformers' greedy continuation of PROMPT, plain and as a chat turn: (prompt tokens, text)."""
     out = {}
-    for name, ids in (("plain", plain), ("chat", chat)):
-        with torch.no_grad():
-            gen = model.generate(ids, max_new_tokens=NEW, do_sample=False)
-        out[name] = (ids.shape[1], tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
+    for name, entry in (
+        ("plain", {"prompt": PROMPT}),
+        ("chat", {"messages": [{"role": "user", "content": PROMPT + QUESTION}]}),
+    ):
+        ids = _hf_ids(hf[0], entry)
+        out[name] = (len(ids), _greedy(hf, ids, NEW))
     return out
 
 
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    """`isotune run ARGS` in this process (at tp 1 its one rank runs here): (exit code, stdout,
+    stderr). The rank sets torch's thread count for itself; the tests after this one get theirs back."""
+    threads = torch.get_num_threads()
+    try:
+        code = main(["run", *args])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["plain", "chat"])
 def test_run_prints_exactly_transformers_text(smollm2, reference, mode, cli, tmp_path):
     n_prompt, text = reference[mode]
@@ -88,7 +128,11 @@ def test_run_prints_exactly_transformers_text(smollm2, reference, mode, cli, tmp
     assert "time to first token" in r.stderr and "decode tokens/s" in r.stderr
 
 
-def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
+@pytest.mark.slow
+def test_prompts_answer_as_transformers_does_each_in_its_bucket(smollm2, hf, cli, tmp_path, capsys):
+    """--prompts at tp 3 with a plan: one model load, each prompt split as its bucket says (one
+    unsplit, one in 2 chunks, a chat one in 3), and each answer exactly transformers' greedy text
+    for that prompt."""
     spec = load_spec(str(smollm2))
     buckets = [  # 1..64 unsplit, 65..160 two chunks, 161..1024 three
         Bucket(min_tokens=1, max_tokens=64, chunks=1, ratios=[1.0], plan_ms=1, baseline_ms=1),
@@ -97,10 +141,7 @@ def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
     ]
     plan = Plan(
         model={"name": spec.name, "fingerprint": spec.fingerprint(), "layers": spec.layers},
-        topology={
-            "tp": 1,
-            **run_setting(Target(spec=load_spec("tiny"), tp=1, device="cpu", dtype="float32", max_len=64)),
-        },
+        topology={"tp": 3, **run_setting(Target(spec=spec, tp=3, device="cpu", dtype="float32", max_len=64))},
         software={},
         align=16,
         buckets=buckets,
@@ -111,43 +152,61 @@ def test_prompts_file_runs_each_prompt_in_its_bucket(smollm2, cli, tmp_path):
         {"prompt": "Name three colours."},
         {"prompt": ". ".join(sentences[:4])},
         {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}]},
-        {"prompt": "What is the capital of France?"},
     ]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    out = tmp_path / "out.jsonl"
-    args = ["run", "--model", str(smollm2), "--plan", str(tmp_path / "plan.yaml"), "--prompts", str(prompts)]
-    r = cli(*args, "--dtype", "float32", "--max-new-tokens", "4", "--json", str(out))
+    out, new = tmp_path / "out.jsonl", 8
+    args = [
+        "run",
+        "--model",
+        str(smollm2),
+        "--tp",
+        "3",
+        "--plan",
+        str(tmp_path / "plan.yaml"),
+        "--prompts",
+        str(prompts),
+    ]
+    r = cli(*args, "--dtype", "float32", "--max-new-tokens", str(new), "--json", str(out))
     assert r.returncode == 0, r.stderr
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert rows == [json.loads(x) for x in out.read_text().splitlines()]
-    assert [x["index"] for x in rows] == [0, 1, 2, 3]
-    for row in rows:
+    assert [x["index"] for x in rows] == [0, 1, 2]
+    for entry, row in zip(lines, rows, strict=True):
+        ids = _hf_ids(hf[0], entry)
         n = row["prompt_tokens"]
+        assert n == len(ids), (entry, n, len(ids))
         b = next(b for b in buckets if b.min_tokens <= n <= b.max_tokens)
         assert row["plan_bucket"] == f"{b.min_tokens}..{b.max_tokens}", row
         assert len(row["chunk_tokens"]) == b.chunks and sum(row["chunk_tokens"]) == n
-        assert row["generated_tokens"] >= 1 and isinstance(row["generated_text"], str)
-    assert {x["plan_bucket"] for x in rows} == {"1..64", "65..160", "161..1024"}
+        assert row["generated_text"] == _greedy(hf, ids, new), row
+        assert row["generated_text"].strip(), row  # a real answer to compare, not an immediate end
+    assert [x["plan_bucket"] for x in rows] == ["1..64", "65..160", "161..1024"]
     assert "means per bucket" in r.stderr and "161..1024" in r.stderr
-    # the same plan in bfloat16 (the default for this float32 checkpoint) was not measured for it
-    r = cli(*args, "--max-new-tokens", "1")
-    assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr and "--force" in r.stderr
+    # the same plan in bfloat16 (the default for this float32 checkpoint) was not measured for it:
+    # refused before any rank starts, so in this process
+    assert main([*args, "--max-new-tokens", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "made for dtype float32, not bfloat16" in err and "--force" in err
 
 
-def test_short_prompt_runs_unsplit_with_a_note(smollm2, cli):
-    r = cli("run", "--model", str(smollm2), "--chunks", "4", "--prompt", "Hi there", "--max-new-tokens", "2")
-    assert r.returncode == 0, r.stderr
-    assert "too few for 4 chunks" in r.stderr and "running it unsplit" in r.stderr
-    assert "unsplit" in r.stderr
+def test_short_prompt_runs_unsplit_with_a_note(tiny_text, capsys):
+    code, _, err = _run(
+        capsys, "--model", str(tiny_text), "--chunks", "4", "--prompt", "Hi there", "--max-new-tokens", "2"
+    )
+    assert code == 0, err
+    assert "too few for 4 chunks" in err and "running it unsplit" in err
 
 
-def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(smollm2, cli, tmp_path):
+def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(tiny_text, tmp_path, capsys):
     out = tmp_path / "r.json"
-    r = cli("run", "--model", str(smollm2), "--prompt", "Hello", "--max-new-tokens", "2", "--json", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "stored in float32; running it in bfloat16" in r.stderr
-    assert "bfloat16" in r.stderr  # the table's title names the dtype it ran
+    code, _, err = _run(
+        capsys, "--model", str(tiny_text), "--prompt", "Hello", "--max-new-tokens", "2", "--json", str(out)
+    )
+    assert code == 0, err
+    assert "stored in float32; running it in bfloat16" in err
+    assert "tp 1 single on cpu, bfloat16" in " ".join(err.split())  # the table's title names the dtype it ran
+    assert json.loads(out.read_text())["prompt_tokens"] >= 1
 
 
 @pytest.mark.parametrize(
@@ -159,17 +218,21 @@ def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(smollm2, cli
         (["--chat-template-kwargs", "{}", "--seq-len", "64"], "--chat-template-kwargs sets chat template variables"),
     ],
 )
-def test_text_flags_bad_input(args, message, cli):
-    r = cli("run", *args)
-    assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+def test_text_flags_bad_input(args, message, capsys):
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
 
 
-def _variant(smollm2, tmp_path, template: str | None):
-    """The SmolLM2 folder (linked, not copied) with another chat template, or none."""
+def _variant(base, tmp_path, template: str | None):
+    """The checkpoint folder (linked, not copied) with another chat template, or none: its
+    tokenizer_config.json is rewritten without one, chat_template.jinja holds the new one."""
     d = tmp_path / "variant"
     d.mkdir()
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
-        (d / f).symlink_to(smollm2 / f)
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        (d / f).symlink_to(base / f)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    (d / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
     if template is not None:
         (d / "chat_template.jinja").write_text(template)
     return str(d)
@@ -218,11 +281,9 @@ TEXT_CASES = [
 
 
 @pytest.mark.parametrize("setup,needle", [c[1:] for c in TEXT_CASES], ids=[c[0] for c in TEXT_CASES])
-def test_bad_text_input_is_one_line_and_exit_2(smollm2, tmp_path, capsys, setup, needle):
-    from isotune.cli import main
-
-    args = setup(smollm2, tmp_path)
-    model = [] if "--model" in args else ["--model", str(smollm2)]
+def test_bad_text_input_is_one_line_and_exit_2(tiny_text, tmp_path, capsys, setup, needle):
+    args = setup(tiny_text, tmp_path)
+    model = [] if "--model" in args else ["--model", str(tiny_text)]
     assert main(["run", *model, *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and needle in err, err
@@ -235,13 +296,13 @@ THINKING = (
 )  # the shape of Qwen3's switch: an empty thought when thinking is off
 
 
-def test_chat_template_kwargs_reach_the_template_and_a_line_overrides_the_flag(smollm2, tmp_path):
+def test_chat_template_kwargs_reach_the_template_and_a_line_overrides_the_flag(tiny_text, tmp_path):
     """--chat-template-kwargs (vLLM's chat_template_kwargs) sets template variables for every
     chat prompt; a --prompts line's own object adds to it, its keys winning."""
     from isotune.core.prompts import text_prompts
     from isotune.core.text import load_text
 
-    codec = load_text(_variant(smollm2, tmp_path, THINKING))
+    codec = load_text(_variant(tiny_text, tmp_path, THINKING))
     off = '{"enable_thinking": false}'
     plain = text_prompts(codec, "hi", None, None, True)[0].ids
     quiet = text_prompts(codec, "hi", None, None, True, off)[0].ids

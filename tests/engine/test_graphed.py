@@ -92,7 +92,7 @@ def test_static_steps_all_reduce_like_the_executor_on_two_ranks(tmp_path):
     assert r["got"] == r["want"]
 
 
-def test_cuda_graphs_on_cpu_ranks_is_one_line(cli):
-    r = cli("run", "--model", "tiny", "--cuda-graphs", "--device", "cpu")
+def test_cuda_graphs_on_cpu_ranks_is_one_line(cli_here):
+    r = cli_here("run", "--model", "tiny", "--cuda-graphs", "--device", "cpu")
     assert r.returncode == 2 and "--cuda-graphs" in r.stderr and "needs --device cuda" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -202,7 +202,7 @@ def test_cpu_ranks_on_one_host_are_loopback_launched_or_not(monkeypatch):
     assert run_setting(_target(2, "cpu", "float32"))["interconnect"] == "loopback"
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [obj, obj])
     for launched in (False, True):
-        topo = describe(_cpu_info(launched=launched), "float32", 1)[0]
+        topo = describe(_cpu_info(launched=launched), "float32")[0]
         assert topo["interconnect"] == "loopback" and topo["hosts"] == 1
 
 
@@ -224,7 +224,7 @@ def test_under_a_launcher_one_host_means_it_started_every_rank_here(monkeypatch,
     # and what the ranks then find: the same host for both, or two
     hosts = [platform.node(), platform.node() if link == "loopback" else "other-host"]
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(h, None) for h in hosts])
-    assert describe(_cpu_info(launched=True), "float32", 1)[0]["interconnect"] == link
+    assert describe(_cpu_info(launched=True), "float32")[0]["interconnect"] == link
 
 
 def test_netlab_ranks_share_a_host_name_but_not_a_link(monkeypatch):
@@ -235,7 +235,7 @@ def test_netlab_ranks_share_a_host_name_but_not_a_link(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setattr(dist, "gather_objects", lambda obj, info: [(platform.node(), None)] * 2)
     assert run_setting(_target(2, "cpu", "float32"))["interconnect"] == "network"
-    assert describe(_cpu_info(launched=True), "float32", 1)[0]["interconnect"] == "network"
+    assert describe(_cpu_info(launched=True), "float32")[0]["interconnect"] == "network"
 
 
 def test_plain_drops_the_colour_codes_some_drivers_put_in_topo_output():

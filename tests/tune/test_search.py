@@ -8,21 +8,31 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import optuna
 import pytest
+import torch
 from conftest import CLI, ROOT
 from fixtures.postgres import server_bin, throwaway_cluster
 from optuna.trial import TrialState
 
 from isotune.cli import main
+from isotune.commands.run.command import prepare_run
 from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
 from isotune.core.decide import MODEL_TIE
 from isotune.core.plan import load_plan, save_plan
 from isotune.core.profile import load_profile
 from isotune.core.spec import load_spec
+from isotune.core.target import TargetFlags
+from isotune.tune import search as search_mod
+from isotune.tune import studies
+from isotune.tune import trials as trials_mod
 from isotune.tune.studies import counts, open_storage
+
+# the search module silences this warning of TPE's `group`; pytest would show it again
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")
 
@@ -38,11 +48,11 @@ def _states(study: optuna.Study | None) -> Counter:
     return Counter(t.state for t in study.get_trials(deepcopy=False)) if study else Counter()
 
 
-def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, cli):
+def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, capsys):
+    """The cost model runs in this process: no ranks, so no subprocess either."""
     out = tmp_path / "plan.yaml"
-    args = ("search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "512,2048", "--trials", "12")
-    r = cli(*args, "-o", str(out))
-    assert r.returncode == 0, r.stderr
+    args = ["search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "512,2048", "--trials", "12"]
+    assert main([*args, "-o", str(out)]) == 0, capsys.readouterr().err
     plan = load_plan(out)
     assert plan.model["fingerprint"] == load_spec("small", 2).fingerprint() and plan.topology["tp"] == 2
     assert [(b.min_tokens, b.max_tokens) for b in plan.buckets] == [(1, 1280), (1281, 2048)]
@@ -59,43 +69,75 @@ def test_model_objective_plans_from_a_profile_and_resumes(tmp_path, cli):
     assert counts(_study(storage, name))["spent"] == 12  # measured splits; repeated draws cost nothing
     # the same command again resumes the finished studies: no new trials, the same plan
     before = len(_study(storage, name).trials)
-    assert cli(*args, "-o", str(out)).returncode == 0
+    assert main([*args, "-o", str(out)]) == 0
     assert len(_study(storage, name).trials) == before and load_plan(out) == plan
-    shown = cli("show", str(out))
-    assert shown.returncode == 0 and "1281..2048" in shown.stdout and "model objective" in shown.stdout
+    capsys.readouterr()
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "1281..2048" in shown and "model objective" in shown
 
 
-def test_a_study_that_stops_early_says_why(tmp_path, cli):
+def test_a_study_that_stops_early_says_why(tmp_path, capsys):
     out = tmp_path / "plan.yaml"
     # 32 tokens at align 16 hold two splits only: the sampler converges long before 10 trials
-    r = cli(
+    assert main([
         "search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "32,2048", "--trials", "10",
         "--max-chunks", "2", "--time-budget", "1000", "-o", str(out),
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    ]) == 0  # fmt: skip
+    said = " ".join(capsys.readouterr().out.split())
     plan = load_plan(out)
     short, long = plan.buckets
     assert short.trials == 2 and short.stopped.startswith("stopped after 2 of 10 trials: the sampler converged")
-    assert f"32 tokens: study {short.stopped}" in " ".join(r.stdout.split())
+    assert f"32 tokens: study {short.stopped}" in said
     assert long.stopped == "measured its 10 trials"
     assert all(b.decision for b in plan.buckets) and plan.study["time_budget_s"] == 1000
-    shown = cli("show", str(out))
-    assert "32 tokens: study stopped after 2 of 10 trials" in " ".join(shown.stdout.split())
+    assert main(["show", str(out)]) == 0
+    assert "32 tokens: study stopped after 2 of 10 trials" in " ".join(capsys.readouterr().out.split())
 
-    # a time budget that is spent at once: each study stops after its first measured trials
-    r = cli(
-        "search", "--model", "tiny", "--tp", "1", "--seq-lens", "128,256", "--trials", "50", "--repeats", "2",
-        "--time-budget", "0.5", "-o", str(tmp_path / "budget.yaml"),
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    for b in load_plan(tmp_path / "budget.yaml").buckets:
-        assert b.trials < 50 and b.stopped.endswith("its share of --time-budget ran out"), b.stopped
+
+def test_a_time_budget_is_shared_out_and_stops_each_study(tmp_path, monkeypatch, capsys):
+    """--time-budget: each length gets an even share of what is left, and its study stops once
+    that is spent. The clock is the test's: it moves 2 s whenever a trial is taken, and not
+    otherwise, so how many trials fit is known exactly. 10 s for 2 lengths: 128 tokens may end
+    at 5 s, takes trials at 0, 2 and 4 and stops at 6; 256 tokens gets the 4 s left, taking
+    trials at 6 and 8. The tp 1 search runs its one rank in this process."""
+    now = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0])
+    monkeypatch.setattr(search_mod, "time", clock)
+    monkeypatch.setattr(trials_mod, "time", clock)
+    real_claim = studies.claim
+
+    def claim(study):
+        now[0] += 2.0
+        return real_claim(study)
+
+    monkeypatch.setattr(studies, "claim", claim)
+    threads, on_term = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
+    try:
+        code = main([
+            "search", "--model", "tiny", "--tp", "1", "--seq-lens", "128,256", "--trials", "50", "--repeats", "2",
+            "--time-budget", "10", "-o", str(tmp_path / "budget.yaml"),
+        ])  # fmt: skip
+    finally:  # what the rank set for itself, put back for the tests after this one
+        torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, on_term)
+    said = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    storage = f"journal:{tmp_path / 'budget.study.log'}"
+    for b, taken in zip(load_plan(tmp_path / "budget.yaml").buckets, (3, 2), strict=True):
+        study = _study(storage, f"isotune-tiny-L2-tp1-bfloat16-cpu-measured-s{b.seq_len}")
+        assert len(study.trials) == taken, (b.seq_len, len(study.trials))
+        spent = counts(study)["spent"]
+        assert (
+            b.trials == spent and b.stopped == f"stopped after {spent} of 50 trials: its share of --time-budget ran out"
+        )
         # tp 1 has no all-reduce: the comm-only prefill's bookkeeping is not called one
         assert b.decision.endswith("one rank: no all-reduce for a split to hide") and b.comm_ms == 0
-    assert "why: one rank, so no all-reduces" in " ".join(r.stdout.split())
+    assert "why: one rank, so no all-reduces" in said
 
 
-def test_measured_search_and_run_with_the_plan(tmp_path, cli):
+@pytest.mark.slow
+def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here, capsys):
     out = tmp_path / "plan.yaml"
     r = cli(
         "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6", "--repeats", "2",
@@ -152,14 +194,16 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli):
     assert recs[0]["plan_chunks"] == plan.buckets[0].chunks
 
     # a plan for tp 2 is refused at tp 1, and used with a warning under --force
-    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
+    r = cli_here("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out))
     assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
-    r = cli("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
+    r = cli_here("run", "--model", "tiny", "--tp", "1", "--seq-len", "200", "--plan", str(out), "--force")
     assert r.returncode == 0 and "warning: the plan was made for tp 2" in r.stderr
-    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "400", "--plan", str(out), "--dtype", "float32")
-    assert r.returncode == 0 and "above the plan's last bucket" in r.stderr
+    # past the last bucket its split is reused, with a warning (said before any rank starts)
+    job, _ = prepare_run(target=TargetFlags(model="tiny", tp="2", dtype="float32"), seq_len=400, plan_path=str(out))
+    assert [(r.bucket, r.ratios) for r in job.requests] == [("193..256", [0.5, 0.25, 0.25])]
+    assert "warning: 400 tokens is above the plan's last bucket (..256)" in capsys.readouterr().err
     # and in another dtype than it was searched in (bfloat16, the default for presets)
-    r = cli("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
+    r = cli_here("run", "--model", "tiny", "--tp", "2", "--seq-len", "200", "--plan", str(out))
     assert r.returncode == 2 and "made for dtype float32, not bfloat16" in r.stderr
 
 
@@ -193,6 +237,7 @@ def shared_storage(request, tmp_path):
         yield url
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_storage_share_the_study(tmp_path, shared_storage):
     storage = shared_storage
     args = ("--tp", "1", "--trials", "16", "--storage", storage, "--study-name", "shared")
@@ -211,6 +256,7 @@ def test_two_workers_on_one_storage_share_the_study(tmp_path, shared_storage):
     assert load_plan(tmp_path / "a.yaml").buckets and load_plan(tmp_path / "b.yaml").buckets
 
 
+@pytest.mark.slow
 def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
     out = tmp_path / "plan.yaml"
     out.write_text("old plan\n")  # an interrupted search must leave this file alone

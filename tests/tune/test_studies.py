@@ -2,10 +2,10 @@
 what to do, not with a setting no flag can match. Running trials of dead workers: one whose
 heartbeat stopped (a worker on another host) gives its slot back; a live one keeps it."""
 
-import re
 import socket
 import subprocess
-import time
+import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,9 +41,27 @@ def test_a_study_from_an_older_search_space_says_to_start_afresh():
     assert open_study(storage, "s1024", {"seq_len": 1024, "space": 2}).user_attrs[MADE_WITH_ATTR]["space"] == 2
 
 
-def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.05)  # stale after 10 beats: 0.5 s
+class _Clock:
+    """The monotonic clock fail_stale reads, moved only by the test: a remote worker's silence
+    is exactly what the test says it is, however slow the machine."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> _Clock:
+    c = _Clock()
+    monkeypatch.setattr(studies, "time", SimpleNamespace(monotonic=c.monotonic))
     monkeypatch.setattr(studies, "_SEEN", {})  # silences are timed from this test's first look
+    return c
+
+
+def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path, monkeypatch, clock):
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 3.0)  # stale after 10 beats: 30 s
     storage = open_storage(f"journal:{tmp_path / 's.log'}")  # the real journal file, as search uses
     study = optuna.create_study(storage=storage, study_name="s")
     dead, alive, here, old = (study.ask() for _ in range(4))
@@ -53,21 +71,58 @@ def test_a_running_trial_whose_heartbeat_stopped_is_failed_with_a_line(tmp_path,
     here.set_user_attr(OWNER_ATTR, owner())  # this process: alive, whatever its beat says
     stamp(here, 0)
     old.set_user_attr(OWNER_ATTR, "gpu-node-7:4243")  # no beat at all (an older isotune): left alone
-    with TrialBeat(alive):
-        assert fail_stale(study) == []  # first sight: silence is timed from here, on this clock
-        start = time.monotonic()  # 0.8 s and 5 beats (each a journal write: a slow disk delays them)
-        while time.monotonic() - start < 0.8 or study.trials[alive.number].user_attrs[BEAT_ATTR]["n"] < 5:
-            assert time.monotonic() - start < 10, "the live trial stopped beating"
-            time.sleep(0.05)
-        lines = fail_stale(study)
-    assert len(lines) == 1 and lines[0].startswith(f"trial {dead.number} failed: its worker (gpu-node-7:4242)")
-    assert lines[0].endswith("s (every 0.05 s while alive); its slot goes to a new trial")
+    assert fail_stale(study) == []  # first sight: silence is timed from here, on this host's clock
+    clock.now += 30
+    stamp(alive, 1)  # the live worker beat meanwhile; the dead one did not
+    assert fail_stale(study) == []  # 10 beats of silence exactly: not yet past the limit
+    clock.now += 1
+    assert fail_stale(study) == [
+        f"trial {dead.number} failed: its worker (gpu-node-7:4242) has not beaten for 31 s "
+        "(every 3 s while alive); its slot goes to a new trial"
+    ]
     states = [t.state for t in study.trials]
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.RUNNING]
     assert not fail_trial(study, dead._trial_id)  # a second worker failing it too: no error, no line
-    study.tell(alive, 1.0)  # the beat stopped with the trial: telling it is not raced
-    time.sleep(0.15)
-    assert study.trials[alive.number].state == TrialState.COMPLETE
+    clock.now += 1000  # once the live worker stops beating too, its trial goes the same way
+    assert [line.split(":")[0] for line in fail_stale(study)] == [f"trial {alive.number} failed"]
+
+
+def test_a_trials_beat_runs_while_it_is_measured_and_stops_with_it(tmp_path, monkeypatch):
+    """TrialBeat stamps its trial from a thread, beat 1, 2, ... with its period, until the block
+    ends: leaving it joins the thread, so no stamp can land after the trial is told. A trial
+    another worker failed ends its beat by itself."""
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.01)
+    real, beats, enough = studies.stamp, [], threading.Event()
+
+    def stamp_and_count(trial, n):
+        real(trial, n)  # raises once the trial has finished: the beat must stop there
+        beats.append((trial.number, n))
+        if n >= 3:
+            enough.set()
+
+    monkeypatch.setattr(studies, "stamp", stamp_and_count)
+    study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
+    trial = study.ask()
+    with TrialBeat(trial) as beat:
+        assert enough.wait(60), "the trial was never stamped three times"  # a guard against a hang only
+    assert not beat.thread.is_alive()
+    numbers = [n for _, n in beats]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert study.trials[0].user_attrs[BEAT_ATTR]["n"] == numbers[-1]
+    assert study.trials[0].user_attrs[BEAT_ATTR]["every_s"] == 0.01
+    study.tell(trial, 1.0)
+    assert study.trials[0].state == TrialState.COMPLETE
+
+    other, enough = study.ask(), threading.Event()
+    beat = TrialBeat(other).__enter__()
+    try:
+        assert enough.wait(60), "the second trial was never stamped"
+        assert fail_trial(study, other._trial_id)  # another worker judged it dead
+        beat.thread.join(60)
+        assert not beat.thread.is_alive(), "the beat went on stamping a finished trial"
+    finally:
+        beat.__exit__(None, None, None)
+    assert study.trials[other.number].state == TrialState.FAIL
 
 
 class _Killed(BaseException):
@@ -150,25 +205,33 @@ def test_a_worker_that_loses_the_race_for_a_queued_trial_never_renames_it(tmp_pa
 
 def test_a_running_trial_with_no_worker_recorded_is_failed_by_wall_clock(tmp_path, monkeypatch):
     """An older isotune's worker killed inside its ask() left a trial with no owner and no beat:
-    past STALE_BEATS beats of wall clock since it started, it is failed too."""
-    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.1)  # 10 beats: 1 s
+    past STALE_BEATS beats of wall clock since it started, it is failed too. The wall clock is
+    the test's: the time the storage recorded as its start, plus what the test says."""
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 30.0)  # 10 beats: 300 s
     study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
     orphan = study.ask()
-    assert fail_stale(study) == []
-    time.sleep(1.3)
-    lines = fail_stale(study)
-    assert len(lines) == 1 and re.fullmatch(
-        f"trial {orphan.number} failed: it has run \\d+ s with no worker recorded; its slot goes to a new trial",
-        lines[0],
-    ), lines
+    started = study.trials[orphan.number].datetime_start  # naive local time, as the storage keeps it
+    wall = {"now": started + timedelta(seconds=300)}
+
+    class _Wall(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return wall["now"]
+
+    monkeypatch.setattr(studies, "datetime", _Wall)
+    assert fail_stale(study) == []  # exactly the limit: not past it
+    wall["now"] += timedelta(seconds=1)
+    assert fail_stale(study) == [
+        f"trial {orphan.number} failed: it has run 301 s with no worker recorded; its slot goes to a new trial"
+    ]
     assert study.trials[orphan.number].state == TrialState.FAIL
 
 
-def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path, monkeypatch):
+def test_a_study_whose_last_slots_run_elsewhere_says_so(tmp_path, clock):
     """A worker stops once measured plus running trials fill the budget; where others' running
-    trials fill it, the stop line says how many it measured and who runs the rest."""
+    trials fill it, the stop line says how many it measured and who runs the rest. (The clock
+    stands still: the other worker never counts as silent.)"""
     study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
-    monkeypatch.setattr(studies, "_SEEN", {})  # the other worker's silence is timed from now
     other = study.ask()
     other.set_user_attr(OWNER_ATTR, "gpu-node-7:4242")
     stamp(other, 0)
@@ -238,14 +301,13 @@ def test_ctrl_c_after_a_queued_trials_compare_and_set_landed_fails_it(tmp_path):
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
-def test_a_pid_is_this_hosts_process_only_in_its_pid_space_and_lifetime(tmp_path, monkeypatch):
+def test_a_pid_is_this_hosts_process_only_in_its_pid_space_and_lifetime(tmp_path, monkeypatch, clock):
     """Containers sharing a hostname (host networking) have separate pid spaces: a pid from
     another is judged by its beats, not by this host's process table (which would fail a live
     worker's trial at once). A pid reused by a new process (another start time) is gone."""
-    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 0.05)  # stale after 10 beats: 0.5 s
-    monkeypatch.setattr(studies, "_SEEN", {})
+    monkeypatch.setattr(studies, "TRIAL_BEAT_S", 3.0)  # stale after 10 beats: 30 s
     study = optuna.create_study(storage=open_storage(f"journal:{tmp_path / 's.log'}"), study_name="s")
-    host, sleeper = socket.gethostname(), subprocess.Popen(["sleep", "30"])
+    host, sleeper = socket.gethostname(), subprocess.Popen(["sleep", "infinity"])  # alive until killed
     try:
         elsewhere, reused, same = (study.ask() for _ in range(3))
         elsewhere.set_user_attr(OWNER_ATTR, _dead_worker())  # no such pid here: in its own space it lives
@@ -259,7 +321,7 @@ def test_a_pid_is_this_hosts_process_only_in_its_pid_space_and_lifetime(tmp_path
         assert len(lines) == 1 and lines[0].startswith(
             f"trial {reused.number} failed: its worker (pid {sleeper.pid} here) is gone"
         )
-        time.sleep(0.7)
+        clock.now += 31
         lines = fail_stale(study)  # the other container's worker stopped beating: now it is gone
         assert len(lines) == 1 and lines[0].startswith(
             f"trial {elsewhere.number} failed: its worker ({_dead_worker()}) has not beaten"

@@ -17,6 +17,7 @@ def _overlap(a: dict, b: dict) -> float:
     return min(a["ts"] + a["dur"], b["ts"] + b["dur"]) - max(a["ts"], b["ts"])
 
 
+@pytest.mark.slow
 def test_trace_and_timeline_of_a_two_rank_two_chunk_run(tmp_path, cli):
     trace, png = tmp_path / "trace.json", tmp_path / "timeline.png"
     r = cli(
@@ -49,10 +50,12 @@ def test_trace_and_timeline_of_a_two_rank_two_chunk_run(tmp_path, cli):
     assert data.startswith(PNG) and len(data) > 10_000
 
 
-def test_search_plots_and_study_tables(tmp_path, cli):
+# in this process pytest shows again the optuna warnings isotune silences
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_search_plots_and_study_tables(tmp_path, cli_here):
     plots = tmp_path / "plots"
     out = tmp_path / "plan.yaml"
-    r = cli(
+    r = cli_here(
         "search", "--objective", "model", "--profile", PROFILE, "--seq-lens", "512,2048", "--trials", "10",
         "-o", str(out), "--plots", str(plots),
     )  # fmt: skip
@@ -62,17 +65,17 @@ def test_search_plots_and_study_tables(tmp_path, cli):
     assert all((plots / f).read_bytes().startswith(PNG) for f in files)
 
     storage = f"journal:{tmp_path / 'plan.study.log'}"
-    r = cli("show", storage)
+    r = cli_here("show", storage)
     assert r.returncode == 0 and "named isotune-small-L2-tp2-bfloat16-cpu-model-<study>" in r.stdout
     assert "pruned" in r.stdout and max(map(len, r.stdout.splitlines())) <= 100
     assert 0 < r.stdout.index("│ s512 ") < r.stdout.index("│ s2048 ")  # by length, not as strings
-    r = cli("show", storage, "--study", "isotune-small-L2-tp2-bfloat16-cpu-model-s2048")
+    r = cli_here("show", storage, "--study", "isotune-small-L2-tp2-bfloat16-cpu-model-s2048")
     assert r.returncode == 0 and "trials of" in r.stdout and "seed" in r.stdout
-    r = cli("show", storage, "--study", "512")  # a study by its length, as the table names it
+    r = cli_here("show", storage, "--study", "512")  # a study by its length, as the table names it
     assert r.returncode == 0 and "trials of isotune-small-L2-tp2-bfloat16-cpu-model-s512" in r.stdout
-    r = cli("show", storage, "--study", "nope")
+    r = cli_here("show", storage, "--study", "nope")
     assert r.returncode == 2 and "no study 'nope'" in r.stderr and "Traceback" not in r.stderr
-    r = cli("show", str(out))
+    r = cli_here("show", str(out))
     assert r.returncode == 0 and "50/50" in r.stdout
 
 
