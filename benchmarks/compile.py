@@ -16,10 +16,10 @@ import torch
 from isotune.core.chunking import chunk_bounds
 from isotune.core.spec import load_spec
 from isotune.core.stats import interval, paired_change
-from isotune.engine.dist import DistInfo
 from isotune.engine.executor import prefill
 from isotune.engine.fused import EAGER
 from isotune.engine.model import build_model, compile_model, random_prompt
+from isotune.engine.rank import DistInfo
 
 
 def main() -> None:

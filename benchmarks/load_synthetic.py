@@ -20,8 +20,8 @@ def one_rank(model: str, layers: int | None, tp: int, rank: int, dtype: str) -> 
     import torch
 
     from isotune.core.spec import load_spec
-    from isotune.engine.dist import DistInfo
     from isotune.engine.model import build_model
+    from isotune.engine.rank import DistInfo
 
     torch.set_num_threads(1)
     spec = load_spec(model, layers)

@@ -5,7 +5,6 @@ All of it in the launching process, before any rank starts: bad input is one lin
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 from isotune.core.chunking import resolve_align
@@ -13,7 +12,7 @@ from isotune.core.plan import Plan, load_plan, plan_for
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens
 from isotune.core.target import Target
-from isotune.engine import launcher
+from isotune.engine.launcher import say
 from isotune.engine.target import fit_target, with_ctas
 from isotune.engine.topology import run_setting
 
@@ -33,12 +32,6 @@ class Prepared:
     profile: Profile | None = None
 
 
-def say(line: str) -> None:
-    """A note on stderr, once: under a launcher every rank runs the prologue, rank 0 speaks."""
-    if launcher.launch_rank() == 0:
-        print(line, file=sys.stderr)
-
-
 def prepare(
     target: Target,
     lens: list[int],
@@ -50,16 +43,18 @@ def prepare(
     profile_path: str | None = None,
     force: bool = False,
     align: int | None = None,
+    plan_ctas: bool = False,
 ) -> Prepared:
     """`lens`: the prompt lengths the command will run (the plans' splits are looked up for
     them); `max_len`: the KV cache's length when longer than the longest (run decodes past it);
-    `too_long`: how a length past the model's limit is named, and its fix."""
+    `too_long`: how a length past the model's limit is named, and its fix; `plan_ctas`: a plan
+    searched with a CTA cap brings it where --comm-ctas is not given (run)."""
     cache = max_len or max(lens)
     check_seq_lens(target.spec, [cache] if max_len else lens, *too_long)
+    plans = [(path, load_plan(path)) for path in plan_paths]  # a bad file is refused before any note
+    prof = load_profile(profile_path) if profile_path else None
     target = fit_target(target, cache, decode)
-    plans = [(path, load_plan(path)) for path in plan_paths]
-    if plans and target.comm_ctas is None and target.backend == "nccl":
-        # a plan searched with a CTA cap brings it (the flag, when given, wins)
+    if plan_ctas and plans and target.comm_ctas is None and target.backend == "nccl":
         made = (plans[0][1].topology.get("comm") or {}).get("max_ctas")
         if made:
             say(f"note: using the plan's --comm-ctas {made} (it was searched with that cap)")
@@ -72,7 +67,6 @@ def prepare(
             say(f"{path}: {note}")
         align = resolve_align(align, target.device, plan.align, path)
         given.append(GivenPlan(path=path, plan=plan, splits=splits))
-    prof = load_profile(profile_path) if profile_path else None
     if prof is not None:
         for note in check_profile_fits(prof, target.spec, target.tp, setting=setting, force=force):
             say(f"{profile_path}: {note}")

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import TrialState as S
 from rich.table import Table
 
-from isotune.core.chunking import ratios_of, split_text
+from isotune.core.decide import bounds_text
 from isotune.core.errors import BadInput
 from isotune.core.files import first_key
 from isotune.core.plan import load_plan
@@ -101,7 +101,7 @@ def show_studies(url: str, only: str | None = None) -> None:
             str(n[S.RUNNING]),
             str(n[S.WAITING]),
             f"{best.value:.1f}" if best else "-",
-            split_text(ratios_of(best.user_attrs["bounds"])) if best else "-",
+            bounds_text(best.user_attrs["bounds"]) if best else "-",
         )
         if only is not None:
             out.print(t)
@@ -150,7 +150,7 @@ def _show_trials(study) -> None:
         t.add_row(
             str(x.number),
             x.state.name.lower(),
-            split_text(ratios_of(b)) if b else "-",
+            bounds_text(b) if b else "-",
             f"{x.value:.1f}" if x.value is not None else "-",
             note,
         )

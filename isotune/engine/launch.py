@@ -2,12 +2,14 @@
 rank builds its model once from the target, then runs `job.run(model, info)`.
 
 A job is what a command sends to its ranks (a profile sweep, a search worker, a bench, a run
-with its prompts): a picklable object with a `run(model, info) -> exit code` method, and
-optionally an `interrupt_hint` said after 'interrupted' when Ctrl-C stops the ranks.
+with its prompts): a picklable object with a `run(model, info) -> exit code` method; optionally
+a `before_build(info)` run before the model is built, and an `interrupt_hint` said after
+'interrupted' when Ctrl-C stops the ranks.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Protocol
 
 import torch
@@ -32,10 +34,19 @@ def launch(job: Job, target: Target) -> int:
 
 def _rank_main(info: DistInfo, payload: tuple[Job, Target]) -> int:
     job, target = payload
-    return job.run(build(target, info), info)
+    try:
+        if hasattr(job, "before_build"):  # e.g. signal handlers that must cover a long load too
+            job.before_build(info)
+        model = build_for(target, info)
+    except KeyboardInterrupt:  # Ctrl-C (or a launcher's SIGTERM) while the weights load
+        if info.is_main and (info.launched or info.world == 1):  # else the spawning parent says it
+            hint = getattr(job, "interrupt_hint", "")
+            print(f"interrupted: {hint}" if hint else "interrupted", file=sys.stderr)
+        return 130
+    return job.run(model, info)
 
 
-def build(target: Target, info: DistInfo) -> TPModel:
+def build_for(target: Target, info: DistInfo) -> TPModel:
     """This rank's shard of the target's model, built as every command builds it; rank 0 says
     what --compile cost."""
     model = build_model(

@@ -5,6 +5,7 @@ meet. The only module that reads those variables."""
 from __future__ import annotations
 
 import os
+import sys
 
 from isotune.core.errors import BadInput
 from isotune.engine.rendezvous import StoreAddress
@@ -19,6 +20,12 @@ def launched_externally() -> bool:
 def launch_rank() -> int:
     """This process's rank under an external launcher, else 0 (the process that spawns ranks)."""
     return int(os.environ["RANK"]) if launched_externally() else 0
+
+
+def say(line: str) -> None:
+    """A note on stderr, once: under a launcher every rank runs the command's checks, rank 0 speaks."""
+    if launch_rank() == 0:
+        print(line, file=sys.stderr)
 
 
 def default_tp(tp: int | None) -> int:

@@ -5,8 +5,6 @@ tokenized with its tokenizer): resolve_target, then fit_target for the longest l
 
 from __future__ import annotations
 
-import sys
-
 from isotune.core.errors import BadInput
 from isotune.core.shard import check_tp
 from isotune.core.spec import load_spec, resolve_dtype
@@ -59,7 +57,7 @@ def fit_target(target: Target, max_len: int, decode: bool = False) -> Target:
             "warning: float32 on GPUs runs without flash attention, far below the tensor cores' bf16 "
             "peak and with twice the all-reduce bytes: splits tuned so fit no deployment (--dtype auto)"
         )
-    if note and launcher.launch_rank() == 0:
-        print(note, file=sys.stderr)
+    if note:
+        launcher.say(note)
     check_host_memory(target.spec, target.tp, dtype, max_len, target.device)
     return target.with_(dtype=dtype, max_len=max_len, decode=decode)

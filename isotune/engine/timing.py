@@ -14,9 +14,9 @@ import torch
 from isotune.core.schedule import build_schedule
 from isotune.core.stats import typical
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
 from isotune.engine.executor import FULL, prefill
 from isotune.engine.model import TPModel
+from isotune.engine.rank import DistInfo
 
 
 def device_ms(fn, device: torch.device, calls: int = 1) -> float:

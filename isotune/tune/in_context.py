@@ -21,9 +21,9 @@ from isotune.core.profile import Profile
 from isotune.core.space import try_bounds
 from isotune.core.stats import typical
 from isotune.engine import dist
-from isotune.engine.dist import DistInfo
 from isotune.engine.executor import COMPUTE_ONLY
 from isotune.engine.model import TPModel
+from isotune.engine.rank import DistInfo
 from isotune.engine.timing import time_prefills
 
 SHAPES = ([0.5, 0.5], [0.25] * 4, [0.125] * 8, [0.25, 0.75], [0.75, 0.25])  # besides the unsplit prefill

@@ -43,10 +43,12 @@ def test_a_plan_searched_with_a_cap_brings_it_unless_one_is_given(tmp_path, monk
     )
     path = tmp_path / "plan.yaml"
     save_plan(plan, path)
-    prep = prepare(target, [256], plan_paths=[str(path)])
+    prep = prepare(target, [256], plan_paths=[str(path)], plan_ctas=True)  # as run asks
     assert prep.target.comm_ctas == 16 and "using the plan's --comm-ctas 16" in capsys.readouterr().err
     with pytest.raises(BadInput, match="comm"):  # a cap given that is not the plan's: the setting differs
-        prepare(target.with_(comm_ctas=4), [256], plan_paths=[str(path)])
+        prepare(target.with_(comm_ctas=4), [256], plan_paths=[str(path)], plan_ctas=True)
+    with pytest.raises(BadInput, match="comm"):  # bench measures the cap it is given, never a plan's
+        prepare(target, [256], plan_paths=[str(path)])
 
 
 def test_cpu_commands_refuse_it_in_one_line(cli_here, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import ROOT
 
 from isotune.cli import main
 
@@ -429,3 +430,10 @@ def test_the_iso_check_runs_a_checkpoint_in_both_dtypes(tmp_path):
     assert all(r["ok"] and r["err"] <= r["tol"] for r in qwen) and len(qwen) == 8
     assert all(r["base_err"] > 0 for r in qwen if r["dtype"] == "bfloat16")  # held to a measured rounding
     assert "no --checkpoint given" not in c.summary
+
+
+def test_the_cuda_tests_are_found_beside_the_package():
+    """doctor runs the cuda-marked tests of the checkout it was started from."""
+    from isotune.commands.doctor.checks import checkout_tests
+
+    assert checkout_tests() == ROOT / "tests" and (checkout_tests() / "engine" / "test_cuda.py").is_file()

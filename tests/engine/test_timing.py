@@ -52,7 +52,7 @@ def test_host_issue_ms_keeps_the_least_of_its_tries(clock):
 def test_host_issue_ms_times_the_call_alone(clock, monkeypatch):
     """The device sync before each try is outside the timed interval (on a GPU it waits for
     earlier work, which is not this op's issue time)."""
-    monkeypatch.setattr(timing.dist, "synchronize_device", lambda device: clock.spend(1000.0))
+    monkeypatch.setattr(timing.dist, "synchronize", lambda device: clock.spend(1000.0))
     costs = iter([7.0, 3.0])
     assert host_issue_ms(lambda: clock.spend(next(costs)), CPU, repeats=2) == pytest.approx(3.0)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from isotune.commands.doctor import measure as checks
+import isotune
+from isotune.commands.doctor import measure
 from isotune.commands.doctor.child import run_child
 from isotune.commands.doctor.report import CUT, FAIL, OK, SKIPPED, Check, chunking_png, launch_summary
 from isotune.core.files import atomic_write_bytes, atomic_write_text
@@ -19,6 +20,11 @@ from isotune.engine.model import compile_model
 from isotune.engine.rank import single
 
 DECODE_STEPS = 64  # tokens each decode check generates; the preset leaves room for them
+
+
+def checkout_tests() -> Path:
+    """The source checkout's tests folder, beside the package (absent from a pip install)."""
+    return Path(isotune.__file__).resolve().parents[1] / "tests"
 
 
 def cuda_tests(dev: str, folder: Path, skip: bool, deadline: float | None = None) -> Check:
@@ -31,7 +37,7 @@ def cuda_tests(dev: str, folder: Path, skip: bool, deadline: float | None = None
 
     if importlib.util.find_spec("pytest") is None:
         return Check(name=name, status=SKIPPED, summary="pytest is not installed: pip install 'isotune[test]'")
-    tests = Path(__file__).resolve().parents[2] / "tests"
+    tests = checkout_tests()
     if not tests.is_dir():
         return Check(name=name, status=SKIPPED, summary=f"no test folder at {tests}: run doctor from a source checkout")
     # -v names each test as it ends: a run stopped at its limit still says how far it got; where
@@ -55,27 +61,28 @@ def iso(preset, model: str, layers: int, checkpoint: str | None, dev: str, align
     bfloat16 (what a GPU serves in, held against the float32 logits: ISO may round, but no worse
     than the unsplit prefill does), for the preset and the checkpoint."""
     s = min(lens[-1], 1024)
-    pairs = [(lambda: checks.build(model, layers, "float32", s, dev), preset)]
+    pairs = [(lambda: measure.build(model, layers, "float32", s, dev), preset)]
     if checkpoint:
         pairs.append(
             (
-                lambda: checks.build(checkpoint, layers, "float32", s, dev),
-                lambda: checks.build(checkpoint, layers, "bfloat16", s, dev),
+                lambda: measure.build(checkpoint, layers, "float32", s, dev),
+                lambda: measure.build(checkpoint, layers, "bfloat16", s, dev),
             )
         )
     rows = []
     for full, half in pairs:
         m = full()
-        ref = checks.unsplit_logits(m, s)  # (S, vocab) fp32
+        ref = measure.unsplit_logits(m, s)  # (S, vocab) fp32
         wide = [
-            {"model": m.spec.name, "dtype": "float32", "tokens": s} | r for r in checks.iso_equals_baseline(m, s, align)
+            {"model": m.spec.name, "dtype": "float32", "tokens": s} | r
+            for r in measure.iso_equals_baseline(m, s, align)
         ]
         del m  # one model at a time on the device (and the preset's, cached)
         m = half()
         dtype = str(m.dtype).removeprefix("torch.")
         rows += [
             {"model": m.spec.name, "dtype": dtype, "tokens": s} | r
-            for r in checks.iso_equals_baseline(m, s, align, reference=ref)
+            for r in measure.iso_equals_baseline(m, s, align, reference=ref)
         ] + wide
         del m, ref
     bad = [r for r in rows if not r["ok"]]
@@ -84,7 +91,7 @@ def iso(preset, model: str, layers: int, checkpoint: str | None, dev: str, align
         closest = f"{worst['err']:.3g} from the unsplit prefill (limit {worst['tol']:.3g})"
     else:
         closest = (
-            f"{worst['err']:.3g} from the float32 logits (limit {worst['tol']:.3g}: {checks.HALF_FACTOR:g}x the "
+            f"{worst['err']:.3g} from the float32 logits (limit {worst['tol']:.3g}: {measure.HALF_FACTOR:g}x the "
             f"unsplit {worst['dtype']} prefill's own {worst['base_err']:.3g})"
         )
     where = "" if checkpoint else " (no --checkpoint given: a real checkpoint was not checked)"
@@ -97,7 +104,7 @@ def iso(preset, model: str, layers: int, checkpoint: str | None, dev: str, align
 
 def overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
     m = preset()
-    rows = checks.chunking_overhead(m, single(dev), lens, align, repeats)
+    rows = measure.chunking_overhead(m, single(dev), lens, align, repeats)
     where = f"{m.spec.name} ({layers} layers), tp 1 on {dev}, bfloat16, measured"
     atomic_write_bytes(folder / "chunking.png", chunking_png(rows, where))
     worst = max(rows, key=lambda r: r["change"])
@@ -112,7 +119,7 @@ def overhead(preset, layers, dev, align, lens, repeats, folder: Path) -> Check:
 
 def parts(preset, dev, align, lens) -> Check:
     s = max(lens)
-    rows = checks.chunking_parts(preset(), s, align)
+    rows = measure.chunking_parts(preset(), s, align)
     if not rows:
         return Check(name="chunking: by part", status=FAIL, summary="no part's GPU time could be separated")
     how = "the GPU's own time, kernels queued first" if dev == "cuda" else "measured on CPU"
@@ -139,14 +146,14 @@ def launches(preset, dev, align, lens) -> Check:
             if compiled:
                 compile_model(m, decode=False)  # the same model, its elementwise steps fused
                 graphs = counters["stats"]["unique_graphs"]
-            rows += [{"compile": compiled, "tokens": s} | r for r in checks.launch_bound(m, s, align)]
+            rows += [{"compile": compiled, "tokens": s} | r for r in measure.launch_bound(m, s, align)]
             if compiled:
                 recompiled = counters["stats"]["unique_graphs"] - graphs
         # counted once all timing in this process is done (a profiler session slows later launches)
         fused, m.ops = m.ops, EAGER
-        kernels = {False: checks.layer_kernels(m, s), True: None}
+        kernels = {False: measure.layer_kernels(m, s), True: None}
         m.ops = fused
-        kernels[True] = checks.layer_kernels(m, s)
+        kernels[True] = measure.layer_kernels(m, s)
         for r in rows:
             r["kernels"] = kernels[r["compile"]] if r["chunks"] == 1 else None
     finally:
@@ -159,7 +166,7 @@ def decode(preset, dev, lens, repeats) -> Check:
     if dev != "cuda":
         return Check(name=name, status=SKIPPED, summary="CUDA graphs need a GPU (run --cuda-graphs is refused on CPU)")
     m = preset()
-    rows = checks.decode_speed(m, sorted({min(lens), max(lens)}), DECODE_STEPS, repeats)  # a short cache, a long one
+    rows = measure.decode_speed(m, sorted({min(lens), max(lens)}), DECODE_STEPS, repeats)  # a short cache, a long one
     if not rows[0]["graph"]:
         return Check(name=name, status=FAIL, summary=f"no CUDA graph could be captured: {rows[0]['why']}", rows=rows)
     said = "; ".join(

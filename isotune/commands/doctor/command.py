@@ -14,8 +14,7 @@ import functools
 import time
 from pathlib import Path
 
-from isotune.commands.doctor import checks as dc
-from isotune.commands.doctor import measure as checks
+from isotune.commands.doctor import checks, measure
 from isotune.commands.doctor.child import BEGIN_S
 from isotune.commands.doctor.report import CUT, FAIL, OK, PENDING, Check, as_json, markdown, show_summary
 from isotune.core.chunking import parse_seq_lens
@@ -82,19 +81,21 @@ def doctor(
         """The preset in bfloat16, built once for the checks that run it in this process (ISO ==
         baseline, chunking, launches), long enough for every length; built at first use so a
         failure to build is that check's finding."""
-        return checks.build(model, layers, "bfloat16", max(lens) + dc.DECODE_STEPS, dev)  # decode after the longest
+        return measure.build(
+            model, layers, "bfloat16", max(lens) + checks.DECODE_STEPS, dev
+        )  # decode after the longest
 
     steps = [
-        ("CUDA tests", dc.cuda_tests, dev, folder, skip_tests, deadline),
-        ("ISO == baseline", dc.iso, preset, model, layers, checkpoint, dev, d["align"], lens),
-        ("chunking overhead", dc.overhead, preset, layers, dev, d["align"], lens, repeats, folder),
-        ("chunking: by part", dc.parts, preset, dev, d["align"], lens),
-        ("decode: CUDA graphs", dc.decode, preset, dev, lens, repeats),
-        ("launch-bound", dc.launches, preset, dev, d["align"], lens),  # last in-process: it ends profiling
-        ("profile, search, bench", dc.pipeline, model, layers, dev, tp, lens, folder, deadline),
+        ("CUDA tests", checks.cuda_tests, dev, folder, skip_tests, deadline),
+        ("ISO == baseline", checks.iso, preset, model, layers, checkpoint, dev, d["align"], lens),
+        ("chunking overhead", checks.overhead, preset, layers, dev, d["align"], lens, repeats, folder),
+        ("chunking: by part", checks.parts, preset, dev, d["align"], lens),
+        ("decode: CUDA graphs", checks.decode, preset, dev, lens, repeats),
+        ("launch-bound", checks.launches, preset, dev, d["align"], lens),  # last in-process: it ends profiling
+        ("profile, search, bench", checks.pipeline, model, layers, dev, tp, lens, folder, deadline),
     ]
     results: list[Check] = []
-    env = checks.environment()
+    env = measure.environment()
     title = f"isotune doctor, {datetime.date.today().isoformat()}, {env.get('gpus') if dev == 'cuda' else 'CPU only'}"
 
     def write() -> None:

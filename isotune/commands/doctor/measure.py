@@ -23,7 +23,7 @@ from isotune.core.target import Target
 from isotune.engine import dist
 from isotune.engine.attention import chunk_attention
 from isotune.engine.executor import COMPUTE_ONLY, prefill
-from isotune.engine.launch import build as build_on
+from isotune.engine.launch import build_for
 from isotune.engine.model import POISON, TPModel, random_prompt
 from isotune.engine.rank import DistInfo, single
 from isotune.engine.timing import issue_and_run_ms, kernels_issued, run_layer0, time_prefills
@@ -250,4 +250,4 @@ def build(model: str, layers: int | None, dtype: str, max_len: int, device: str)
     """A one-device model for the checks, built as the launch builds every rank's."""
     spec = load_spec(model, layers)
     target = Target(spec=spec, tp=1, dtype=dtype, device=device, max_len=max_len)
-    return build_on(target, single(device))
+    return build_for(target, single(device))

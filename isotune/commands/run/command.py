@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isotune.commands.prologue import Prepared, prepare, say
+from isotune.commands.prologue import Prepared, prepare
 from isotune.commands.run.job import Request, RunJob
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios
 from isotune.core.errors import BadInput
@@ -20,6 +20,7 @@ from isotune.core.prompts import Prompt, text_prompts
 from isotune.core.target import Target, TargetFlags
 from isotune.core.text import has_tokenizer, load_text
 from isotune.engine.launch import launch
+from isotune.engine.launcher import say
 from isotune.engine.model import random_prompt
 from isotune.engine.target import resolve_target
 
@@ -109,6 +110,7 @@ def prepare_run(
         plan_paths=[plan_path] if plan_path else [],
         force=force,
         align=align,
+        plan_ctas=True,
     )
     requests = _requests(found, prep, chunks, ratios)
     for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):

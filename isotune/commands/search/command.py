@@ -15,7 +15,7 @@ from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec
-from isotune.core.target import Target, TargetFlags, parse_ctas
+from isotune.core.target import Target, TargetFlags, parse_ctas, parse_tp
 from isotune.engine import launcher
 from isotune.engine.launch import launch
 from isotune.engine.target import resolve_target
@@ -79,6 +79,7 @@ def search_config(
     if objective == MODEL:
         if target.comm_ctas:
             raise BadInput("--comm-ctas is measured on GPUs: it does not apply to --objective model")
+        parse_tp(target.tp)  # a bad --tp is refused even where the profile's TP size is what counts
         prof = load_profile(profile) if profile else None
         name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, target if target.model else None, lens)
         align = resolve_align(align, dev)

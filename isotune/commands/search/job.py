@@ -91,12 +91,14 @@ class SearchJob:
     def interrupt_hint(self) -> str:
         return resume_hint(self.cfg)
 
+    def before_build(self, info: DistInfo) -> None:
+        install_sigterm()  # a launcher's SIGTERM while the weights load is an interrupt too
+
     def run(self, model: TPModel, info: DistInfo) -> int:
         return _search(model, info, self.cfg)
 
 
 def _search(model: TPModel, info: DistInfo, cfg: SearchConfig) -> int:
-    install_sigterm()
     try:
         m = Measurer(model, info, cfg)
         topology, soft = describe(info, dtype_name(model), model.ops.compiled)
