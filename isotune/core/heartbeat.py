@@ -29,6 +29,15 @@ class Heartbeat:
             except Exception:  # a hiccup (a locked database, a dropped connection): the next beat may land
                 continue
 
+    @property
+    def beating(self) -> bool:
+        """Whether its thread still runs (stopped, flatlined or never started: not)."""
+        return self._thread.is_alive()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for the beating to end by itself (a flatline), up to `timeout_s`."""
+        self._thread.join(timeout_s)
+
     def start(self) -> Heartbeat:
         self._thread.start()
         return self

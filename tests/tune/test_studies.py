@@ -105,7 +105,7 @@ def test_a_trials_beat_runs_while_it_is_measured_and_stops_with_it(tmp_path, mon
     trial = study.ask()
     with TrialBeat(trial) as beat:
         assert enough.wait(60), "the trial was never stamped three times"  # a guard against a hang only
-    assert not beat.thread.is_alive()
+    assert not beat.beating
     numbers = [n for _, n in beats]
     assert numbers == list(range(1, len(numbers) + 1))
     assert study.trials[0].user_attrs[BEAT_ATTR]["n"] == numbers[-1]
@@ -118,8 +118,8 @@ def test_a_trials_beat_runs_while_it_is_measured_and_stops_with_it(tmp_path, mon
     try:
         assert enough.wait(60), "the second trial was never stamped"
         assert fail_trial(study, other._trial_id)  # another worker judged it dead
-        beat.thread.join(60)
-        assert not beat.thread.is_alive(), "the beat went on stamping a finished trial"
+        beat.join(60)
+        assert not beat.beating, "the beat went on stamping a finished trial"
     finally:
         beat.__exit__(None, None, None)
     assert study.trials[other.number].state == TrialState.FAIL
