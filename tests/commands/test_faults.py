@@ -134,13 +134,13 @@ SMALL = ["--model", "small", "--layers", "2", "--dtype", "bfloat16"]
 # one prefill of SMALL at 1024 tokens all-reduces 2 layers x 2 x (1024 tokens x 1024 hidden x 2 bytes)
 ONE_PREFILL_MB = 2 * 2 * 1024 * 1024 * 2 / 1e6
 RUN = ["run", *SMALL, "--seq-len", "1024", "--repeats", "500"]
-PROFILE = ["profile", *SMALL, "--seq-lens", "1024,2048", "--repeats", "4", "-o", "{tmp}/p.yaml"]
+PROFILE = ["profile", *SMALL, "--seq-lens", "256,512", "--repeats", "2", "-o", "{tmp}/p.yaml"]
 SEARCH = ["search", *SMALL, "--seq-lens", "1024", "--trials", "200", "-o", "{tmp}/plan.yaml"]
 # what shows each command is mid-work: a whole prefill's all-reduces sent (the warm-up is done);
 # the profile's all-reduce measurements under way (it times compute before them); a trial finished
 MARKERS = {
     "prefill": (RUN, lambda tmp: all_reduced(ONE_PREFILL_MB)),
-    "profile": (PROFILE, lambda tmp: all_reduced(1.0)),
+    "profile": (PROFILE, lambda tmp: all_reduced(0.5)),
     "search": (SEARCH, lambda tmp: finished_trial(tmp / "plan.study.log")),
 }
 

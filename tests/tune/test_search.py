@@ -209,7 +209,7 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here, capsys):
 
 def _search_cmd(out, *extra) -> list[str]:
     return [
-        sys.executable, CLI, "search", "--model", "small", "--layers", "1", "--seq-lens", "1024",
+        sys.executable, CLI, "search", "--model", "small", "--layers", "1", "--seq-lens", "512",
         "--repeats", "4", "-o", str(out), *extra,
     ]  # fmt: skip
 
@@ -243,11 +243,11 @@ def test_two_workers_on_one_storage_share_the_study(tmp_path, shared_storage):
     args = ("--tp", "1", "--trials", "16", "--storage", storage, "--study-name", "shared")
     first = subprocess.Popen(_search_cmd(tmp_path / "a.yaml", *args), stderr=subprocess.PIPE, text=True)
     # the second worker joins once the first has finished a trial, so both surely take part
-    _wait_for(lambda: _states(_study(storage, "shared-s1024"))[TrialState.COMPLETE] >= 1, proc=first)
+    _wait_for(lambda: _states(_study(storage, "shared-s512"))[TrialState.COMPLETE] >= 1, proc=first)
     second = subprocess.Popen(_search_cmd(tmp_path / "b.yaml", *args), stderr=subprocess.PIPE, text=True)
     assert second.wait(300) == 0, second.stderr.read()
     assert first.wait(300) == 0, first.stderr.read()
-    study = _study(storage, "shared-s1024")
+    study = _study(storage, "shared-s512")
     finished = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     by_worker = Counter(t.user_attrs["owner"] for t in finished)
     assert len(by_worker) == 2 and sum(by_worker.values()) == len(finished)
@@ -261,7 +261,7 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
     out = tmp_path / "plan.yaml"
     out.write_text("old plan\n")  # an interrupted search must leave this file alone
     cmd = _search_cmd(out, "--tp", "2", "--trials", "10")
-    storage, name = f"journal:{tmp_path / 'plan.study.log'}", "isotune-small-L1-tp2-bfloat16-cpu-measured-s1024"
+    storage, name = f"journal:{tmp_path / 'plan.study.log'}", "isotune-small-L1-tp2-bfloat16-cpu-measured-s512"
 
     def complete() -> int:
         return _states(_study(storage, name))[TrialState.COMPLETE]
@@ -288,12 +288,12 @@ def test_interrupted_searches_keep_their_trials_and_resume(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     said = " ".join(r.stdout.split())
-    assert f"1024 tokens: resuming study {name}: " in said and " trials already measured, " in said
+    assert f"512 tokens: resuming study {name}: " in said and " trials already measured, " in said
     study = _study(storage, name)
     states = _states(study)
     assert counts(study)["spent"] == 10 and not states[TrialState.RUNNING]
     assert states[TrialState.FAIL] == failed + orphans  # the rerun failed the orphan, and nothing else
-    assert load_plan(out).buckets[0].seq_len == 1024
+    assert load_plan(out).buckets[0].seq_len == 512
 
 
 @pytest.mark.parametrize(
