@@ -61,8 +61,8 @@ def prepare(
             target = with_ctas(target, int(made))
     setting = run_setting(target)
     given = []
-    for path, _ in plans:
-        plan, splits, notes = plan_for(path, target.spec, target.tp, sorted(set(lens)), force, setting)
+    for path, plan in plans:
+        splits, notes = plan_for(plan, target.spec, target.tp, sorted(set(lens)), force, setting)
         for note in dict.fromkeys(notes):  # the same warning once, not once per length
             say(f"{path}: {note}")
         align = resolve_align(align, target.device, plan.align, path)

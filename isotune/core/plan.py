@@ -145,17 +145,16 @@ def check_fits(
 
 
 def plan_for(
-    path: str | Path, spec: ModelSpec, tp: int, seq_lens: list[int], force: bool, setting: dict | None = None
-) -> tuple[Plan, dict[int, list[float]], list[str]]:
-    """Load the plan at `path` for this model and TP size (refused unless `force`, see
-    check_fits) and look up its split for each length: (plan, seq_len -> ratios, warnings)."""
-    plan = load_plan(path)
+    plan: Plan, spec: ModelSpec, tp: int, seq_lens: list[int], force: bool, setting: dict | None = None
+) -> tuple[dict[int, list[float]], list[str]]:
+    """The plan's split for each length, for this model and TP size (refused unless `force`, see
+    check_fits): (seq_len -> ratios, warnings)."""
     notes = check_fits(plan, spec.fingerprint(), f"{spec.name} ({spec.layers} layers)", tp, force, setting)
     splits = {}
     for s in seq_lens:
         splits[s], more = split_for(plan, s)
         notes += more
-    return plan, splits, notes
+    return splits, notes
 
 
 def plan_to_yaml(plan: Plan) -> str:
