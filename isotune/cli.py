@@ -121,6 +121,16 @@ CommCtasOpt = Annotated[
     ),
 ]
 
+LinkOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--link",
+        help="Emulate an interconnect (CPU ranks): each all-reduce runs for real and is held until this link "
+        "would deliver it. A rate (1gbit, 12GB/s), a latency and a rate (25us,12GB/s), or a catalog entry "
+        "(rtx4090, h100-sxm: its all-reduce by message size at this TP). Files record it as emulated.",
+    ),
+]
+
 # name -> (the flag, its default): the parameters with_target adds, in --help's order
 TARGET_OPTIONS = {
     "model": (ModelOpt, None),
@@ -132,6 +142,7 @@ TARGET_OPTIONS = {
     "seed": (SeedOpt, 0),
     "compile": (CompileOpt, False),
     "comm_ctas": (CommCtasOpt, None),
+    "link": (LinkOpt, None),
 }
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from isotune import __version__
 from isotune.core.errors import BadInput
 from isotune.core.fit import interp
-from isotune.core.hardware import Hardware
+from isotune.core.hardware import Hardware, hardware_names, load_hardware
 from isotune.core.profile import CostFit, Profile
 from isotune.core.shard import check_tp, shard_for
 from isotune.core.spec import ModelSpec
@@ -197,3 +197,22 @@ class _Costs:
             "GPU's share shrinks about n-fold); ranks in lockstep",
         ]  # fmt: skip
         return out + ([ar_note] if ar_note else [])
+
+
+def catalog_links() -> dict:
+    """Every catalog entry as an emulated link (core.link.parse_link): name -> (tp -> (latency
+    ms, ms per MB, [[MB, ms], ...] or None, source)), the same all-reduce the analytic profiles
+    cost, read lazily (an entry is loaded only when asked for)."""
+
+    def at(name: str):
+        def link(tp: int):
+            hw = load_hardware(name)
+            ar, note = hw.allreduce_for(tp)
+            latency_ms, ms_per_mb = _allreduce_line(ar, tp)
+            table = _allreduce_table(ar, tp)
+            source = f"catalog {name}, all-reduce at tp {ar.tp}" + (f" ({note})" if note else "")
+            return latency_ms, ms_per_mb, table, source
+
+        return link
+
+    return {name: at(name) for name in hardware_names()}

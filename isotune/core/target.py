@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from isotune.core.errors import BadInput
+from isotune.core.link import Link
 from isotune.core.spec import ModelSpec
 
 
@@ -37,6 +38,7 @@ class TargetFlags:
     seed: int = 0  # synthetic weights and seeded prompts
     compile: bool = False  # fused elementwise steps (engine.fused)
     comm_ctas: str | None = None  # NCCL's CTA cap: one count (search: several, one search each)
+    link: str | None = None  # an emulated interconnect (core.link)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +55,7 @@ class Target:
     comm_ctas: int | None = None  # NCCL's maxCTAs for the group; None: NCCL's choice
     max_len: int  # positions the KV cache holds: the longest prompt (plus what run decodes)
     decode: bool = False  # the model will decode one token at a time (compiled steps cover it)
+    link: Link | None = None  # the all-reduces' completion held to an emulated link's time
 
     @property
     def backend(self) -> str | None:

@@ -27,10 +27,12 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
+from isotune.core.link import Link
 from isotune.core.target import backend_for
 from isotune.engine.exits import PEER_CLOSED_LINE, peer_closed, why_ranks_ended
 from isotune.engine.group import JOIN_TIMEOUT_S, TIMEOUT_S, init_group
 from isotune.engine.launcher import check_master_port, launch_rank, launched_externally, launcher_store
+from isotune.engine.link import EmulatedLink
 from isotune.engine.memory import oom_kills
 from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import PeerGone, Rendezvous
@@ -75,6 +77,7 @@ class Ranks:
     device: str = "cpu"  # cpu or cuda
     threads: int = 1  # compute threads per CPU rank
     comm_ctas: int | None = None  # NCCL's maxCTAs for the group
+    link: Link | None = None  # an emulated interconnect (engine.link)
 
 
 def run_ranks(worker: Worker, ranks: Ranks, payload: Any, interrupt_hint: str = "") -> int:
@@ -175,8 +178,10 @@ def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None
         backend=None,
         launched=store_port is None and not single,
         comm_ctas=ranks.comm_ctas,
+        link=ranks.link,
     )
-    global _joining
+    global _joining, _link
+    _link = EmulatedLink(ranks.link) if ranks.link is not None else None
     try:
         if world > 1:  # joined at the first collective, after the worker has loaded its weights
             info.backend = backend_for(world, device)
@@ -197,7 +202,7 @@ def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None
             return _report(errors, rank, PEER_CLOSED_LINE, EXIT_FAILURE)
         return _report(errors, rank, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
     finally:
-        _joining = None
+        _joining, _link = None, None
         if info.rendezvous is not None:  # a rank that failed before the meeting still beats
             info.rendezvous.close()
         if tdist.is_initialized():
@@ -229,11 +234,17 @@ def _grouped() -> bool:
     return tdist.is_initialized()
 
 
+# This rank's emulated link (--link), when it has one: every all-reduce is held to it.
+_link: EmulatedLink | None = None
+
+
 def all_reduce_async(t: torch.Tensor):
-    """Sum `t` across ranks in place; returns a handle with .wait(), or None on one rank."""
-    if not _grouped():
-        return None
-    return tdist.all_reduce(t, async_op=True)
+    """Sum `t` across ranks in place; returns a handle with .wait(), or None on one rank. On an
+    emulated link the handle's wait also holds until the link would have delivered it."""
+    handle = tdist.all_reduce(t, async_op=True) if _grouped() else None
+    if _link is not None:
+        return _link.hold(handle, t.numel() * t.element_size())
+    return handle
 
 
 def barrier(info: DistInfo) -> None:

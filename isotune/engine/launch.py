@@ -28,7 +28,9 @@ def launch(job: Job, target: Target) -> int:
     """Run `job` on every rank of `target` (fitted: engine.target.fit_target); the exit code."""
     if target.max_len < 1:
         raise ValueError("launch needs a fitted target (engine.target.fit_target): it sets the KV cache's length")
-    ranks = dist.Ranks(tp=target.tp, device=target.device, threads=target.threads, comm_ctas=target.comm_ctas)
+    ranks = dist.Ranks(
+        tp=target.tp, device=target.device, threads=target.threads, comm_ctas=target.comm_ctas, link=target.link
+    )
     return dist.run_ranks(_rank_main, ranks, (job, target), interrupt_hint=getattr(job, "interrupt_hint", ""))
 
 

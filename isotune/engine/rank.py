@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from isotune.core.link import Link
 from isotune.engine.rendezvous import Rendezvous
 
 
@@ -22,6 +23,7 @@ class DistInfo:
     store_port: int | None = None  # spawned ranks: the parent's rendezvous store
     rendezvous: Rendezvous | None = None  # launched ranks: the launcher's store, connected at start
     comm_ctas: int | None = None  # NCCL's maxCTAs for the group (--comm-ctas); None: NCCL's choice
+    link: Link | None = None  # an emulated interconnect the all-reduces are held to (engine.link)
 
     @property
     def is_main(self) -> bool:

@@ -5,7 +5,9 @@ tokenized with its tokenizer): resolve_target, then fit_target for the longest l
 
 from __future__ import annotations
 
+from isotune.core.analytic import catalog_links
 from isotune.core.errors import BadInput
+from isotune.core.link import parse_link
 from isotune.core.shard import check_tp
 from isotune.core.spec import load_spec, resolve_dtype
 from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_ctas, parse_tp
@@ -35,7 +37,15 @@ def resolve_target(flags: TargetFlags) -> Target:
         compile=flags.compile,
         max_len=0,
     )
-    return with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
+    target = with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
+    if flags.link is not None:
+        if device == "cuda":
+            raise BadInput(
+                "--link holds the all-reduces of CPU ranks; on GPUs the hold must occupy the comm stream's CTAs, "
+                "which this isotune cannot yet do: use --device cpu"
+            )
+        target = target.with_(link=parse_link(flags.link, tp, catalog_links()))
+    return target
 
 
 def with_ctas(target: Target, ctas: int | None) -> Target:

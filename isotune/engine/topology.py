@@ -45,13 +45,15 @@ def describe(info: DistInfo, dtype: str, compiled: bool = False) -> tuple[dict, 
         "device_count": info.world,
         # a launcher that places each rank as its own host (netlab: a network namespace per rank,
         # LOCAL_WORLD_SIZE=1) shares the host name but not a link: its word counts too
-        "interconnect": group_link(info.device.type, hosts == 1 and ranks_share_host(), [g for _, g in placed]),
+        "interconnect": info.link.interconnect()
+        if info.link
+        else group_link(info.device.type, hosts == 1 and ranks_share_host(), [g for _, g in placed]),
         "hosts": hosts,
         "dtype": dtype,
         "threads_per_rank": torch.get_num_threads() if info.device.type == "cpu" else None,  # as the launch set it
         "compile": compiled,
         "comm": comm_setting(info.backend, info.comm_ctas),
-    }
+    } | ({"link": info.link.record()} if info.link else {})
     return topology, software()
 
 
@@ -66,7 +68,7 @@ def run_setting(target: Target) -> dict:
         "dtype": target.dtype,
         "backend": target.backend or "none",  # as describe() writes a single rank's
         "device": device_name(device),
-        "interconnect": group_link(target.device, one_host, gpus),
+        "interconnect": target.link.interconnect() if target.link else group_link(target.device, one_host, gpus),
         "compile": target.compile,
         "comm": comm_setting(target.backend, target.comm_ctas),
     }
@@ -197,8 +199,10 @@ def smi(*args: str) -> str | None:
 
 
 def title(model: TPModel, info: DistInfo) -> str:
-    """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16'."""
+    """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16', and
+    the link where it is emulated: '..., tp 2 gloo on cpu over an emulated 1gbit link, ...'."""
     where = f"tp {info.world} {info.backend or 'single'} on {info.device.type}"
+    where += f" over an emulated {info.link.spec} link" if info.link else ""
     return f"{model.spec.name} ({layers_text(model.spec.layers)}), {where}, {dtype_name(model)}"
 
 

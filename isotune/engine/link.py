@@ -1,0 +1,47 @@
+"""An emulated link on one rank (`--link`, core.link): each all-reduce still runs for real, and
+its completion is held until the emulated link would have delivered it.
+
+One transfer at a time, as on a real link: an all-reduce issued while the previous one is still
+in flight starts when that one is delivered, so a burst of small chunks pays as it would. The
+hold never ends before the real all-reduce does (the real transport's time stands where it is
+the slower), and it sleeps, so on CPU ranks the wait leaves the compute its cores. On GPUs the
+hold must be a kernel on the comm stream that occupies the collective's CTAs; until it exists,
+GPU ranks refuse --link (engine.target).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from isotune.core.link import Link
+
+
+class Held:
+    """An all-reduce in flight on an emulated link: wait() returns once the real one is done
+    and the emulated one delivered."""
+
+    def __init__(self, handle, finish_s: float, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.handle, self.finish_s, self._clock, self._sleep = handle, finish_s, clock, sleep
+
+    def wait(self) -> None:
+        if self.handle is not None:
+            self.handle.wait()  # never faster than the real transport
+        left = self.finish_s - self._clock()
+        if left > 0:
+            self._sleep(left)
+
+
+class EmulatedLink:
+    """This rank's side of the link: when each transfer starts and is delivered."""
+
+    def __init__(self, link: Link, clock: Callable[[], float] = time.perf_counter, sleep=time.sleep):
+        self.link, self._clock, self._sleep = link, clock, sleep
+        self.free_s = -float("inf")  # when the link finishes what it already carries
+
+    def hold(self, handle, nbytes: int) -> Held:
+        """Hold `handle` (an all-reduce of `nbytes` just issued, or None where no peer is real)
+        until the link delivers it: it starts when issued or when the link comes free, the later."""
+        start = max(self._clock(), self.free_s)
+        self.free_s = start + self.link.allreduce_ms(nbytes) / 1e3
+        return Held(handle, self.free_s, self._clock, self._sleep)
