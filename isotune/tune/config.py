@@ -37,5 +37,6 @@ class SearchConfig:
     seed: int
     compile: bool = False  # --compile: fused elementwise steps (engine.fused)
     comm_ctas: int | None = None  # --comm-ctas: NCCL's CTA cap (engine.group)
+    link: str | None = None  # --link: the emulated interconnect's spec (core.link)
     plots_dir: str | None = None
     time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top

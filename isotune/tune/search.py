@@ -49,6 +49,7 @@ def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
         }
         | ({"compile": True} if cfg.compile else {})
         | ({"max_ctas": cfg.comm_ctas} if cfg.comm_ctas else {})
+        | ({"link": cfg.link} if cfg.link else {})
     )
     # (each only when set: studies made before it stay valid)
 

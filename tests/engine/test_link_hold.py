@@ -118,3 +118,19 @@ def test_a_bad_link_is_one_line_exit_2_and_writes_nothing(cli_here, tmp_path, ar
     r = cli_here(*[a.format(tmp=tmp_path) for a in args], "--model", "tiny", "--device", "cpu")
     assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_study_on_an_emulated_link_is_its_own(tmp_path):
+    """A search on a link is named for it and records it, so resuming it on another link (or
+    none) is refused rather than mixing trials measured on two links."""
+    from isotune.commands.search.command import search_config
+    from isotune.tune.search import study_attrs
+
+    flags = dict(seq_lens="512", trials=2, max_chunks=2, align=None, objective="measured", profile=None)
+    flags |= dict(storage=None, study_name=None, sampler="tpe", plots=None, warmup=0, repeats=1, time_budget=None)
+    on_link, _ = search_config(target=TargetFlags(model="tiny", tp="2", device="cpu", link="25us,12GB/s"),
+                               out=str(tmp_path / "a.yaml"), **flags)  # fmt: skip
+    loopback, _ = search_config(target=TargetFlags(model="tiny", tp="2", device="cpu"),
+                                out=str(tmp_path / "b.yaml"), **flags)  # fmt: skip
+    assert on_link.study_prefix.endswith("-link25us_12GB_s") and "-link" not in loopback.study_prefix
+    assert study_attrs(on_link, 512)["link"] == "25us,12GB/s" and "link" not in study_attrs(loopback, 512)

@@ -4,6 +4,7 @@ objective)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -79,17 +80,22 @@ def search_config(
     if objective == MODEL:
         if target.comm_ctas:
             raise BadInput("--comm-ctas is measured on GPUs: it does not apply to --objective model")
+        if target.link:
+            raise BadInput(
+                "--link emulates a link for measured searches: --objective model costs the profile's own link"
+            )
         parse_tp(target.tp)  # a bad --tp is refused even where the profile's TP size is what counts
         prof = load_profile(profile) if profile else None
         name, fingerprint, sim_layers, tp, dev, dtype = _model_target(prof, target if target.model else None, lens)
         align = resolve_align(align, dev)
-        compile, ctas = target.compile, None
+        compile, ctas, link = target.compile, None, None
     else:
         prep = prepare(resolve_target(target), lens, profile_path=profile, force=force, align=align)
         fitted, prof, align = prep.target, prep.profile, prep.align
         spec = fitted.spec
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
         tp, dev, dtype, compile, ctas = fitted.tp, fitted.device, fitted.dtype, fitted.compile, fitted.comm_ctas
+        link = fitted.link.spec if fitted.link else None
     if lens[0] < align:
         raise BadInput(f"--seq-lens {lens[0]} is shorter than the {align}-token alignment: use longer lengths")
     if plots:
@@ -108,6 +114,7 @@ def search_config(
         study_prefix=study_name
         or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}"
         + ("-compiled" if compile else "")
+        + ("-link" + re.sub(r"[^\w.]+", "_", link) if link else "")
         + (f"-ctas{ctas}" if ctas else ""),
         out=out,
         model_name=name,
@@ -119,6 +126,7 @@ def search_config(
         seed=target.seed,
         compile=compile,
         comm_ctas=ctas,
+        link=link,
         plots_dir=plots,
         time_budget_s=time_budget,
     )
