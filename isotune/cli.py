@@ -131,6 +131,15 @@ LinkOpt = Annotated[
     ),
 ]
 
+RanksOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ranks",
+        help="Processes to run: every rank (the default), or 1, a stand-in: rank 0's shard of the --tp model "
+        "alone, every all-reduce the --link's time (what one device shows of a TP-N box; no rank skew).",
+    ),
+]
+
 # name -> (the flag, its default): the parameters with_target adds, in --help's order
 TARGET_OPTIONS = {
     "model": (ModelOpt, None),
@@ -143,6 +152,7 @@ TARGET_OPTIONS = {
     "compile": (CompileOpt, False),
     "comm_ctas": (CommCtasOpt, None),
     "link": (LinkOpt, None),
+    "ranks": (RanksOpt, None),
 }
 
 

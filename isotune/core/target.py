@@ -39,6 +39,7 @@ class TargetFlags:
     compile: bool = False  # fused elementwise steps (engine.fused)
     comm_ctas: str | None = None  # NCCL's CTA cap: one count (search: several, one search each)
     link: str | None = None  # an emulated interconnect (core.link)
+    ranks: str | None = None  # processes: every rank (the default), or 1, a stand-in for the TP size
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +57,20 @@ class Target:
     max_len: int  # positions the KV cache holds: the longest prompt (plus what run decodes)
     decode: bool = False  # the model will decode one token at a time (compiled steps cover it)
     link: Link | None = None  # the all-reduces' completion held to an emulated link's time
+    ranks: int | None = None  # processes: None, every rank; 1, a stand-in computing rank 0's shard alone
+
+    @property
+    def processes(self) -> int:
+        return self.ranks or self.tp
+
+    @property
+    def stand_in(self) -> bool:
+        """One process computing rank 0's shard of a TP-N model, every all-reduce the link's time alone."""
+        return self.processes == 1 and self.tp > 1
 
     @property
     def backend(self) -> str | None:
-        return backend_for(self.tp, self.device)
+        return backend_for(self.processes, self.device)
 
     def with_(self, **changes) -> Target:
         return replace(self, **changes)

@@ -78,6 +78,7 @@ class Ranks:
     threads: int = 1  # compute threads per CPU rank
     comm_ctas: int | None = None  # NCCL's maxCTAs for the group
     link: Link | None = None  # an emulated interconnect (engine.link)
+    stands_for: int | None = None  # one process standing in for rank 0 of this TP size
 
 
 def run_ranks(worker: Worker, ranks: Ranks, payload: Any, interrupt_hint: str = "") -> int:
@@ -179,6 +180,7 @@ def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None
         launched=store_port is None and not single,
         comm_ctas=ranks.comm_ctas,
         link=ranks.link,
+        stands_for=ranks.stands_for,
     )
     global _joining, _link
     _link = EmulatedLink(ranks.link) if ranks.link is not None else None

@@ -29,7 +29,12 @@ def launch(job: Job, target: Target) -> int:
     if target.max_len < 1:
         raise ValueError("launch needs a fitted target (engine.target.fit_target): it sets the KV cache's length")
     ranks = dist.Ranks(
-        tp=target.tp, device=target.device, threads=target.threads, comm_ctas=target.comm_ctas, link=target.link
+        tp=target.processes,
+        device=target.device,
+        threads=target.threads,
+        comm_ctas=target.comm_ctas,
+        link=target.link,
+        stands_for=target.tp if target.stand_in else None,
     )
     return dist.run_ranks(_rank_main, ranks, (job, target), interrupt_hint=getattr(job, "interrupt_hint", ""))
 
@@ -59,6 +64,7 @@ def build_for(target: Target, info: DistInfo) -> TPModel:
         target.seed,
         compiled=target.compile,
         decode=target.decode,
+        tp=target.tp,
     )
     say_compiled(model, info.is_main)
     return model

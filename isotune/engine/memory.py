@@ -29,13 +29,15 @@ def checking() -> bool:
     return os.environ.get("ISOTUNE_MEMORY_CHECK", "1") != "0"
 
 
-def check_host_memory(spec: ModelSpec, tp: int, dtype: str, max_len: int, device: str) -> None:
+def check_host_memory(
+    spec: ModelSpec, tp: int, dtype: str, max_len: int, device: str, processes: int | None = None
+) -> None:
     """Before launch: refuse when the ranks this host runs need more RAM than it has. GPU ranks
     check their device instead (check_device_memory), once they own it."""
     if device != "cpu" or not checking():
         return
     need = rank_need(spec, tp, dtype, max_len, max_len)
-    ranks = local_ranks(tp)
+    ranks = local_ranks(processes or tp)  # a stand-in: one process of a tp-sized shard
     avail = available_bytes()
     if need.total * ranks > avail:
         many = f"{ranks} ranks here need {gib(need.total * ranks)}" if ranks > 1 else "it needs that"

@@ -130,13 +130,15 @@ def build_model(
     seed: int,
     compiled: bool = False,
     decode: bool = False,
+    tp: int | None = None,
 ) -> TPModel:
     """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions; its
     elementwise steps compiled when asked (for one-token steps too when it will `decode`), the
     seconds that took in `compile_s`."""
     check_torch()
-    shard = shard_for(spec, info.world, info.rank)
-    check_device_memory(spec, info.world, dtype, max_len, info.device)  # before the first allocation
+    tp = tp or info.world  # a stand-in computes rank 0's shard of a larger TP size alone
+    shard = shard_for(spec, tp, info.rank)
+    check_device_memory(spec, tp, dtype, max_len, info.device)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
     model = TPModel(spec, shard, weights, max_len, dtype, info.device)
     model.seed = seed

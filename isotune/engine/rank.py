@@ -24,10 +24,16 @@ class DistInfo:
     rendezvous: Rendezvous | None = None  # launched ranks: the launcher's store, connected at start
     comm_ctas: int | None = None  # NCCL's maxCTAs for the group (--comm-ctas); None: NCCL's choice
     link: Link | None = None  # an emulated interconnect the all-reduces are held to (engine.link)
+    stands_for: int | None = None  # a stand-in: the TP size whose rank 0 this one process computes
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def tp(self) -> int:
+        """The TP size this rank's shard belongs to: its world's, or the one it stands in for."""
+        return self.stands_for or self.world
 
 
 def single(device: str) -> DistInfo:

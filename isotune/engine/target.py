@@ -10,7 +10,7 @@ from isotune.core.errors import BadInput
 from isotune.core.link import parse_link
 from isotune.core.shard import check_tp
 from isotune.core.spec import load_spec, resolve_dtype
-from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_ctas, parse_tp
+from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_counts, parse_ctas, parse_tp
 from isotune.engine import dist, launcher
 from isotune.engine.memory import check_host_memory
 from isotune.engine.weights import check_checkpoint
@@ -23,8 +23,9 @@ def resolve_target(flags: TargetFlags) -> Target:
     check_checkpoint(spec)
     tp = launcher.default_tp(next(iter(parse_tp(flags.tp)), None))
     check_tp(spec, tp)
+    ranks = _ranks(flags, tp)
     device = dist.resolve_device(flags.device)
-    dist.check_world(tp, device)
+    dist.check_world(ranks or tp, device)
     if flags.threads < 1:
         raise BadInput(f"--threads {flags.threads} must be 1 or more")
     target = Target(
@@ -35,6 +36,7 @@ def resolve_target(flags: TargetFlags) -> Target:
         threads=flags.threads,
         seed=flags.seed,
         compile=flags.compile,
+        ranks=ranks,
         max_len=0,
     )
     target = with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
@@ -46,6 +48,21 @@ def resolve_target(flags: TargetFlags) -> Target:
             )
         target = target.with_(link=parse_link(flags.link, tp, catalog_links()))
     return target
+
+
+def _ranks(flags: TargetFlags, tp: int) -> int | None:
+    """--ranks: None (every rank runs) or 1 (a stand-in for tp), which needs a link to pay its
+    peers' all-reduces."""
+    if flags.ranks is None:
+        return None
+    ranks = parse_counts(flags.ranks, "--ranks", "rank count", example="1")[0]
+    if ranks > tp or tp % ranks:
+        raise BadInput(f"--ranks {ranks} {'exceeds' if ranks > tp else 'does not divide'} --tp {tp}: use 1 or {tp}")
+    if 1 < ranks < tp:
+        raise BadInput(f"--ranks {ranks} of tp {tp}: run every rank (--ranks {tp}) or a stand-in (--ranks 1)")
+    if ranks == 1 and tp > 1 and flags.link is None:
+        raise BadInput(f"--ranks 1 stands in for tp {tp} alone: give --link for the all-reduces its peers would share")
+    return None if ranks == tp else ranks
 
 
 def with_ctas(target: Target, ctas: int | None) -> Target:
@@ -69,5 +86,5 @@ def fit_target(target: Target, max_len: int, decode: bool = False) -> Target:
         )
     if note:
         launcher.say(note)
-    check_host_memory(target.spec, target.tp, dtype, max_len, target.device)
+    check_host_memory(target.spec, target.tp, dtype, max_len, target.device, target.processes)
     return target.with_(dtype=dtype, max_len=max_len, decode=decode)

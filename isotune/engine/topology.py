@@ -20,6 +20,10 @@ from isotune.engine.model import TPModel
 from isotune.engine.rank import DistInfo
 
 SMI_TIMEOUT_S = 10.0
+# what a stand-in's numbers cannot show, recorded with them
+STAND_IN = (
+    "rank 0's shard alone, every all-reduce the emulated link's time: no rank skew, no slow peer, no peer's CPU work"
+)
 PCIE_LINKS = {"PIX", "PXB", "PHB", "NODE", "SYS", "SOC"}  # SOC: older drivers' name for SYS
 _NVLINK = re.compile(r"NV\d+")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # some drivers underline the matrix header
@@ -38,22 +42,26 @@ def describe(info: DistInfo, dtype: str, compiled: bool = False) -> tuple[dict, 
     gpu = gpu_indices([info.device.index or 0])[0] if info.device.type == "cuda" else None
     placed = dist.gather_objects((platform.node(), gpu), info)
     hosts = len({host for host, _ in placed})
-    topology = {
-        "tp": info.world,
-        "backend": info.backend or "none",
-        "device": device_name(info.device),
-        "device_count": info.world,
-        # a launcher that places each rank as its own host (netlab: a network namespace per rank,
-        # LOCAL_WORLD_SIZE=1) shares the host name but not a link: its word counts too
-        "interconnect": info.link.interconnect()
-        if info.link
-        else group_link(info.device.type, hosts == 1 and ranks_share_host(), [g for _, g in placed]),
-        "hosts": hosts,
-        "dtype": dtype,
-        "threads_per_rank": torch.get_num_threads() if info.device.type == "cpu" else None,  # as the launch set it
-        "compile": compiled,
-        "comm": comm_setting(info.backend, info.comm_ctas),
-    } | ({"link": info.link.record()} if info.link else {})
+    topology = (
+        {
+            "tp": info.tp,
+            "backend": info.backend or "none",
+            "device": device_name(info.device),
+            "device_count": info.world,
+            # a launcher that places each rank as its own host (netlab: a network namespace per rank,
+            # LOCAL_WORLD_SIZE=1) shares the host name but not a link: its word counts too
+            "interconnect": info.link.interconnect()
+            if info.link
+            else group_link(info.device.type, hosts == 1 and ranks_share_host(), [g for _, g in placed]),
+            "hosts": hosts,
+            "dtype": dtype,
+            "threads_per_rank": torch.get_num_threads() if info.device.type == "cpu" else None,  # as the launch set it
+            "compile": compiled,
+            "comm": comm_setting(info.backend, info.comm_ctas),
+        }
+        | ({"link": info.link.record()} if info.link else {})
+        | ({"stand_in": STAND_IN} if info.stands_for else {})
+    )
     return topology, software()
 
 
@@ -202,6 +210,8 @@ def title(model: TPModel, info: DistInfo) -> str:
     """What a measurement ran on, for titles: 'small (2 layers), tp 2 gloo on cpu, bfloat16', and
     the link where it is emulated: '..., tp 2 gloo on cpu over an emulated 1gbit link, ...'."""
     where = f"tp {info.world} {info.backend or 'single'} on {info.device.type}"
+    if info.stands_for:
+        where = f"tp {info.stands_for} stand-in (rank 0 alone) on {info.device.type}"
     where += f" over an emulated {info.link.spec} link" if info.link else ""
     return f"{model.spec.name} ({layers_text(model.spec.layers)}), {where}, {dtype_name(model)}"
 

@@ -97,7 +97,7 @@ def measure(model: TPModel, info: DistInfo, cfg: Sweep, progress=None) -> Profil
         step(f"all-reduce {t} tokens")
     # The same messages after the link sat idle: a token-bucket-shaped link sends them faster.
     # The gap is long enough to refill any bucket that the longest message could drain.
-    idle_s = min(0.5, 2 * max((ms for _, ms in ar), default=0.0) / 1e3) if info.world > 1 else 0.0
+    idle_s = min(0.5, 2 * max((ms for _, ms in ar), default=0.0) / 1e3) if info.tp > 1 else 0.0
     ar_idle = []
     for t in tpts:
         buf = x_full[:t].clone()
@@ -120,7 +120,7 @@ def measure(model: TPModel, info: DistInfo, cfg: Sweep, progress=None) -> Profil
         _wait(h)
 
     slowdown, slow_samples = 0.0, []
-    if info.world > 1:
+    if info.tp > 1:
         overlapped()  # warm-up
         for _ in range(2 * cfg.repeats):
             alone, comm, together = (
@@ -138,9 +138,9 @@ def measure(model: TPModel, info: DistInfo, cfg: Sweep, progress=None) -> Profil
     # at a glance (and the schema's required fields)
     a = _lstsq([[1.0, q, q * (p + q / 2)] for q, p, _ in attn], [ms for *_, ms in attn])
     b = _lstsq([[1.0, t] for t, _ in mlp], [ms for _, ms in mlp])
-    c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.world > 1 else [0.0, 0.0]
+    c = _lstsq([[1.0, n / 1e6] for n, _ in ar], [ms for _, ms in ar]) if info.tp > 1 else [0.0, 0.0]
     latency, rate = max(0.0, c[0]), max(0.0, c[1])
-    burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.world > 1 else (0.0, 0.0)
+    burst_mb, burst_rate = fit_burst(ar_idle, latency, rate) if info.tp > 1 else (0.0, 0.0)
     attn_table, per_pair = fit_attention(attn)
     topology, software = describe(info, dtype_name(model), model.ops.compiled)
     prof = Profile(
@@ -173,7 +173,7 @@ def measure(model: TPModel, info: DistInfo, cfg: Sweep, progress=None) -> Profil
     for s in cfg.seq_lens:
         whole[s] = in_context.whole_prefills(model, info, ids[s], cfg.align, cfg.repeats)
         step(f"whole prefills, {s} tokens")
-    if info.world > 1:
+    if info.tp > 1:
         prof.fit.sync_skew, prof.fit.comm_scale = in_context.calibrate(prof, whole, spec.layers)
     prof.check_samples = in_context.check_rows(prof, whole, spec.layers)
     return prof

@@ -3,6 +3,7 @@ is never beaten; the wait sleeps. A clock the test moves, so no timing. And with
 an ISO prefill's values are the unsplit one's: the link only delays."""
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -134,3 +135,71 @@ def test_a_study_on_an_emulated_link_is_its_own(tmp_path):
                                 out=str(tmp_path / "b.yaml"), **flags)  # fmt: skip
     assert on_link.study_prefix.endswith("-link25us_12GB_s") and "-link" not in loopback.study_prefix
     assert study_attrs(on_link, 512)["link"] == "25us,12GB/s" and "link" not in study_attrs(loopback, 512)
+
+
+@dataclass
+class StandIn:
+    folder: str
+
+    def run(self, model, info) -> int:
+        assert dist._link is not None and dist._link.link == info.link  # the launch set this rank's link
+        clock = Clock()  # the test's clock from here on, so the hold's times are exact
+        dist._link = EmulatedLink(info.link, clock, clock.sleep)
+        t = torch.ones(8, model.spec.hidden)  # (8, hidden)
+        held = dist.all_reduce_async(t)
+        seen = {"world": info.world, "tp": info.tp, "q_heads": model.shard.q_heads, "sum": t.sum().item()}
+        seen |= {"held_ms": (held.finish_s - clock.now) * 1e3, "no_peer": held.handle is None}
+        seen |= {"topology": describe(info, "float32")[0]}
+        with open(f"{self.folder}/seen.json", "w") as f:
+            json.dump(seen, f)
+        return 0
+
+
+def test_a_stand_in_is_rank_0_of_tp_n_alone_and_says_so(tmp_path):
+    """--tp 4 --ranks 1: one process with rank 0's quarter of the heads, no peers, every
+    all-reduce held for the link's time (the values are its own partial sums); its files say
+    it is a stand-in and what that cannot show."""
+    from isotune.engine.launch import launch
+
+    target = resolve_target(TargetFlags(model="tiny", tp="4", ranks="1", device="cpu", link="1ms,1GB/s"))
+    assert target.stand_in and target.processes == 1 and target.backend is None
+    assert launch(StandIn(str(tmp_path)), target.with_(dtype="float32", max_len=16)) == 0
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert (seen["world"], seen["tp"], seen["q_heads"]) == (1, 4, load_spec("tiny").heads // 4)
+    assert seen["no_peer"] and seen["sum"] == 8 * load_spec("tiny").hidden  # nothing added: no peers
+    link_ms = target.link.allreduce_ms(8 * load_spec("tiny").hidden * 4)
+    assert seen["held_ms"] == pytest.approx(link_ms)  # held for the link's time of the whole message
+    topo = seen["topology"]
+    assert topo["tp"] == 4 and topo["backend"] == "none" and "no rank skew" in topo["stand_in"]
+
+
+@pytest.mark.parametrize(
+    "ranks,tp,link,words",
+    [
+        ("3", "2", "1gbit", "--ranks 3 exceeds --tp 2: use 1 or 2"),
+        ("3", "4", "1gbit", "--ranks 3 does not divide --tp 4"),
+        ("2", "4", "1gbit", "run every rank (--ranks 4) or a stand-in (--ranks 1)"),
+        ("1", "2", None, "give --link for the all-reduces its peers would share"),
+        ("0", "2", "1gbit", "--ranks '0' must be one rank count"),
+    ],
+)
+def test_bad_ranks_are_one_line(ranks, tp, link, words):
+    from isotune.core.errors import BadInput
+
+    with pytest.raises(BadInput, match=words.replace("(", r"\(").replace(")", r"\)")):
+        resolve_target(TargetFlags(model="tiny", tp=tp, ranks=ranks, device="cpu", link=link))
+
+
+def test_a_stand_in_plan_and_a_real_groups_are_refused_on_each_other():
+    """The stand-in runs no process group (backend none), real ranks do (gloo): a plan made on
+    one is refused on the other without --force, by the setting rule every plan check uses."""
+    from isotune.core.setting import setting_problems
+
+    flags = dict(model="tiny", tp="2", device="cpu", link="1gbit")
+    stand_in = run_setting(resolve_target(TargetFlags(**flags, ranks="1")).with_(dtype="bfloat16"))
+    real = run_setting(resolve_target(TargetFlags(**flags)).with_(dtype="bfloat16"))
+    assert stand_in["interconnect"] == real["interconnect"] == "emulated 1gbit"
+    assert setting_problems(stand_in, real, "the plan was made") == [
+        "the plan was made for backend none (one rank, no process group), not gloo"
+    ]
+    assert setting_problems(real, stand_in, "the plan was made")

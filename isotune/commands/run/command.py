@@ -78,6 +78,11 @@ def prepare_run(
         )
     if (trace_path or timeline_path) and prompts:
         raise BadInput("--trace and --timeline draw one prompt: use --prompt or --prompt-file with them")
+    if text and resolved.stand_in:
+        raise BadInput(
+            f"--ranks 1 computes rank 0's partial sums of tp {resolved.tp} alone: its text would be noise; "
+            "time it with --seq-len N, or run every rank for text"
+        )
     if text and not has_tokenizer(spec.checkpoint):
         what = f"preset {spec.name}" if spec.checkpoint is None else spec.checkpoint
         raise BadInput(
