@@ -63,7 +63,7 @@ def model_link(spec: str, latency_s: float, bytes_per_s: float, tp: int) -> Link
         spec=spec,
         latency_ms=latency_s * 1e3,
         ms_per_mb=ring * 1e6 / bytes_per_s * 1e3,
-        source=f"link model: {latency_s * 1e6:g} µs + {ring:g} x bytes / {bytes_per_s / 1e9:g} GB/s",
+        source=f"link model: {latency_s * 1e6:g} us + {ring:g} x bytes / {bytes_per_s / 1e9:g} GB/s",
     )
 
 

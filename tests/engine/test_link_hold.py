@@ -203,3 +203,17 @@ def test_a_stand_in_plan_and_a_real_groups_are_refused_on_each_other():
         "the plan was made for backend none (one rank, no process group), not gloo"
     ]
     assert setting_problems(real, stand_in, "the plan was made")
+
+
+def test_profile_hardware_with_a_stand_in_measures_compute_and_takes_the_catalogs_link(cli_here, tmp_path):
+    out = tmp_path / "p.yaml"
+    r = cli_here("profile", "--hardware", "cpu", "--model", "tiny", "--tp", "2", "--ranks", "1", "--device", "cpu",
+                 "--seq-lens", "128", "--repeats", "1", "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    from isotune.core.profile import load_profile
+
+    prof = load_profile(out)
+    assert prof.source == "measured" and prof.topology["interconnect"] == "emulated cpu"
+    assert prof.topology["stand_in"] and prof.topology["link"]["source"].startswith("catalog cpu")
+    r = cli_here("profile", "--hardware", "cpu", "--link", "1gbit", "--tp", "2", "--ranks", "1", "-o", str(out))
+    assert r.returncode == 2 and "drop --link 1gbit" in r.stderr

@@ -3,6 +3,8 @@ profile; or, with --hardware, compute it from a catalog entry in this process.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from isotune.commands.profile.job import ProfileJob
 from isotune.commands.prologue import prepare
 from isotune.core.chunking import parse_seq_lens
@@ -18,8 +20,14 @@ def profile(
     *, target: TargetFlags, out: str, seq_lens: str, align: int | None, repeats: int, hardware: str | None
 ) -> int:
     """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
-    if hardware is not None:
+    if hardware is not None and target.ranks is None:
         return analytic(out=out, target=target, hardware=hardware)
+    if hardware is not None:  # a stand-in on this device measures the compute; the catalog gives the link
+        if target.link is not None and target.link != hardware:
+            raise BadInput(
+                f"--hardware {hardware} with --ranks takes its link from the catalog: drop --link {target.link}"
+            )
+        target = replace(target, link=hardware)
     resolved = resolve_target(target)
     check_writable(out, "--out")
     lens = parse_seq_lens(seq_lens)
