@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # The README's opening picture, made again from scratch: a plan searched for `small --layers 2`
-# on 2 CPU ranks over netlab's 1 Gbit/s link, then one 2048-token prompt run with it beside the
+# on 2 CPU ranks over a real 1 Gbit/s shaped link (benchmarks/netns.py), then one 2048-token prompt run with it beside the
 # unsplit baseline, drawn as a timeline and written as a Perfetto trace. The plan's study log is
 # written beside it (a relative path the plan records), so `isotune show` can open the study.
 #
-#   bash benchmarks/hero.sh            # ~6 min on 2 cores; needs root and iproute2 (netlab)
+#   bash benchmarks/hero.sh            # ~6 min on 2 cores; needs root and iproute2 (benchmarks/netns.py)
+#
+# (The file names keep their 'netlab1gbit' tag: the samples the README links to were first made on
+# an earlier shaped-link testbed of the same kind.)
 #
 # Everything lands in profiles/samples/ under the names the README links to; what the search
 # and the run printed goes to search-<tag>.txt and run-<tag>-2048.txt beside them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NETLAB=${NETLAB:-../shared/netlab/netlab}
+NET=(python3 benchmarks/netns.py --ranks 2 --rate 1gbit --)  # each command on a fresh testbed
 S=profiles/samples
 TAG=small-l2-tp2-bf16-cpu-gloo-netlab1gbit
 M=(--model small --layers 2 --tp 2 --dtype bfloat16)
 LENS=${LENS:-512,1024,2048,4096}
 TRIALS=${TRIALS:-20}
 
-"$NETLAB" up 2 1gbit
-trap '"$NETLAB" down' EXIT
 # a rerun must not resume the last study: it would mix two days' measurements
 rm -f "$S/plan-$TAG.yaml" "$S/plan-$TAG.study.log"
-"$NETLAB" run -- isotune search "${M[@]}" --seq-lens "$LENS" --trials "$TRIALS" \
+"${NET[@]}" isotune search "${M[@]}" --seq-lens "$LENS" --trials "$TRIALS" \
     --profile "profiles/$TAG.yaml" -o "$S/plan-$TAG.yaml" | tee "$S/search-$TAG.txt"
-"$NETLAB" run -- isotune run "${M[@]}" --plan "$S/plan-$TAG.yaml" --seq-len 2048 --compare \
+"${NET[@]}" isotune run "${M[@]}" --plan "$S/plan-$TAG.yaml" --seq-len 2048 --compare \
     --timeline "$S/timeline-$TAG-2048.png" --trace "$S/trace-$TAG-2048.json" | tee "$S/run-$TAG-2048.txt"
