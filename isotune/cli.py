@@ -255,7 +255,7 @@ HardwareOpt = Annotated[
         "--hardware",
         help="Catalog entries (profiles/hardware: h100-sxm, rtx4090, ...): profile computes its profile from one "
         "instead of measuring (GPUs you do not have; no ranks), or with --ranks 1 measures the compute on this "
-        "device and takes the entry's link; estimate takes several, comma-separated (default: every GPU).",
+        "device and takes the entry's link (or --link's); estimate takes several, comma-separated (default: every GPU).",
     ),
 ]
 MaxChunksOpt = Annotated[int, typer.Option("--max-chunks", help="Most chunks a split may have (1..8).")]

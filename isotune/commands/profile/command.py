@@ -22,12 +22,8 @@ def profile(
     """The `profile` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     if hardware is not None and target.ranks is None:
         return analytic(out=out, target=target, hardware=hardware)
-    if hardware is not None:  # a stand-in on this device measures the compute; the catalog gives the link
-        if target.link is not None and target.link != hardware:
-            raise BadInput(
-                f"--hardware {hardware} with --ranks takes its link from the catalog: drop --link {target.link}"
-            )
-        target = replace(target, link=hardware)
+    if hardware is not None:  # a stand-in on this device measures the compute; the link: --link, else the catalog's
+        target = replace(target, link=target.link or hardware)
     resolved = resolve_target(target)
     check_writable(out, "--out")
     lens = parse_seq_lens(seq_lens)
