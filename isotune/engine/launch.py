@@ -4,7 +4,7 @@ rank builds its model once from the target, then runs `job.run(model, info)`.
 A job is what a command sends to its ranks (a profile sweep, a search worker, a bench, a run
 with its prompts): a picklable object with a `run(model, info) -> exit code` method; optionally
 a `before_build(info)` run before the model is built, and an `interrupt_hint` said after
-'interrupted' when Ctrl-C stops the ranks.
+'interrupted' when Ctrl-C stops the ranks (by the spawning parent, or here where no parent is).
 """
 
 from __future__ import annotations
@@ -44,13 +44,12 @@ def _rank_main(info: DistInfo, payload: tuple[Job, Target]) -> int:
     try:
         if hasattr(job, "before_build"):  # e.g. signal handlers that must cover a long load too
             job.before_build(info)
-        model = build_for(target, info)
-    except KeyboardInterrupt:  # Ctrl-C (or a launcher's SIGTERM) while the weights load
+        return job.run(build_for(target, info), info)
+    except KeyboardInterrupt:  # Ctrl-C (or a job's SIGTERM handler) while loading or working
         if info.is_main and (info.launched or info.world == 1):  # else the spawning parent says it
             hint = getattr(job, "interrupt_hint", "")
             print(f"interrupted: {hint}" if hint else "interrupted", file=sys.stderr)
         return 130
-    return job.run(model, info)
 
 
 def build_for(target: Target, info: DistInfo) -> TPModel:

@@ -99,18 +99,15 @@ class SearchJob:
 
 
 def _search(model: TPModel, info: DistInfo, cfg: SearchConfig) -> int:
-    try:
-        m = Measurer(model, info, cfg)
-        topology, soft = describe(info, dtype_name(model), model.ops.compiled)
-        if not info.is_main:
-            m.serve()
-            return 0
-        plan = search_all(cfg, m.evaluate_for, m.validate, topology, soft)
-        m.stop()
-    except KeyboardInterrupt:
-        if info.is_main and (info.launched or info.world == 1):  # else the spawning parent says it
-            print(f"interrupted: {resume_hint(cfg)}", file=sys.stderr)
-        return 130
+    """Rank 0 drives the studies, the others measure what it sends; an interrupt is said, with
+    the resume hint, by the launch (engine.launch)."""
+    m = Measurer(model, info, cfg)
+    topology, soft = describe(info, dtype_name(model), model.ops.compiled)
+    if not info.is_main:
+        m.serve()
+        return 0
+    plan = search_all(cfg, m.evaluate_for, m.validate, topology, soft)
+    m.stop()
     finish(plan, cfg)
     return 0
 
