@@ -461,8 +461,18 @@ def estimate(
     max_chunks: MaxChunksOpt = 4,
     plot: Annotated[Optional[str], typer.Option("--plot", help="PNG: saving vs length, a line per hardware.")] = None,
     json_out: JsonOpt = None,
+    measured: Annotated[
+        Optional[str],
+        typer.Option(
+            "--measured",
+            help="Stand-in profiles (profile --hardware NAME --tp N --ranks 1 on a device of that kind), "
+            "comma-separated: where one fits a row's entry, TP size, model and dtype, its measured compute "
+            "replaces the catalog's roofline.",
+        ),
+    ] = None,
 ) -> None:
-    """Predict what ISO would save on GPUs you don't have (catalog x TP x length; nothing measured)."""
+    """Predict what ISO would save on GPUs you don't have (catalog x TP x length; a roofline, or a
+    stand-in's measured compute)."""
     _forward("estimate.command", locals())
 
 

@@ -215,6 +215,32 @@ def test_profile_hardware_with_a_stand_in_measures_compute_and_takes_the_catalog
     prof = load_profile(out)
     assert prof.source == "measured" and prof.topology["interconnect"] == "emulated cpu"
     assert prof.topology["stand_in"] and prof.topology["link"]["source"].startswith("catalog cpu")
+    assert prof.topology["hardware"] == "cpu"  # what estimate --measured matches rows by
+
+    # estimate takes it for the cpu entry's tp 2 rows and says so; other rows stay modelled
+    js = tmp_path / "e.json"
+    r = cli_here("estimate", "--model", "tiny", "--hardware", "cpu,h100-sxm", "--tp", "2", "--seq-lens", "128,256",
+                 "--measured", str(out), "--json", str(js))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = {(x["hardware"], x["tokens"]): x["compute"] for x in json.loads(js.read_text())}
+    assert set(rows.values()) == {"measured on cpu (x86_64)", "modelled"}, rows
+    assert all(c.startswith("measured") == (hw == "cpu") for (hw, _), c in rows.items()), rows
+    assert f"cpu tp 2: measured on cpu (x86_64) ({out})" in r.stderr and "meas." in r.stdout
+    r = cli_here("estimate", "--model", "small", "--hardware", "cpu", "--tp", "2", "--measured", str(out))
+    assert r.returncode == 0 and "no --measured profile fits these rows" in r.stderr, r.stderr  # another model
     r = cli_here("profile", "--hardware", "cpu", "--link", "1gbit", "--model", "tiny", "--tp", "2", "--ranks", "1",
                  "--device", "cpu", "--seq-lens", "128", "--repeats", "1", "-o", str(out))  # fmt: skip
     assert r.returncode == 0 and load_profile(out).topology["interconnect"] == "emulated 1gbit"  # --link wins
+
+
+def test_a_stand_in_profile_of_another_kind_of_device_and_an_analytic_profile_as_measured_are_refused(
+    cli_here, tmp_path
+):
+    out = tmp_path / "p.yaml"
+    r = cli_here("profile", "--hardware", "h100-sxm", "--model", "tiny", "--tp", "2", "--ranks", "1",
+                 "--device", "cpu", "-o", str(out))  # fmt: skip
+    assert r.returncode == 2 and "h100-sxm is a GPU entry while this runs on cpu" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert cli_here("profile", "--hardware", "h100-sxm", "--model", "tiny", "--tp", "2", "-o", str(out)).returncode == 0
+    r = cli_here("estimate", "--model", "tiny", "--tp", "2", "--measured", str(out))
+    assert r.returncode == 2 and "is not a measured profile of a catalog entry" in r.stderr, r.stderr

@@ -11,14 +11,21 @@ from isotune.viz.tables import console
 
 
 def show_estimates(rows: list[Estimate], title: str) -> None:
-    t = Table(title=title, caption="predicted by the cost model from the catalog: nothing here was measured")
-    for col in ("hardware", "tp", "tokens", "baseline ms", "50/50", "tuned split", "tuned", "ideal", "comm"):
+    measured = any(r.compute != "modelled" for r in rows)
+    caption = (
+        "predicted by the cost model: compute measured (meas.) on a stand-in or modelled (model) from the catalog"
+        if measured
+        else "predicted by the cost model from the catalog: nothing here was measured"
+    )
+    t = Table(title=title, caption=caption)
+    cols = ("hardware", "tp", "tokens", "baseline ms", "50/50", "tuned split", "tuned", "ideal", "comm")
+    for col in cols + (("compute",) if measured else ()):
         t.add_column(col, justify="left" if col in ("hardware", "tuned split") else "right")
     last = None
     for r in rows:
         first = (r.hardware, r.tp) != last
         last = (r.hardware, r.tp)
-        t.add_row(
+        cells = [
             r.hardware if first else "",
             str(r.tp) if first else "",
             str(r.tokens),
@@ -28,7 +35,8 @@ def show_estimates(rows: list[Estimate], title: str) -> None:
             f"{-r.saving:+.1%}",
             f"{r.ideal_ms / r.baseline_ms - 1:+.1%}",
             f"{r.comm_share:.0%}",
-        )
+        ]
+        t.add_row(*cells, *(("model" if r.compute == "modelled" else "meas.",) if measured else ()))
     out = console()
     out.print(t)
     out.print(

@@ -11,6 +11,7 @@ from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.target import DEFAULT_MODEL, TargetFlags, parse_tp
+from isotune.engine import launcher
 from isotune.engine.launch import launch
 from isotune.engine.target import resolve_target
 from isotune.tune.measure import Sweep
@@ -25,13 +26,35 @@ def profile(
     if hardware is not None:  # a stand-in on this device measures the compute; the link: --link, else the catalog's
         target = replace(target, link=target.link or hardware)
     resolved = resolve_target(target)
+    entry = _entry_for(hardware, resolved.device) if hardware is not None else None
     check_writable(out, "--out")
     lens = parse_seq_lens(seq_lens)
     if repeats < 1:
         raise BadInput("--repeats must be at least 1")
     prep = prepare(resolved, lens, align=align)
-    job = ProfileJob(sweep=Sweep(seq_lens=lens, align=prep.align, repeats=repeats), out=out)
+    job = ProfileJob(sweep=Sweep(seq_lens=lens, align=prep.align, repeats=repeats), out=out, hardware=entry)
     return launch(job, prep.target)
+
+
+def _entry_for(hardware: str, device: str) -> str:
+    """The catalog entry a stand-in's profile stands for: its compute is this device's, so the
+    entry must be of this device's kind (a CPU entry on CPU ranks, a GPU entry on a GPU)."""
+    from isotune.core.hardware import load_hardware
+
+    hw = load_hardware(hardware)
+    if (hw.arch == "cpu") != (device == "cpu"):
+        kind = "a CPU" if hw.arch == "cpu" else "a GPU"
+        raise BadInput(
+            f"--hardware {hw.name} --ranks 1 measures this device's compute, and {hw.name} is {kind} entry while "
+            f"this runs on {device}: run it on {kind} of that kind, or drop --ranks for the analytic profile"
+        )
+    if device != "cpu":
+        import torch
+
+        name = torch.cuda.get_device_name()
+        if hw.name.split("-")[0].lower() not in name.lower():
+            launcher.say(f"warning: --hardware {hw.name} measured on a {name}: its compute is this GPU's")
+    return hw.name
 
 
 def analytic(*, out: str, target: TargetFlags, hardware: str) -> int:

@@ -15,6 +15,7 @@ from isotune.tune.measure import Sweep, measure, steps_for
 class ProfileJob:
     sweep: Sweep
     out: str
+    hardware: str | None = None  # the catalog entry a stand-in's profile stands for (estimate --measured)
 
     def run(self, model: TPModel, info: DistInfo) -> int:
         from rich.progress import Progress
@@ -25,6 +26,8 @@ class ProfileJob:
         with Progress(transient=True) as bar:
             task = bar.add_task("profiling", total=steps_for(self.sweep))
             prof = measure(model, info, self.sweep, lambda what: bar.update(task, advance=1, description=what))
+        if self.hardware:
+            prof.topology["hardware"] = self.hardware
         save_profile(prof, self.out)
         from isotune.viz.tables import show_profile
 
