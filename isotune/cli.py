@@ -216,11 +216,13 @@ ChunksOpt = Annotated[
     typer.Option(
         "--chunks",
         "-k",
-        help="Split each prompt into this many chunks, evenly unless --ratios (run: default 2, 1 = the unsplit "
-        "baseline; bench: measured as a plan beside 50/50).",
+        help="Split each prompt into this many chunks, evenly unless --ratios (run: without it or --plan, "
+        "unsplit; 1 = the unsplit baseline; bench: measured as a plan beside 50/50).",
     ),
 ]
-RatiosOpt = Annotated[Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even).")]
+RatiosOpt = Annotated[
+    Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even; alone: as many chunks).")
+]
 PlanOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -442,6 +444,16 @@ def search(
     warmup: WarmupOpt = 1,
     repeats: RepeatsOpt = 5,
     force: ForceOpt = False,
+    revalidate: Annotated[
+        bool,
+        typer.Option(
+            "--revalidate",
+            **_flag(
+                "Measure each length's validation again, even where its study stored one for the same "
+                "candidates (a resumed search reuses it)."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Search chunk counts and split ratios per prompt length with Optuna; write an overlap plan."""
     _forward("search.command", locals())
@@ -529,6 +541,9 @@ def show(
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: one-line errors and exit 2 for bad input and bad flags."""
+    for stream in (sys.stdout, sys.stderr):  # piped, lines stay in the order they were said
+        if not stream.isatty() and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     try:
         code = app(args=argv, standalone_mode=False)
     except BadInput as e:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from isotune.core.spec import ModelSpec, load_spec, preset_names
-from isotune.viz.tables import console
+from isotune.viz.tables import console, table
 
 
 def params_b(spec: ModelSpec) -> float:
@@ -17,14 +15,14 @@ def params_b(spec: ModelSpec) -> float:
 
 
 def models() -> int:
-    t = Table(title="isotune model presets (seeded synthetic weights; --layers N keeps the first N)")
-    for col in ("preset", "params", "layers", "hidden", "heads/kv", "head dim", "ffn", "vocab", "positions"):
+    t = table(title="isotune model presets (seeded synthetic weights; --layers N keeps the first N)")
+    for col in ("preset", "params", "layers", "hidden", "heads/kv", "head\ndim", "ffn", "vocab", "positions"):
         t.add_column(col, justify="left" if col == "preset" else "right")
     for name in preset_names():
         s = load_spec(name)
         t.add_row(
             name,
-            f"{params_b(s):.2f} B" if params_b(s) >= 0.1 else f"{params_b(s) * 1e3:.1f} M",
+            f"{params_b(s):.2f}B" if params_b(s) >= 0.1 else f"{params_b(s) * 1e3:.1f}M",
             str(s.layers),
             str(s.hidden),
             f"{s.heads}/{s.kv_heads}",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState as S
-from rich.table import Table
 
+from isotune.core.chunking import ratios_of, split_cell
 from isotune.core.decide import bounds_text
 from isotune.core.errors import BadInput
 from isotune.core.files import first_key
@@ -17,7 +17,7 @@ from isotune.core.plan import load_plan
 from isotune.core.profile import load_profile
 from isotune.tune.studies import counts, open_storage, storage_file
 from isotune.viz.plan_tables import findings, show_plan
-from isotune.viz.tables import console, show_profile
+from isotune.viz.tables import console, show_profile, table
 
 
 def show(path: str, study: str | None = None) -> int:
@@ -82,9 +82,9 @@ def show_studies(url: str, only: str | None = None) -> None:
     prefix = prefix[: prefix.rfind("-") + 1]
     if prefix:
         out.print(f"studies in {url}, named {prefix}<study>:", highlight=False)
-    t = Table(title=None if prefix else f"studies in {url}")
-    for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best ms", "best split"):
-        t.add_column(col, justify="left" if col in ("study", "best split") else "right", overflow="fold")
+    t = table(title=None if prefix else f"studies in {url}")
+    for col in ("study", "measured", "complete", "pruned", "failed", "running", "waiting", "best\nms", "best\nsplit"):
+        t.add_column(col, justify="left" if col in ("study", "best split") else "right")
     for summary in sorted(summaries, key=lambda x: _by_length(x.study_name)):
         if only is not None and summary.study_name != only:
             continue
@@ -101,7 +101,7 @@ def show_studies(url: str, only: str | None = None) -> None:
             str(n[S.RUNNING]),
             str(n[S.WAITING]),
             f"{best.value:.1f}" if best else "-",
-            bounds_text(best.user_attrs["bounds"]) if best else "-",
+            split_cell(ratios_of(best.user_attrs["bounds"]), per_line=2) if best else "-",
         )
         if only is not None:
             out.print(t)
@@ -136,7 +136,7 @@ def _find_study(name: str, names: list[str], url: str) -> str:
 
 
 def _show_trials(study) -> None:
-    t = Table(title=f"trials of {study.study_name}")
+    t = table(title=f"trials of {study.study_name}")
     for col in ("#", "state", "split", "ms", "note"):
         t.add_column(col, justify="left" if col in ("state", "split", "note") else "right")
     for x in study.get_trials(deepcopy=False):

@@ -105,3 +105,12 @@ def ratios_of(bounds: list[int]) -> list[float]:
 def split_text(ratios: list[float]) -> str:
     """A split as every table and sentence says it: 'no split' for one chunk, else '0.39/0.61'."""
     return "no split" if len(ratios) == 1 else "/".join(f"{r:.2f}" for r in ratios)
+
+
+def split_cell(ratios: list[float], per_line: int = 3) -> str:
+    """split_text for a table cell: `per_line` ratios a line, the next line starting '/', so a
+    narrow column folds a long split between ratios, never inside one."""
+    if len(ratios) == 1:
+        return split_text(ratios)
+    parts = [f"{r:.2f}" for r in ratios]
+    return "\n/".join("/".join(parts[i : i + per_line]) for i in range(0, len(parts), per_line))

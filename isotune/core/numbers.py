@@ -20,11 +20,17 @@ def ci_text(iv: Interval) -> str:
     return f"95% CI {pct(iv.low)}..{pct(iv.high)}"
 
 
-def ms_ci(ms: float | None, ci: list[float] | None) -> str:
-    """'552.7±4.1': a typical ms and half its 95% interval."""
-    if ms is None:
+def ms(x: float) -> str:
+    """A time in ms, one decimal below 1000 ms, whole ms from there: '552.7', '12702'."""
+    return f"{x:.1f}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def ms_ci(t: float | None, ci: list[float] | None) -> str:
+    """'552.7±4.1', '12702±195': a typical ms and half its 95% interval."""
+    if t is None:
         return "-"
-    return f"{ms:.1f}" + (f"±{(ci[1] - ci[0]) / 2:.1f}" if ci else "")
+    half = (ci[1] - ci[0]) / 2 if ci else None
+    return ms(t) + ("" if half is None else f"±{half:.1f}" if abs(t) < 1000 else f"±{half:.0f}")
 
 
 def change_ci(change: list[float] | None) -> str:

@@ -40,3 +40,4 @@ class SearchConfig:
     link: str | None = None  # --link: the emulated interconnect's spec (core.link)
     plots_dir: str | None = None
     time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top
+    revalidate: bool = False  # --revalidate: measure validation again where the study stored one

@@ -93,15 +93,16 @@ def search_all(
     """Every length's study and validation, then the plan. `validate(seq_len, variants,
     repeats)` returns each variant's per-repeat ms, measured interleaved (the cost model: one
     prediction each). Says, per length, why the study stopped and what validation kept."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from isotune.viz.progress import progress_bar
     from isotune.viz.tables import console
 
     all_studies = open_studies(cfg)
     buckets = []
     trials_s = 0.0  # time spent in the studies: the budget is theirs, validation comes on top
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console(), transient=False) as bar:
+    with progress_bar(*columns, console=console()) as bar:
         for i, ((lo, hi), s) in enumerate(zip(bucket_ranges(cfg.seq_lens), cfg.seq_lens, strict=True)):
             study = all_studies[s]
             task = bar.add_task(f"{s} tokens", total=None if cfg.sampler == GRID else cfg.trials)
@@ -128,7 +129,7 @@ def search_all(
             bar.stop_task(task)
             searched = f"{s} tokens{_best_text(study)}"
             bar.update(task, description=f"{searched}; validating")
-            bucket, verdict = validated_bucket(cfg, study, s, (lo, hi), validate, stopped)
+            bucket, verdict = validated_bucket(cfg, study, s, (lo, hi), validate, stopped, say)
             bar.update(task, description=searched)
             bar.console.print(f"{s} tokens: {verdict.sentence}")
             buckets.append(bucket)

@@ -9,6 +9,7 @@ host or a shared file system), or any Optuna RDB URL (`sqlite:///FILE`, `postgre
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -36,6 +37,7 @@ TRIAL_BEAT_S = float(os.environ.get("ISOTUNE_TRIAL_BEAT_S", "30"))
 STALE_BEATS = 10  # beats missed before a running trial counts as its worker's death
 MADE_WITH_ATTR = "isotune_settings"  # the attribute's name in storages predates the word
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+VALIDATION_ATTR = "isotune_validation"  # {key, times}: the last validation's per-repeat ms
 
 
 def default_storage(out: str) -> str:
@@ -314,3 +316,20 @@ def counts(study: optuna.Study, trials: list | None = None) -> Counter:
         if t.state in FINISHED and not any(t.user_attrs.get(a) for a in FREE_ATTRS):
             n["spent"] += 1
     return n
+
+
+def validation_key(variants: dict, repeats: int) -> dict:
+    """What a validation measured, as the storage gives it back (JSON: tuples become lists)."""
+    return json.loads(json.dumps({"variants": variants, "repeats": repeats}))
+
+
+def stored_validation(study: optuna.Study, key: dict) -> dict[str, list[float]] | None:
+    """The per-repeat times the study stored for a validation of exactly `key`, or None."""
+    got = study.user_attrs.get(VALIDATION_ATTR)
+    return got["times"] if isinstance(got, dict) and got.get("key") == key else None
+
+
+def store_validation(study: optuna.Study, key: dict, times: dict[str, list[float]]) -> None:
+    """Kept with the study, so a finished search run again (the plan lost, a flag of the plan's
+    changed) decides from these rounds instead of measuring them again."""
+    study.set_user_attr(VALIDATION_ATTR, {"key": key, "times": times})

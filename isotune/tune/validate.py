@@ -41,10 +41,18 @@ def candidates(cfg: SearchConfig, study: optuna.Study, s: int) -> dict[str, list
 
 
 def validated_bucket(
-    cfg: SearchConfig, study: optuna.Study, s: int, span: tuple[int, int], validate: Validate, stopped: str
+    cfg: SearchConfig,
+    study: optuna.Study,
+    s: int,
+    span: tuple[int, int],
+    validate: Validate,
+    stopped: str,
+    say: Callable[[str], None] = lambda line: None,
 ) -> tuple[Bucket, Verdict]:
     """`validate(seq_len, variants, repeats)` measures variants (name -> bounds, or (bounds,
-    mode)) interleaved and returns each one's per-repeat ms (the cost model: one prediction)."""
+    mode)) interleaved and returns each one's per-repeat ms (the cost model: one prediction).
+    A study that stored a validation of these very candidates (a finished search run again)
+    gives its times back instead, said through `say`, unless cfg.revalidate."""
     cands = candidates(cfg, study, s)
     variants: dict = {"baseline": [0, s]} | cands
     measured = cfg.objective == "measured"
@@ -52,14 +60,18 @@ def validated_bucket(
         variants |= {"compute": ([0, s], COMPUTE_ONLY)}
         if cfg.tp > 1:  # one rank has no all-reduce: a comm-only prefill would time bookkeeping
             variants |= {"comm": ([0, s], COMM_ONLY)}
-    times = validate(s, variants, START * cfg.repeats)
-    while True:
+    key = studies.validation_key(variants, cfg.repeats)
+    stored = None if cfg.revalidate else studies.stored_validation(study, key)
+    if stored is not None:
+        times = stored
+        say(
+            f"validation reused: the {len(times['baseline'])} rounds this study stored for these candidates "
+            "(--revalidate measures them again)"
+        )
         verdict = decide(times["baseline"], {c: times[c] for c in cands}, cands)
-        n = len(times["baseline"])
-        if verdict.settled or n == 1 or n >= CAP * cfg.repeats:
-            break
-        more = validate(s, variants, min(STEP * cfg.repeats, CAP * cfg.repeats - n))
-        times = {name: ts + more[name] for name, ts in times.items()}
+    else:
+        times, verdict = _measure(cfg, s, variants, cands, validate)
+        studies.store_validation(study, key, times)
     base_ms = typical(times["baseline"])
     if measured:
         compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"]) if "comm" in times else 0.0
@@ -97,6 +109,20 @@ def validated_bucket(
         repeats=len(times["baseline"]),
     )
     return bucket, verdict
+
+
+def _measure(
+    cfg: SearchConfig, s: int, variants: dict, cands: dict[str, list[int]], validate: Validate
+) -> tuple[dict[str, list[float]], Verdict]:
+    """Rounds of interleaved repeats until the verdict is settled or the cap is reached."""
+    times = validate(s, variants, START * cfg.repeats)
+    while True:
+        verdict = decide(times["baseline"], {c: times[c] for c in cands}, cands)
+        n = len(times["baseline"])
+        if verdict.settled or n == 1 or n >= CAP * cfg.repeats:
+            return times, verdict
+        more = validate(s, variants, min(STEP * cfg.repeats, CAP * cfg.repeats - n))
+        times = {name: ts + more[name] for name, ts in times.items()}
 
 
 def _rounded(iv: Interval) -> list[float]:

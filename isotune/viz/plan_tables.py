@@ -4,14 +4,13 @@ this machine, where it does not, and why."""
 
 from __future__ import annotations
 
-from rich.table import Table
 
-from isotune.core.chunking import split_text
+from isotune.core.chunking import split_cell, split_text
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
-from isotune.core.numbers import change_ci
+from isotune.core.numbers import change_ci, ms
 from isotune.core.plan import Bucket, Plan
 from isotune.core.spec import layers_text
-from isotune.viz.tables import console
+from isotune.viz.tables import console, table
 
 LITTLE_COMM = 0.10  # all-reduces below this share of a prefill leave too little to hide
 
@@ -29,22 +28,21 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
     out = console()
     topo = plan.topology
     where = f"plan {path}: " if path else "plan: "
-    t = Table(
+    t = table(
         title=f"{where}{plan.model.get('name')} ({layers_text(plan.model.get('layers'))}), tp {topo.get('tp')} "
         f"{_backend(topo)}, {topo.get('dtype')}, align {plan.align}"
         # a plan searched on an analytic profile is for modelled hardware: say which
         + (f", for {topo['hardware']} (modelled, not measured)" if topo.get("hardware") else "")
     )
-    for col in ("tokens", "searched", "split", "plan ms", "base ms", "vs base", "50/50", "trials"):
-        # a long split (8 chunks) folds onto a second line rather than being cut
-        t.add_column(col, justify="left" if col in ("tokens", "split") else "right", overflow="fold")
+    for col in ("tokens", "at", "split", "plan\nms", "base\nms", "vs base", "50/50", "trials"):
+        t.add_column(col, justify="left" if col in ("tokens", "split") else "right")
     for b in plan.buckets:
         t.add_row(
             f"{b.min_tokens}..{b.max_tokens}",
             str(b.seq_len or "-"),
-            split_text(b.ratios),
-            f"{b.plan_ms:.1f}",
-            f"{b.baseline_ms:.1f}",
+            split_cell(b.ratios, per_line=2),  # 8 chunks: four lines, folded between ratios
+            ms(b.plan_ms),
+            ms(b.baseline_ms),
             _vs(b.vs_baseline, b.plan_ms, b.baseline_ms) if b.chunks > 1 else "-",
             _vs(b.iso5050_vs_baseline, b.iso5050_ms, b.baseline_ms),
             str(b.trials if b.trials is not None else "-"),
@@ -52,7 +50,8 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
     out.print(t)
     measured = plan.study.get("objective") != "model"
     out.print(
-        "vs base, 50/50: change of the prefill time against the unsplit baseline, "
+        "at: the length each bucket was searched at. vs base, 50/50: change of the prefill time against the "
+        "unsplit baseline, "
         + (
             "paired repeat by repeat (so not quite the ratio of the ms columns), ± half its 95% interval "
             "(slightly asymmetric)."

@@ -4,23 +4,41 @@ written, and the tables of a profile."""
 from __future__ import annotations
 
 from rich.console import Console
+from rich import box
 from rich.table import Table
 
 from isotune.core.cost import host_lane_text
 from isotune.core.profile import Profile
 
 
+class FigureTable(Table):
+    """A table whose one-word columns (figures, names, splits folded by hand) never wrap: rich
+    narrows a wrapable column by folding inside a word when it must, which cuts '12702±195' in
+    two; so only columns with words to wrap between may narrow, headers included."""
+
+    def __rich_console__(self, console, options):
+        for col in self.columns:
+            cells = [str(c) for c in col._cells]  # noqa: SLF001 - rich keeps a column's cells there
+            col.no_wrap = col.no_wrap or not any(" " in line for c in cells for line in c.splitlines())
+        yield from super().__rich_console__(console, options)
+
+
+def table(title: str | None = None, **kw) -> Table:
+    """isotune's table: a rule under the header and columns two spaces apart, no boxes, so nine
+    columns of figures fit an 80-column terminal; a figure is never cut (tests/viz/test_width.py)."""
+    return FigureTable(title=title, box=box.SIMPLE_HEAVY, collapse_padding=True, pad_edge=False, show_edge=False, **kw)
+
+
 def console(stderr: bool = False) -> Console:
     """The terminal's console (stderr's when stdout carries the answer: generated text, JSON
-    lines); 100 columns when output goes to a file or pipe (tables are made to fit that)."""
-    c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(width=100, stderr=stderr)
+    lines). On a pipe or a file, COLUMNS wide, else 80: every table is made to fit 80 columns."""
+    return Console(stderr=stderr)
 
 
 def show_profile(p: Profile, path: str = "") -> None:
     out = console()
     topo, fit = p.topology, p.fit
-    head = Table(title=f"profile {path}".strip(), show_header=False)
+    head = table(title=f"profile {path}".strip(), show_header=False)
     head.add_row("model", f"{p.model['name']} ({p.model['layers']} layers, hidden {p.model['hidden']})")
     head.add_row(
         "topology",
@@ -73,7 +91,7 @@ def show_profile(p: Profile, path: str = "") -> None:
     }
     if not any(groups.values()):  # an analytic profile: nothing was measured to compare
         return
-    t = Table(title="measured vs fitted, per layer op (slowest rank)")
+    t = table(title="measured vs fitted, per layer op (slowest rank)")
     for col in ("op", "samples", "ms", "median |error|", "worst error", "worst at"):
         t.add_column(col, justify="left" if col in ("op", "worst at") else "right")
     for op, rows in groups.items():
@@ -86,7 +104,7 @@ def show_profile(p: Profile, path: str = "") -> None:
         t.add_row(op, str(len(rows)), span, f"{median_err:.1%}", f"{worst[0]:+.1%}", worst[1])
     out.print(t)
     if p.check_samples:
-        c = Table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")
+        c = table(title="whole prefills: measured vs the cost model (they also fit skew and comm scale)")
         for col in ("tokens", "variant", "measured ms", "predicted ms", "error"):
             c.add_column(col, justify="left" if col == "variant" else "right")
         for s, name, ms, pred in p.check_samples:

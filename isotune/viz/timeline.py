@@ -10,8 +10,10 @@ from isotune.viz.png import png_bytes, pyplot
 COLORS = {(ATTN, False): "#4C78A8", (MLP, False): "#F58518", (ATTN, True): "#9ECAE9", (MLP, True): "#FFBF79"}
 
 
-def timeline_png(runs: dict[str, list[dict]], title: str) -> bytes:
-    """PNG bytes of the chart for rank 0's events per run (run name -> events)."""
+def timeline_png(runs: dict[str, list[dict]], title: str, timed: str | None = None) -> bytes:
+    """PNG bytes of the chart for rank 0's events per run (run name -> events). `timed`: the
+    times a table beside it measured in other prefills, said under the chart's own so a reader
+    never takes one for the other."""
     plt = pyplot()
     from matplotlib.patches import Patch
 
@@ -41,8 +43,8 @@ def timeline_png(runs: dict[str, list[dict]], title: str) -> bytes:
     ax.set_xlabel("ms since the prefill started (rank 0)")
     ax.set_xlim(0, max(total.values(), default=1.0) * 1.02)
     ax.grid(axis="x", alpha=0.3)
-    parts = ", ".join(f"{n} {total[n]:.1f} ms" for n in names)
-    ax.set_title(f"{title}\n{parts}", fontsize=10)
+    parts = "this traced prefill (rank 0): " + ", ".join(f"{n} {total[n]:.1f} ms" for n in names)
+    ax.set_title(f"{title}\n{parts}" + (f"\n{timed}" if timed else ""), fontsize=10)
     ax.legend(
         handles=[
             Patch(color=COLORS[ATTN, False], label="attention"),

@@ -155,7 +155,7 @@ def test_prompts_answer_as_transformers_does_each_in_its_bucket(smollm2, hf, cli
     ]
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    out, new = tmp_path / "out.jsonl", 8
+    out, new = tmp_path / "out.json", 8
     args = [
         "run",
         "--model",
@@ -169,9 +169,11 @@ def test_prompts_answer_as_transformers_does_each_in_its_bucket(smollm2, hf, cli
     ]
     r = cli(*args, "--dtype", "float32", "--max-new-tokens", str(new), "--json", str(out))
     assert r.returncode == 0, r.stderr
-    rows = [json.loads(x) for x in r.stdout.splitlines()]
-    assert rows == [json.loads(x) for x in out.read_text().splitlines()]
-    assert [x["index"] for x in rows] == [0, 1, 2]
+    rows = [json.loads(x) for x in r.stdout.splitlines()]  # stdout: JSON Lines, one per prompt as it ends
+    doc = json.loads(out.read_text())  # --json: one document, the same lines and the table's summary
+    assert doc["prompts"] == rows and [x["index"] for x in rows] == [0, 1, 2]
+    assert [(x["bucket"], x["prompts"]) for x in doc["summary"]] == [("1..64", 1), ("65..160", 1), ("161..1024", 1)]
+    assert doc["summary"][0]["ttft_ms"] == rows[0]["ttft_ms"]
     for entry, row in zip(lines, rows, strict=True):
         ids = _hf_ids(hf[0], entry)
         n = row["prompt_tokens"]
@@ -196,6 +198,19 @@ def test_short_prompt_runs_unsplit_with_a_note(tiny_text, capsys):
     )
     assert code == 0, err
     assert "too few for 4 chunks" in err and "running it unsplit" in err
+
+
+def test_without_a_plan_or_chunks_a_prompt_runs_unsplit_and_the_run_says_how_to_split(tiny_text, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    text = " ".join(["tensor parallel prefill"] * 40)  # long enough for a split, had one been the default
+    code, _, err = _run(capsys, "--model", str(tiny_text), "--prompt", text, "--max-new-tokens", "1", "--json", str(out))
+    assert code == 0, err
+    got = json.loads(out.read_text())
+    assert got["prompt_tokens"] >= 64 and got["chunk_tokens"] == [got["prompt_tokens"]]
+    assert "note: no --plan or --chunks: running unsplit" in err and "--chunks 2" in err
+    code, _, err = _run(capsys, "--model", str(tiny_text), "--prompt", text, "--max-new-tokens", "1",
+                        "--ratios", "0.5,0.5", "--json", str(out))  # fmt: skip
+    assert code == 0 and len(json.loads(out.read_text())["chunk_tokens"]) == 2 and "running unsplit" not in err
 
 
 def test_auto_dtype_runs_float32_checkpoint_in_bfloat16_and_says_so(tiny_text, tmp_path, capsys):

@@ -164,6 +164,28 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here, capsys):
             assert b.outcome != "kept"
     assert "search's best" in r.stdout
 
+    # the same command again, both streams into one pipe as `2>&1 | tee` makes them: the finished
+    # studies are resumed, their stored validation reused and said, each line in the order it was
+    # said (a length's progress line, then its decision; 128 before 256)
+    cmd = [sys.executable, CLI, "search", "--model", "tiny", "--tp", "2", "--seq-lens", "128,256", "--trials", "6",
+           "--repeats", "2", "--max-chunks", "3", "--dtype", "float32", "-o", str(out)]  # fmt: skip
+    again = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert again.returncode == 0, again.stdout
+    said = [line for line in again.stdout.splitlines() if line.startswith(("128 tokens", "256 tokens"))]
+    for s, b in zip((128, 256), plan.buckets, strict=True):
+        mine = [i for i, line in enumerate(said) if line.startswith(f"{s} tokens")]
+        kinds = [said[i].split(":")[1].split()[0] for i in mine]
+        assert kinds[0] == "resuming" and kinds[-1] == "kept", said
+        assert "validation" in kinds and kinds.index("validation") < len(kinds) - 1, said
+        assert f"{s} tokens: validation reused: the {b.repeats} rounds this study stored" in said[mine[kinds.index("validation")]]
+    assert max(i for i, line in enumerate(said) if line.startswith("128")) < min(
+        i for i, line in enumerate(said) if line.startswith("256")
+    ), said
+    assert [b.decision for b in load_plan(out).buckets] == [b.decision for b in plan.buckets]
+    fresh = subprocess.run([*cmd, "--revalidate"], capture_output=True, text=True)
+    assert fresh.returncode == 0 and "validation reused" not in fresh.stdout + fresh.stderr, fresh.stderr
+    save_plan(plan, out)  # the first search's plan, for what follows
+
     # a 3-way split in the 193..256 bucket: run with the plan gives the unsplit run's tokens
     plan.buckets[1].chunks, plan.buckets[1].ratios = 3, [0.5, 0.25, 0.25]
     save_plan(plan, out)

@@ -91,7 +91,8 @@ def _bench(model: TPModel, info: DistInfo, job: BenchJob) -> int:
             "comm": (whole, COMM_ONLY),
         }
         for i, plan in enumerate(job.plans):  # several plans: measured side by side, interleaved
-            variants[f"plan{i}"] = chunk_bounds(s, plan[s], job.align)
+            if len(plan[s]) > 1:  # a plan that keeps no split here runs the baseline: nothing more to time
+                variants[f"plan{i}"] = chunk_bounds(s, plan[s], job.align)
         cpu: dict[str, float] = {}
         samples: dict[str, list[float]] = {}
         time_prefills(model, info, ids, variants, job.warmup, job.repeats, samples=samples, cpu=cpu)
@@ -99,11 +100,12 @@ def _bench(model: TPModel, info: DistInfo, job: BenchJob) -> int:
         comm_cpu = cpu["comm"] if info.device.type == "cpu" else None
         for i, ratios in enumerate([plan[s] for plan in job.plans] or [None]):
             bounds = {"baseline": whole, "iso5050": variants["iso5050"]}
+            splits = f"plan{i}" in variants
             if ratios:
-                bounds["plan"] = variants[f"plan{i}"]
-            rec = record(
-                s, samples | ({"plan": samples[f"plan{i}"]} if ratios else {}), comm_cpu, len(ratios or []) > 1
-            )
+                bounds["plan"] = variants[f"plan{i}"] if splits else whole
+            # no split: the plan's prefill is the baseline's, the same samples, and no change of it against itself
+            rec = record(s, samples | ({"plan": samples[f"plan{i}" if splits else "baseline"]} if ratios else {}),
+                         comm_cpu, splits)  # fmt: skip
             rec["plan_chunks"], rec["plan_ratios"] = (len(ratios), ratios) if ratios else (None, None)
             if job.profile is not None:
                 for name, b in bounds.items():
@@ -137,7 +139,7 @@ def record(s: int, samples: dict[str, list[float]], comm_cpu: float | None, plan
             rec[f"{name}_ms"] = t[name].estimate
             rec[f"{name}_ms_ci"] = [t[name].low, t[name].high]
     for name, ref in (("iso5050", "baseline"), ("plan", "baseline"), ("plan", "iso5050")):
-        if name in samples:
+        if name in samples and samples[name] is not samples[ref]:
             iv = paired_change(samples[ref], samples[name])
             rec[f"{name}_vs_{ref}"] = iv.triple()
     rec |= {

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from rich.table import Table
 
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import console
+from isotune.viz.tables import console, table
 
 # CUT: stopped, or not begun, when doctor's --time-limit ran out: not a fault of the machine
 OK, FAIL, SKIPPED, CUT, PENDING = "ok", "FAIL", "skipped", "cut short", "not run yet"
@@ -59,7 +58,7 @@ def as_json(env: dict, checks: list[Check]) -> str:
 
 
 def show_summary(title: str, checks: list[Check], report: str) -> None:
-    t = Table(title=title, caption=f"report: {report}")
+    t = table(title=title, caption=f"report: {report}")
     t.add_column("check")
     t.add_column("status")
     t.add_column("verdict", max_width=70)

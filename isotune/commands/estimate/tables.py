@@ -3,45 +3,44 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 
+from isotune.core.chunking import split_cell
 from isotune.core.estimate import Estimate
+from isotune.core.numbers import ms, pct
 from isotune.viz.png import png_bytes, pyplot
-from isotune.viz.tables import console
+from isotune.viz.tables import console, table
 
 
 def show_estimates(rows: list[Estimate], title: str) -> None:
     measured = any(r.compute != "modelled" for r in rows)
     caption = (
-        "predicted by the cost model: compute measured (meas.) on a stand-in or modelled (model) from the catalog"
+        "predicted by the cost model; compute measured on a stand-in (*) or modelled from the catalog"
         if measured
         else "predicted by the cost model from the catalog: nothing here was measured"
     )
-    t = Table(title=title, caption=caption)
-    cols = ("hardware", "tp", "tokens", "baseline ms", "50/50", "tuned split", "tuned", "ideal", "comm")
-    for col in cols + (("compute",) if measured else ()):
+    t = table(title=title, caption=caption)
+    for col in ("hardware", "tp", "tokens", "baseline\nms", "50/50", "tuned split", "tuned", "ideal"):
         t.add_column(col, justify="left" if col in ("hardware", "tuned split") else "right")
     last = None
     for r in rows:
         first = (r.hardware, r.tp) != last
         last = (r.hardware, r.tp)
-        cells = [
-            r.hardware if first else "",
+        name = r.hardware + ("*" if r.compute != "modelled" else "")  # the caption says what * means
+        t.add_row(
+            name if first else "",
             str(r.tp) if first else "",
             str(r.tokens),
-            f"{r.baseline_ms:.1f}",
-            f"{-r.iso5050_saving:+.1%}",
-            r.tuned_split,
-            f"{-r.saving:+.1%}",
-            f"{r.ideal_ms / r.baseline_ms - 1:+.1%}",
-            f"{r.comm_share:.0%}",
-        ]
-        t.add_row(*cells, *(("model" if r.compute == "modelled" else "meas.",) if measured else ()))
+            ms(r.baseline_ms),
+            pct(-r.iso5050_saving),
+            split_cell([float(x) for x in r.tuned_split.split("/")]) if "/" in r.tuned_split else r.tuned_split,
+            pct(-r.saving),
+            pct(r.ideal_ms / r.baseline_ms - 1),
+        )
     out = console()
     out.print(t)
     out.print(
         "50/50, tuned, ideal: change of the prefill time against the unsplit one; ideal = max(compute, comm), "
-        "perfect overlap; comm: the all-reduces' share of the unsplit prefill.",
+        "perfect overlap, which hides all of the smaller of the two.",
         highlight=False,
     )
 

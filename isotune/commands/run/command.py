@@ -25,6 +25,10 @@ from isotune.engine.model import random_prompt
 from isotune.engine.target import resolve_target
 
 NEW_TOKENS = {"text": 128, "ids": 8}  # --max-new-tokens by default: an answer for text, a check for ids
+NO_SPLIT = (
+    "note: no --plan or --chunks: running unsplit; to split, search a plan (isotune search ... -o plan.yaml) "
+    "and give --plan, or ask for one with --chunks 2"
+)
 REPEATS = 10  # timed prefills per variant by default, where timing is what the run is for
 
 
@@ -153,8 +157,12 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
             requests.append(
                 Request(ids=p.ids, ratios=given.splits[len(p.ids)], bucket=f"{b.min_tokens}..{b.max_tokens}")
             )
+    elif chunks is None and ratios is None:
+        # no split unless asked: a short chat prompt split in two is slower, and only a plan knows where it pays
+        say(NO_SPLIT)
+        requests = [Request(ids=p.ids, ratios=[1.0], bucket=None) for p in found]
     else:
-        asked = parse_ratios(ratios, 2 if chunks is None else chunks)
+        asked = parse_ratios(ratios, len(ratios.split(",")) if chunks is None else chunks)
         requests = [Request(ids=p.ids, ratios=asked, bucket=None) for p in found]
     for req, p in zip(requests, found, strict=True):
         req.text, req.where = p.text, p.where

@@ -46,7 +46,7 @@ class RunJob:
     requests: list[Request]
     align: int
     text: bool  # decode the output with the checkpoint's tokenizer
-    jsonl: bool  # --prompts: one JSON line per prompt, a summary table per bucket
+    jsonl: bool  # --prompts: one JSON line per prompt on stdout, a summary table per bucket; --json: one document
     trace_path: str | None
     timeline_path: str | None
     max_new_tokens: int
@@ -71,11 +71,11 @@ def _run(model: TPModel, info: DistInfo, cfg: RunJob) -> int:
         streaming = codec is not None and not cfg.jsonl
         r = _run_job(model, info, cfg, job, codec, stop, first=i == 0, stream=streaming)
         if i == 0 and (cfg.trace_path or cfg.timeline_path):
-            _trace(model, info, job, cfg)
+            _trace(model, info, job, cfg, r)
         results.append(r)
         if info.is_main and cfg.jsonl:
-            lines.append(json.dumps({"index": i} | r, ensure_ascii=False) + "\n")
-            print(lines[-1], end="", flush=True)
+            lines.append({"index": i} | r)
+            print(json.dumps(lines[-1], ensure_ascii=False), flush=True)
     if info.is_main:
         _report(model, info, cfg, results, lines)
     return 0
@@ -156,15 +156,16 @@ def _run_job(
     return r
 
 
-def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], lines: list[str]) -> None:
+def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], lines: list[dict]) -> None:
     """Rank 0: the table (stderr when stdout carries the answer) and the --json file (with
-    --prompts: the JSON lines already printed)."""
-    from isotune.commands.run.tables import show_prompts, show_run
+    --prompts one JSON document: the lines already printed, in an array, and the summary)."""
+    from isotune.commands.run.tables import bucket_summary, show_prompts, show_run
 
     heading = f"isotune run: {title(model, info)}"
     if cfg.jsonl:
         show_prompts(results, heading, cfg.compare)
-        text = "".join(lines)
+        doc = {"title": heading, "prompts": lines, "summary": bucket_summary(results, cfg.compare)}
+        text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     else:
         show_run(results[0], heading, stderr=cfg.text)
         text = json.dumps(results[0], indent=2, ensure_ascii=False) + "\n"
@@ -172,9 +173,10 @@ def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], li
         atomic_write_text(cfg.json_path, text)
 
 
-def _trace(model: TPModel, info: DistInfo, job: Request, cfg: RunJob) -> None:
+def _trace(model: TPModel, info: DistInfo, job: Request, cfg: RunJob, timed: dict) -> None:
     """One traced prefill per run (after an untraced warm-up), every rank's events to rank 0,
-    which writes the Chrome trace and/or the timeline."""
+    which writes the Chrome trace and/or the timeline. Both say that this is one more prefill
+    than the table's, and carry the table's times (`timed`) beside their own."""
     ids = torch.tensor(job.ids, device=info.device)  # (S,)
     s = ids.shape[0]
     runs = ({"baseline": [0, s]} if cfg.compare else {}) | {"plan": chunk_bounds(s, job.ratios, cfg.align)}
@@ -191,12 +193,17 @@ def _trace(model: TPModel, info: DistInfo, job: Request, cfg: RunJob) -> None:
     from isotune.commands.run.tables import tokens_text
 
     heading = f"{title(model, info)}, {s} tokens, plan {tokens_text(chunk_sizes(runs['plan']))}"
+    table = f"plan {timed['prefill_ms']:.1f} ms" + (
+        f", baseline {timed['baseline_prefill_ms']:.1f} ms" if timed["baseline_prefill_ms"] is not None else ""
+    )
+    note = f"the table's ({timed['prefill_timed']}, slowest rank): {table}"
     if cfg.trace_path:
         from isotune.viz.trace import trace_json
 
-        meta = {"title": heading, "bounds": {name: b for name, b in runs.items()}}
+        meta = {"title": heading, "bounds": {name: b for name, b in runs.items()}, "timed_separately": note}
         atomic_write_text(cfg.trace_path, trace_json(events, meta))
     if cfg.timeline_path:
         from isotune.viz.timeline import timeline_png
 
-        atomic_write_bytes(cfg.timeline_path, timeline_png({n: ranks[0] for n, ranks in events.items()}, heading))
+        ranks0 = {n: ranks[0] for n, ranks in events.items()}
+        atomic_write_bytes(cfg.timeline_path, timeline_png(ranks0, heading, note))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from statistics import mean
 
-from rich.table import Table
 
 from isotune.core.numbers import change_ci
-from isotune.viz.tables import console
+from isotune.viz.tables import console, table
 
 
 def tokens_text(chunk_tokens: list[int]) -> str:
@@ -18,7 +17,7 @@ def tokens_text(chunk_tokens: list[int]) -> str:
 
 
 def show_run(r: dict, title: str, stderr: bool = False) -> None:
-    t = Table(title=title)
+    t = table(title=title)
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("prompt tokens", str(r["prompt_tokens"]))
@@ -47,34 +46,53 @@ def show_run(r: dict, title: str, stderr: bool = False) -> None:
     console(stderr).print(t)
 
 
-def show_prompts(results: list[dict], title: str, compare: bool) -> None:
-    """--prompts: one row per plan bucket (or per split without a plan), means over its prompts.
-    On stderr: stdout carries the JSON lines."""
+def bucket_summary(results: list[dict], compare: bool) -> list[dict]:
+    """--prompts: one row per plan bucket (or per split without a plan), means over its prompts;
+    what the table shows and what --json writes beside the prompts."""
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault((r["plan_bucket"] or "-", len(r["chunk_tokens"])), []).append(r)
-    t = Table(title=f"{title}: {len(results)} prompts, means per bucket")
-    for name in ("bucket", "prompts", "chunks", "tokens", "TTFT ms", "prefill ms"):
+    rows = []
+    for (bucket, chunks), rs in sorted(groups.items(), key=lambda kv: min(r["prompt_tokens"] for r in kv[1])):
+        speeds = [r["decode_tok_s"] for r in rs if r["decode_tok_s"] is not None]
+        row = {
+            "bucket": bucket,
+            "prompts": len(rs),
+            "chunks": chunks,
+            "prompt_tokens": mean(r["prompt_tokens"] for r in rs),
+            "ttft_ms": mean(r["ttft_ms"] for r in rs),
+            "prefill_ms": mean(r["prefill_ms"] for r in rs),
+            "decode_tok_s": mean(speeds) if speeds else None,
+        }
+        if compare:
+            row["baseline_prefill_ms"] = mean(r["baseline_prefill_ms"] for r in rs)
+            row["vs_baseline"] = [mean(r["vs_baseline"][i] for r in rs) for i in range(3)]  # mean change and bounds
+        rows.append(row)
+    return rows
+
+
+def show_prompts(results: list[dict], title: str, compare: bool) -> None:
+    """--prompts: the bucket summary as a table, on stderr: stdout carries the JSON lines."""
+    t = table(title=f"{title}: {len(results)} prompts, means per bucket")
+    for name in ("bucket", "prompts", "chunks", "tokens", "TTFT\nms", "prefill\nms"):
         t.add_column(name, justify="right")
     if compare:
-        t.add_column("baseline ms", justify="right")
-        t.add_column("vs baseline", justify="right")
-    t.add_column("decode tok/s", justify="right")
-    for (bucket, chunks), rs in sorted(groups.items(), key=lambda kv: min(r["prompt_tokens"] for r in kv[1])):
-        row = [
-            bucket,
-            str(len(rs)),
-            str(chunks),
-            f"{mean(r['prompt_tokens'] for r in rs):.0f}",
-            f"{mean(r['ttft_ms'] for r in rs):.1f}",
-            f"{mean(r['prefill_ms'] for r in rs):.1f}",
+        t.add_column("baseline\nms", justify="right")
+        t.add_column("vs\nbaseline", justify="right")
+    t.add_column("decode\ntok/s", justify="right")
+    for row in bucket_summary(results, compare):
+        cells = [
+            row["bucket"],
+            str(row["prompts"]),
+            str(row["chunks"]),
+            f"{row['prompt_tokens']:.0f}",
+            f"{row['ttft_ms']:.1f}",
+            f"{row['prefill_ms']:.1f}",
         ]
         if compare:
-            row.append(f"{mean(r['baseline_prefill_ms'] for r in rs):.1f}")
-            row.append(change_ci([mean(r["vs_baseline"][i] for r in rs) for i in range(3)]))
-        speeds = [r["decode_tok_s"] for r in rs if r["decode_tok_s"] is not None]
-        row.append(f"{mean(speeds):.1f}" if speeds else "-")
-        t.add_row(*row)
+            cells += [f"{row['baseline_prefill_ms']:.1f}", change_ci(row["vs_baseline"])]
+        cells.append("-" if row["decode_tok_s"] is None else f"{row['decode_tok_s']:.1f}")
+        t.add_row(*cells)
     timed = results[0]["prefill_timed"]
     t.caption = f"measured here, slowest rank. TTFT: the request's prefill and first token; prefill: {timed}" + (
         "; vs baseline: mean of the paired changes and of their 95% bounds" if compare else ""

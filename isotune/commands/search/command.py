@@ -60,6 +60,7 @@ def search_config(
     repeats: int,
     time_budget: float | None,
     force: bool = False,
+    revalidate: bool = False,
 ) -> tuple[SearchConfig, Target | None]:
     """The checked SearchConfig of the command's flags (BadInput names the first bad one), and the
     fitted target its ranks run on (None for --objective model: no ranks)."""
@@ -129,6 +130,7 @@ def search_config(
         link=link,
         plots_dir=plots,
         time_budget_s=time_budget,
+        revalidate=revalidate,
     )
     return cfg, fitted
 
