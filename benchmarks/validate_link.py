@@ -120,11 +120,14 @@ def report(runs: dict[str, list[dict]], searched: bool) -> list[dict]:
                          **{f"{m}_range": saving[m][1:] for m in MODES}})  # fmt: skip
         if searched:
             row = kept_share(runs, s)
-            print(
-                f"{s:>6} stand-in's plan on the real link: saves {row['stand_in_plan_saving']:.1%} "
-                f"(real's own plan {row['real_plan_saving']:.1%}): keeps {row['kept']:.2f} of it "
-                f"({row['kept_range'][0]:.2f}..{row['kept_range'][1]:.2f} over the rounds)"
-            )
+            head = f"{s:>6} stand-in's plan on the real link: saves {row['stand_in_plan_saving']:.1%}, "
+            if row["kept"] is None:
+                print(head + "and the real link's own plan keeps no split here: no share to take")
+            else:
+                print(
+                    head + f"the real link's own plan {row['real_plan_saving']:.1%}: it keeps {row['kept']:.2f} "
+                    f"of that ({row['kept_range'][0]:.2f}..{row['kept_range'][1]:.2f} over the rounds)"
+                )
             rows.append(row)
     return rows
 
@@ -139,12 +142,15 @@ def kept_share(runs: dict[str, list[dict]], s: int) -> dict:
     """The stand-in's plan's saving on the real link as a share of the real plan's, both against
     the baselines of their own benches; per round too (the rounds pair them)."""
     own, sti = saving_of(runs["real"], s, "plan"), saving_of(runs[STANDIN_PLAN], s, "plan")
+    row = {"seq_len": s, "figure": "stand_in_plan_kept", "real_plan_saving": own[0], "stand_in_plan_saving": sti[0],
+           "real_plan_splits": runs["real"][0][s]["plan_chunks"] > 1, "kept": None, "kept_range": None}  # fmt: skip
+    if not row["real_plan_splits"]:  # the real plan runs the baseline: its saving is 0 by definition
+        return row
     per_round = [
         (1 - b[s]["plan_ms"] / b[s]["baseline_ms"]) / (1 - a[s]["plan_ms"] / a[s]["baseline_ms"])
-        for a, b in zip(runs["real"], runs[STANDIN_PLAN])
+        for a, b in zip(runs["real"], runs[STANDIN_PLAN], strict=True)
     ]
-    return {"seq_len": s, "figure": "stand_in_plan_kept", "real_plan_saving": own[0],
-            "stand_in_plan_saving": sti[0], "kept": sti[0] / own[0], "kept_range": [min(per_round), max(per_round)]}  # fmt: skip
+    return row | {"kept": sti[0] / own[0], "kept_range": [min(per_round), max(per_round)]}
 
 
 def mean_of(runs: list[dict], s: int, fig: str) -> float:
