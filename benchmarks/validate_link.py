@@ -91,7 +91,9 @@ def main() -> int:
                 link, plan = ("real", plans.get("stand-in")) if mode == STANDIN_PLAN else (mode, plans.get("real"))
                 runs[mode].append(bench(link, a.rate, args, plan, Path(tmp) / f"bench-{r}-{modes.index(mode)}.json"))
     rows = report(runs, bool(plans))
-    Path(a.out).write_text(json.dumps({"rate": a.rate, "args": args, "trials": a.trials, "rows": rows}, indent=1) + "\n")
+    Path(a.out).write_text(
+        json.dumps({"rate": a.rate, "args": args, "trials": a.trials, "rows": rows}, indent=1) + "\n"
+    )
     return 0
 
 

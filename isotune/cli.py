@@ -220,6 +220,14 @@ ChunksOpt = Annotated[
         "unsplit; 1 = the unsplit baseline; bench: measured as a plan beside 50/50).",
     ),
 ]
+PackOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--pack",
+        help="Time each length as a pack of prompts this many tokens long (the last one what is left), each "
+        "attending to itself alone, as a serving engine batches a prefill; the split cuts the packed stream.",
+    ),
+]
 RatiosOpt = Annotated[
     Optional[str], typer.Option("--ratios", help="Split ratios, e.g. 0.6,0.4 (default: even; alone: as many chunks).")
 ]
@@ -360,6 +368,23 @@ def run(
     ] = False,
     warmup: WarmupOpt = 1,
     repeats: RepeatsOpt = None,
+    max_seqs: Annotated[
+        int,
+        typer.Option(
+            "--max-seqs",
+            help="With --prompts: sequences running at once (vLLM's max_num_seqs). Waiting prompts are "
+            "prefilled together as one pack, split by the plan's bucket for its total tokens; running ones "
+            "decode together, one forward a step. 1: one prompt after another.",
+        ),
+    ] = 1,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-tokens",
+            help="With --max-seqs: prompt tokens one pack may hold (vLLM's max_num_batched_tokens); a longer "
+            "prompt is prefilled alone.",
+        ),
+    ] = 4096,
 ) -> None:
     """Text in, text out: prefill with the prompt's ISO split, decode greedily, stream the answer.
 
@@ -400,6 +425,7 @@ def bench(
     json_out: JsonOpt = None,
     warmup: WarmupOpt = 1,
     repeats: RepeatsOpt = 10,
+    pack: PackOpt = None,
 ) -> None:
     """Baseline vs ISO 50/50 (vs a plan) vs compute-only, comm-only and ideal, side by side."""
     _forward("bench.command", locals())
@@ -444,6 +470,7 @@ def search(
     warmup: WarmupOpt = 1,
     repeats: RepeatsOpt = 5,
     force: ForceOpt = False,
+    pack: PackOpt = None,
     revalidate: Annotated[
         bool,
         typer.Option(

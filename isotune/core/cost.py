@@ -18,6 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import pairwise
 
+from isotune.core.pack import Seq, chunk_pieces
 from isotune.core.profile import Profile
 from isotune.core.schedule import ATTN, COMM, MLP, Op, build_schedule
 
@@ -37,14 +38,24 @@ def _schedule(layers: int, chunks: int) -> tuple[Op, ...]:
     return tuple(build_schedule(layers, chunks))
 
 
-def simulate(profile: Profile, bounds: list[int], layers: int | None = None, ops: list[Op] | None = None) -> float:
-    """Predicted prefill ms for chunk `bounds` ([0, ..., S]) over `layers` layers."""
+def simulate(
+    profile: Profile,
+    bounds: list[int],
+    layers: int | None = None,
+    ops: list[Op] | None = None,
+    pack: list[Seq] | None = None,
+) -> float:
+    """Predicted prefill ms for chunk `bounds` ([0, ..., S]) over `layers` layers; `pack`: the
+    S tokens are several prompts (core.pack), whose attention is costed per sequence."""
     fit = profile.fit
     layers = layers or int(profile.model["layers"])
     ops = ops or _schedule(layers, len(bounds) - 1)
     sizes = [b - a for a, b in pairwise(bounds)]
     # per-chunk op costs are the same in every layer
-    attn_ms = [fit.attn_ms(q, p) for q, p in zip(sizes, bounds, strict=False)]
+    if pack is None:
+        attn_ms = [fit.attn_ms(q, p) for q, p in zip(sizes, bounds, strict=False)]
+    else:  # each piece's queries over its own sequence's prefix only
+        attn_ms = [sum(fit.attn_ms(p.tokens, p.start) for p in chunk) for chunk in chunk_pieces(pack, bounds)]
     mlp_ms = [fit.mlp_ms(q) for q in sizes]
     comm_mb = [q * profile.hidden * profile.dtype_bytes / 1e6 for q in sizes]
     scale = fit.comm_scale  # an all-reduce inside a prefill vs one timed alone

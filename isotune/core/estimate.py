@@ -66,7 +66,7 @@ def estimate(
             if found:
                 path, prof = found[0]
                 compute = f"measured on {prof.topology.get('device', 'its device')}"
-                notes.append(f"{name} tp {tp}: {compute} ({path}); its link emulated, {prof.topology['interconnect']}")
+                notes.append(f"{name} tp {tp}: {compute} ({path}); its link: {prof.topology['interconnect']}")
             else:
                 try:
                     prof = analytic_profile(hw, spec, tp, dtype)

@@ -20,7 +20,7 @@ RUNTIME_BYTES = int(0.4 * GIB)
 @dataclass(kw_only=True)
 class MemoryNeed:
     weights: int  # this rank's shard plus the replicated embedding / LM head
-    kv_cache: int  # preallocated K and V for max_len positions
+    kv_cache: int  # preallocated K and V for max_len positions of each slot
     activations: int  # the largest live intermediates of one prefill
     loading: int  # transient while loading: a full tensor read before it is sliced and cast
     runtime: int = RUNTIME_BYTES
@@ -40,8 +40,9 @@ def gib(n: float) -> str:
     return f"{n / GIB:.1f} GiB"
 
 
-def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens: int) -> MemoryNeed:
-    """Bytes the most loaded rank (rank 0: shards are even) needs for `spec` at `tp`."""
+def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens: int, slots: int = 1) -> MemoryNeed:
+    """Bytes the most loaded rank (rank 0: shards are even) needs for `spec` at `tp`, its KV
+    cache holding `slots` sequences of `max_len` positions."""
     b = DTYPE_BYTES[dtype]
     s = shard_for(spec, tp, 0)
     d, h = spec.head_dim, spec.hidden
@@ -50,7 +51,7 @@ def rank_need(spec: ModelSpec, tp: int, dtype: str, max_len: int, prefill_tokens
     per_layer += (s.q_heads + s.kv_heads) * d if spec.qk_norm else 0  # the per-head q/k norm weights
     embeddings = spec.vocab * h * (1 if spec.tied_embeddings else 2)
     weights = (spec.layers * per_layer + embeddings + h) * b
-    kv_cache = 2 * spec.layers * s.kv_heads * max_len * d * b
+    kv_cache = 2 * spec.layers * s.kv_heads * max_len * d * b * slots
     # one chunk of the prompt at a time is live per op; the MLP's gate/up output and its SwiGLU
     # dominate, then qkv, the residual stream and the norm's output, and the fp32 logits
     t = prefill_tokens

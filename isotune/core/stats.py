@@ -103,3 +103,16 @@ def paired_change(base: list[float], other: list[float]) -> Interval:
 def wins(base: list[float], other: list[float]) -> int:
     """How many paired repeats `other` was faster in."""
     return sum(o < b for b, o in zip(base, other, strict=True))
+
+
+def mean_interval(samples: list[float]) -> Interval:
+    """The plain mean with its t interval: for figures that are not repeats of one measurement
+    but one per item (each prompt's time to first token in a batch), where every item counts."""
+    n = len(samples)
+    if n == 0:
+        raise ValueError("no samples to summarise")
+    mean = sum(samples) / n
+    if n < 2:
+        return Interval(estimate=mean, low=mean, high=mean, n=n)
+    half = t975(n - 1) * math.sqrt(sum((x - mean) ** 2 for x in samples) / (n - 1) / n)
+    return Interval(estimate=mean, low=mean - half, high=mean + half, n=n)

@@ -58,6 +58,7 @@ class Target:
     decode: bool = False  # the model will decode one token at a time (compiled steps cover it)
     link: Link | None = None  # the all-reduces' completion held to an emulated link's time
     ranks: int | None = None  # processes: None, every rank; 1, a stand-in computing rank 0's shard alone
+    slots: int = 1  # sequences the KV cache holds at once: run's --max-seqs (a pack's prompts)
 
     @property
     def processes(self) -> int:

@@ -13,6 +13,7 @@ from itertools import pairwise
 
 import torch
 
+from isotune.core.pack import Seq, check_pack, chunk_pieces
 from isotune.core.schedule import ATTN, COMM, MLP, Op, build_schedule, final_comms
 from isotune.engine import dist
 from isotune.engine.model import TPModel
@@ -33,18 +34,23 @@ def prefill(
     start_pos: int = 0,
     mode: str = FULL,
     trace: list[dict] | None = None,
+    pack: list[Seq] | None = None,
 ) -> torch.Tensor:
     """Forward `ids` (S,) at positions start_pos.. through all layers, chunked at `bounds`
     (relative to the prompt, [0, ..., S]). Returns the final residual stream (S, hidden),
     before the final norm, and fills the KV cache for those positions. `trace`, when given,
-    receives one event per op with its true start and end (see Recorder)."""
-    if start_pos + len(ids) > model.max_len:  # past the cache, writes would land nowhere, silently
+    receives one event per op with its true start and end (see Recorder).
+    `pack`: `ids` holds several sequences (core.pack), each at its own positions and slot
+    (start_pos is then unused); the bounds cut the packed stream."""
+    if pack is not None:
+        check_pack(pack, model.slots, model.max_len)
+    elif start_pos + len(ids) > model.max_len:  # past the cache, writes would land nowhere, silently
         raise ValueError(f"positions up to {start_pos + len(ids)} do not fit the KV cache of {model.max_len}")
     if ops is None:
         ops = build_schedule(model.spec.layers, len(bounds) - 1)
     x = model.embed(ids)  # (S, hidden), replicated
     xs = [x[a:b] for a, b in pairwise(bounds)]  # views: chunk residuals (T_c, hidden)
-    compute = _compute(model, xs, bounds, start_pos, mode)
+    compute = _compute(model, xs, bounds, start_pos, mode, pack)
     reduce = _skip if mode == COMPUTE_ONLY else dist.all_reduce_async
     rec = Recorder(model.device) if trace is not None else NO_RECORDER
     partial: dict[int, torch.Tensor] = {}  # op index -> its (T_c, hidden) partial sum
@@ -83,16 +89,18 @@ def _skip(t: torch.Tensor) -> None:
 
 
 def _compute(
-    model: TPModel, xs: list[torch.Tensor], bounds: list[int], start_pos: int, mode: str
+    model: TPModel, xs: list[torch.Tensor], bounds: list[int], start_pos: int, mode: str, pack: list[Seq] | None
 ) -> Callable[[Op], torch.Tensor]:
     """op -> the op's partial sum (T_c, hidden)."""
     if mode == COMM_ONLY:  # one zero buffer per stage and chunk, of the real size
         zeros = {(stage, c): torch.zeros_like(xc) for stage in (ATTN, MLP) for c, xc in enumerate(xs)}
         return lambda op: zeros[op.stage, op.chunk]
+    # where each chunk's attention starts: a position (one prompt), or its pieces (a pack)
+    at = chunk_pieces(pack, bounds) if pack is not None else [start_pos + b for b in bounds[:-1]]
 
     def compute(op: Op) -> torch.Tensor:
         if op.stage == ATTN:
-            return model.attn(op.layer, xs[op.chunk], start_pos + bounds[op.chunk])
+            return model.attn(op.layer, xs[op.chunk], at[op.chunk])
         return model.mlp(op.layer, xs[op.chunk])
 
     return compute

@@ -64,6 +64,7 @@ def build_for(target: Target, info: DistInfo) -> TPModel:
         compiled=target.compile,
         decode=target.decode,
         tp=target.tp,
+        slots=target.slots,
     )
     say_compiled(model, info.is_main)
     return model

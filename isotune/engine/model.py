@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from isotune.core.errors import BadInput
+from isotune.core.pack import Piece
 from isotune.core.shard import Shard, shard_for
 from isotune.core.spec import ModelSpec
 from isotune.core.versions import minor
@@ -48,21 +49,35 @@ def check_torch(version: str | None = None) -> None:
 
 
 class TPModel:
-    def __init__(self, spec: ModelSpec, shard: Shard, weights: ModelWeights, max_len: int, dtype: torch.dtype, device):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        shard: Shard,
+        weights: ModelWeights,
+        max_len: int,
+        dtype: torch.dtype,
+        device,
+        slots: int = 1,
+    ):
         self.spec, self.shard, self.w = spec, shard, weights
         self.dtype, self.device = dtype, torch.device(device)
-        self.max_len = max_len
+        self.max_len, self.slots = max_len, slots
         inv = rope_inv_freq(spec.head_dim, spec.rope_theta, spec.rope_scaling)
         self.cos, self.sin = rope_tables(max_len, inv, dtype, device)  # (max_len, 1, head_dim), sin signed
-        # The KV cache is preallocated; chunks write their K/V in place, never concatenate.
-        cache_shape = (spec.layers, 1, shard.kv_heads, max_len, spec.head_dim)
+        # The KV cache is preallocated, a slot per sequence a pack may hold; chunks write their
+        # K/V in place, never concatenate.
+        cache_shape = (spec.layers, slots, shard.kv_heads, max_len, spec.head_dim)
         self.k_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
         self.v_cache = torch.zeros(cache_shape, dtype=dtype, device=device)
         # views made once, not per chunk (each view op is host time on every layer of every
-        # chunk): a layer's cache as attention reads it, and time-major as a chunk writes it
-        self.k_layer, self.v_layer = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))  # (1, Hkv, L, D)
-        self.k_rows = [c[0].transpose(0, 1) for c in self.k_layer]  # (max_len, Hkv, D) views
-        self.v_rows = [c[0].transpose(0, 1) for c in self.v_layer]
+        # chunk): a slot's cache of a layer as attention reads it, and time-major as a chunk
+        # writes it; k_layer/k_rows are slot 0's, the one a lone prompt uses
+        self.k_slot = [[c[s : s + 1] for s in range(slots)] for c in self.k_cache.unbind(0)]  # (1, Hkv, L, D)
+        self.v_slot = [[c[s : s + 1] for s in range(slots)] for c in self.v_cache.unbind(0)]
+        self.k_slot_rows = [[c[0].transpose(0, 1) for c in layer] for layer in self.k_slot]  # (L, Hkv, D)
+        self.v_slot_rows = [[c[0].transpose(0, 1) for c in layer] for layer in self.v_slot]
+        self.k_layer, self.v_layer = [layer[0] for layer in self.k_slot], [layer[0] for layer in self.v_slot]
+        self.k_rows, self.v_rows = [layer[0] for layer in self.k_slot_rows], [layer[0] for layer in self.v_slot_rows]
         self.heads = (shard.q_heads, shard.kv_heads)
         self.q_dim = shard.q_heads * spec.head_dim
         self.kv_dim = shard.kv_heads * spec.head_dim
@@ -74,29 +89,60 @@ class TPModel:
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
 
-    def attn(self, layer: int, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Partial attention output for tokens at positions start..start+T-1; x (T, hidden)."""
+    def attn(self, layer: int, x: torch.Tensor, start: int | tuple[Piece, ...]) -> torch.Tensor:
+        """Partial attention output; x (T, hidden). `start`: the position of x's first row, x
+        being one prompt's tokens start..start+T-1 in slot 0; or a packed chunk's pieces
+        (core.pack), each one sequence's rows attending to that sequence's cache slot alone."""
         w, d = self.w.layers[layer], self.spec.head_dim
-        t, end = x.shape[0], start + x.shape[0]
+        t = x.shape[0]
         h = self.ops.norm(x, w.attn_norm, self.spec.norm_eps)
         qkv = F.linear(h, w.wqkv, w.bqkv)  # (T, q_dim + 2*kv_dim)
         qk, v = qkv.split([self.q_dim + self.kv_dim, self.kv_dim], dim=-1)  # views
         qk = qk.view(t, -1, d)  # (T, Hq+Hkv, D)
         if w.qk_norm is not None:  # Qwen3: each head's q and k normed over D, before RoPE
             qk = self.ops.norm(qk, w.qk_norm, self.spec.norm_eps)
-        qk = self.ops.rope(qk, self.cos[start:end], self.sin[start:end])  # (T, Hq+Hkv, D)
-        q, k = qk.split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
-        self.k_rows[layer][start:end] = k  # in place
-        self.v_rows[layer][start:end] = v.view(t, -1, d)
-        out = chunk_attention(
-            q.transpose(0, 1).unsqueeze(0),  # (1, Hq, T, D)
-            self.k_layer[layer],  # (1, Hkv, max_len, D)
-            self.v_layer[layer],
-            start,
-            end,
-        )
+        if isinstance(start, int):  # one prompt: the path every unpacked prefill and decode step takes
+            end = start + t
+            qk = self.ops.rope(qk, self.cos[start:end], self.sin[start:end])  # (T, Hq+Hkv, D)
+            q, k = qk.split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
+            self.k_rows[layer][start:end] = k  # in place
+            self.v_rows[layer][start:end] = v.view(t, -1, d)
+            out = chunk_attention(
+                q.transpose(0, 1).unsqueeze(0),  # (1, Hq, T, D)
+                self.k_layer[layer],  # (1, Hkv, max_len, D)
+                self.v_layer[layer],
+                start,
+                end,
+            )
+        else:
+            out = self._packed_attention(layer, qk, v.view(t, -1, d), start)
         out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
         return F.linear(out, w.wo)  # (T, hidden) partial sum
+
+    def _packed_attention(
+        self, layer: int, qk: torch.Tensor, v: torch.Tensor, pieces: tuple[Piece, ...]
+    ) -> torch.Tensor:
+        """Attention of a packed chunk, piece by piece: each piece's rows at their own positions
+        (RoPE), their K/V into their slot, their queries over that slot's keys up to them.
+        qk (T, Hq+Hkv, D), v (T, Hkv, D) -> (1, Hq, T, D)."""
+        cos = torch.cat([self.cos[p.start : p.end] for p in pieces])  # (T, 1, D)
+        sin = torch.cat([self.sin[p.start : p.end] for p in pieces])
+        q, k = self.ops.rope(qk, cos, sin).split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
+        outs = []
+        for p in pieces:
+            rows = slice(p.offset, p.offset + p.tokens)
+            self.k_slot_rows[layer][p.slot][p.start : p.end] = k[rows]  # in place
+            self.v_slot_rows[layer][p.slot][p.start : p.end] = v[rows]
+            outs.append(
+                chunk_attention(
+                    q[rows].transpose(0, 1).unsqueeze(0),  # (1, Hq, T_p, D)
+                    self.k_slot[layer][p.slot],  # (1, Hkv, max_len, D)
+                    self.v_slot[layer][p.slot],
+                    p.start,
+                    p.end,
+                )
+            )
+        return torch.cat(outs, dim=2)  # (1, Hq, T, D)
 
     def fill_cache(self, value: float) -> None:
         """Overwrite every KV cache row. Checks that compare two prefills of one model fill it with
@@ -131,16 +177,17 @@ def build_model(
     compiled: bool = False,
     decode: bool = False,
     tp: int | None = None,
+    slots: int = 1,
 ) -> TPModel:
-    """This rank's shard of `spec` on its device, with a KV cache for `max_len` positions; its
-    elementwise steps compiled when asked (for one-token steps too when it will `decode`), the
-    seconds that took in `compile_s`."""
+    """This rank's shard of `spec` on its device, with a KV cache of `slots` sequences of
+    `max_len` positions; its elementwise steps compiled when asked (for one-token steps too when
+    it will `decode`), the seconds that took in `compile_s`."""
     check_torch()
     tp = tp or info.world  # a stand-in computes rank 0's shard of a larger TP size alone
     shard = shard_for(spec, tp, info.rank)
-    check_device_memory(spec, tp, dtype, max_len, info.device)  # before the first allocation
+    check_device_memory(spec, tp, dtype, max_len, info.device, slots)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
-    model = TPModel(spec, shard, weights, max_len, dtype, info.device)
+    model = TPModel(spec, shard, weights, max_len, dtype, info.device, slots)
     model.seed = seed
     if compiled:
         model.compile_s = compile_model(model, decode)

@@ -13,6 +13,7 @@ from isotune.core.spec import load_spec, resolve_dtype
 from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_counts, parse_ctas, parse_tp
 from isotune.engine import dist, launcher
 from isotune.engine.memory import check_host_memory
+from isotune.engine.topology import STAND_IN
 from isotune.engine.weights import check_checkpoint
 
 
@@ -75,9 +76,10 @@ def with_ctas(target: Target, ctas: int | None) -> Target:
     return target.with_(comm_ctas=ctas)
 
 
-def fit_target(target: Target, max_len: int, decode: bool = False) -> Target:
+def fit_target(target: Target, max_len: int, decode: bool = False, slots: int = 1) -> Target:
     """--dtype resolved (auto: see core.spec.resolve_dtype, said on stderr) and the memory the
-    ranks will need for `max_len` positions checked against the host's: the target to launch."""
+    ranks will need for `slots` sequences of `max_len` positions checked against the host's: the
+    target to launch."""
     dtype, note = resolve_dtype(target.dtype, target.spec)
     if dtype == "float32" and target.device == "cuda":  # only an explicit --dtype float32 gets here
         note = (
@@ -86,5 +88,7 @@ def fit_target(target: Target, max_len: int, decode: bool = False) -> Target:
         )
     if note:
         launcher.say(note)
-    check_host_memory(target.spec, target.tp, dtype, max_len, target.device, target.processes)
-    return target.with_(dtype=dtype, max_len=max_len, decode=decode)
+    check_host_memory(target.spec, target.tp, dtype, max_len, target.device, target.processes, slots)
+    if target.stand_in:  # what its numbers cannot show, said where they are made (and recorded with them)
+        launcher.say(f"note: --ranks 1 stands in for tp {target.tp}: {STAND_IN}")
+    return target.with_(dtype=dtype, max_len=max_len, decode=decode, slots=slots)

@@ -11,6 +11,7 @@ from itertools import pairwise
 
 import torch
 
+from isotune.core.pack import Seq
 from isotune.core.schedule import build_schedule
 from isotune.core.stats import typical
 from isotune.engine import dist
@@ -165,6 +166,7 @@ def time_prefills(
     samples: dict[str, list[float]] | None = None,
     cpu: dict[str, float] | None = None,
     traces: dict[str, list[list[dict]]] | None = None,
+    pack: list[Seq] | None = None,
 ) -> dict[str, float]:
     """Typical prefill ms per variant (name -> bounds, or (bounds, mode)). Variants are
     interleaved repeat by repeat, in a shuffled order, to cancel drift and order effects; each
@@ -174,7 +176,8 @@ def time_prefills(
     communication's cost (gloo's copies, sockets and sums) to the cores the compute runs on. The
     calling thread is left out: its wait for an all-reduce may spin, and in a full run it would
     be computing instead. `traces`, when given, receives this rank's op events (see Recorder) of
-    every timed repeat per variant: the ops as they ran inside real prefills."""
+    every timed repeat per variant: the ops as they ran inside real prefills. `pack`: `ids` are
+    several prompts packed (core.pack), each variant's bounds cutting the packed stream."""
     runs = {name: v if isinstance(v, tuple) else (v, FULL) for name, v in variants.items()}
     schedules = {name: build_schedule(model.spec.layers, len(b) - 1) for name, (b, _) in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -190,7 +193,7 @@ def time_prefills(
             dist.synchronize(info.device)
             c0, t0 = _background_cpu(), time.perf_counter()
             events: list[dict] | None = [] if traces is not None and rep >= warmup else None
-            prefill(model, ids, bounds, schedules[name], mode=mode, trace=events)
+            prefill(model, ids, bounds, schedules[name], mode=mode, trace=events, pack=pack)
             dist.synchronize(info.device)
             if rep >= warmup:
                 times[name].append((time.perf_counter() - t0) * 1e3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isotune.core.pack import Seq, packed
 from isotune.core.profile import Profile
 
 GRID = "grid"  # every split on a 0.05 ratio grid (core.space.grid), in order
@@ -41,3 +42,8 @@ class SearchConfig:
     plots_dir: str | None = None
     time_budget_s: float | None = None  # for the trials of all lengths; validation comes on top
     revalidate: bool = False  # --revalidate: measure validation again where the study stored one
+    pack: int | None = None  # --pack: each length searched as packed prompts of this many tokens
+
+    def pack_for(self, seq_len: int) -> list[Seq] | None:
+        """The prompts a length is searched as: one, or packed (core.pack)."""
+        return packed(seq_len, self.pack) if self.pack else None

@@ -50,6 +50,7 @@ def study_attrs(cfg: SearchConfig, seq_len: int) -> dict:
         | ({"compile": True} if cfg.compile else {})
         | ({"max_ctas": cfg.comm_ctas} if cfg.comm_ctas else {})
         | ({"link": cfg.link} if cfg.link else {})
+        | ({"pack": cfg.pack} if cfg.pack else {})
     )
     # (each only when set: studies made before it stay valid)
 
@@ -147,7 +148,8 @@ def search_all(
             "sampler": cfg.sampler,
             "max_chunks": cfg.max_chunks,
             "time_budget_s": cfg.time_budget_s,
-        },
+        }
+        | ({"pack": cfg.pack} if cfg.pack else {}),  # searched on packs of prompts this long
     )
 
 

@@ -39,7 +39,8 @@ def seeds(cfg: SearchConfig, seq_len: int) -> list[list[int]]:
 
 
 def model_best(cfg: SearchConfig, seq_len: int) -> list[int]:
-    return local_best(lambda b: simulate(cfg.profile, b, cfg.sim_layers), seq_len, cfg.max_chunks, cfg.align)
+    pack = cfg.pack_for(seq_len)
+    return local_best(lambda b: simulate(cfg.profile, b, cfg.sim_layers, pack=pack), seq_len, cfg.max_chunks, cfg.align)
 
 
 def _enqueue(study: optuna.Study, points: list[list[int]], align: int, tag: str) -> None:

@@ -4,7 +4,6 @@ this machine, where it does not, and why."""
 
 from __future__ import annotations
 
-
 from isotune.core.chunking import split_cell, split_text
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.numbers import change_ci, ms

@@ -3,8 +3,8 @@ written, and the tables of a profile."""
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from isotune.core.cost import host_lane_text

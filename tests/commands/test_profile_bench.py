@@ -9,6 +9,7 @@ from isotune.core.cost import simulate
 from isotune.core.profile import load_profile
 
 BENCH_KEYS = {
+    "pack",
     "seq_len",
     "baseline_ms",
     "iso5050_ms",
@@ -173,11 +174,13 @@ def test_bench_says_per_length_what_it_found_and_never_a_bare_share_outside_0_1(
         base = [1000.0 * s / 1024 * j for j in jitter]
         samples = {
             "baseline": base,
-            "iso5050": [b * iso5050 * j for b, j in zip(base, reversed(jitter))],
+            "iso5050": [b * iso5050 * j for b, j in zip(base, reversed(jitter), strict=True)],
             "compute": [b * 0.7 for b in base],
             "comm": [b * 0.3 for b in base],
         }
-        samples["plan"] = [b * plan * j for b, j in zip(base, jitter[1:] + jitter[:1])] if len(ratios) > 1 else base
+        samples["plan"] = (
+            [b * plan * j for b, j in zip(base, jitter[1:] + jitter[:1], strict=True)] if len(ratios) > 1 else base
+        )
         r = record(s, samples, None, plan_splits=len(ratios) > 1)
         r["plan_chunks"], r["plan_ratios"] = len(ratios), ratios
         return r

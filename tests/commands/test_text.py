@@ -192,6 +192,63 @@ def test_prompts_answer_as_transformers_does_each_in_its_bucket(smollm2, hf, cli
     assert "made for dtype float32, not bfloat16" in err and "--force" in err
 
 
+@pytest.mark.slow
+def test_batched_prompts_answer_each_as_transformers_does_alone(smollm2, hf, cli, tmp_path):
+    """--max-seqs 3 at tp 3 with every pack split in 3 (bounds fall inside sequences): packs form
+    under the token budget, sequences stop at different steps and waiting prompts take their
+    slots mid-run, and each prompt's text is transformers' greedy text for that prompt alone."""
+    sentences = PROMPT.split(". ")
+    lines = [{"prompt": ". ".join(sentences[:n])} for n in (2, 3, 6, 1, 4)]
+    lines[3] = {"messages": [{"role": "user", "content": "Name three colours."}]}
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out, new = tmp_path / "out.json", 8
+    r = cli("run", "--model", str(smollm2), "--tp", "3", "--prompts", str(prompts), "--max-seqs", "3",
+            "--max-batch-tokens", "200", "--chunks", "3", "--dtype", "float32", "--max-new-tokens", str(new),
+            "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = {x["index"]: x for x in map(json.loads, r.stdout.splitlines())}  # in the order they ended
+    assert sorted(rows) == [0, 1, 2, 3, 4]
+    for i, entry in enumerate(lines):
+        ids = _hf_ids(hf[0], entry)
+        assert rows[i]["prompt_tokens"] == len(ids)
+        assert rows[i]["generated_text"] == _greedy(hf, ids, new), (i, rows[i])
+    packs = [rows[i]["pack"] for i in range(5)]
+    assert len({json.dumps(p, sort_keys=True) for p in packs}) >= 3  # several packs, some of several prompts
+    assert max(p["prompts"] for p in packs) >= 2 and all(
+        len(p["chunk_tokens"]) == 3 for p in packs if p["tokens"] >= 48
+    )
+    assert all(x["queue_ms"] <= x["ttft_ms"] <= x["e2e_ms"] for x in rows.values())
+    # a prompt admitted mid-run: after one sequence ended (freeing its slot), while another still ran
+    assert any(
+        any(z["e2e_ms"] <= x["queue_ms"] for z in rows.values())
+        and any(y["queue_ms"] < x["queue_ms"] < y["e2e_ms"] for y in rows.values())
+        for x in rows.values()
+    ), rows
+    doc = json.loads(out.read_text())
+    assert doc["summary"]["prompts"] == 5 and doc["summary"]["generated_tokens"] == sum(
+        x["generated_tokens"] for x in rows.values()
+    )
+    assert "up to 3 at once" in " ".join(r.stderr.split())
+
+
+def test_batched_prompts_generate_what_the_one_at_a_time_path_does(tiny_text, tmp_path, capsys):
+    """tp 1, in this process: the same prompts one after another and four at a time (packs split
+    in two), the same tokens for each."""
+    words = PROMPT.split()
+    prompts = _lines(tmp_path, *(json.dumps({"prompt": " ".join(words[: 6 + 9 * i])}) for i in range(6)))
+    got = {}
+    for seqs in ("1", "4"):
+        out = tmp_path / f"{seqs}.json"
+        extra = ["--max-seqs", seqs, "--max-batch-tokens", "300", "--chunks", "2"] if seqs != "1" else []
+        code, stdout, err = _run(capsys, "--model", str(tiny_text), "--prompts", prompts, "--max-new-tokens", "5",
+                                 "--dtype", "float32", *extra, "--json", str(out))  # fmt: skip
+        assert code == 0, err
+        doc = json.loads(out.read_text())
+        got[seqs] = {x["index"]: x["generated_ids"] for x in doc["prompts"]}
+    assert got["1"] == got["4"] and len(got["1"]) == 6
+
+
 def test_short_prompt_runs_unsplit_with_a_note(tiny_text, capsys):
     code, _, err = _run(
         capsys, "--model", str(tiny_text), "--chunks", "4", "--prompt", "Hi there", "--max-new-tokens", "2"
@@ -203,7 +260,9 @@ def test_short_prompt_runs_unsplit_with_a_note(tiny_text, capsys):
 def test_without_a_plan_or_chunks_a_prompt_runs_unsplit_and_the_run_says_how_to_split(tiny_text, tmp_path, capsys):
     out = tmp_path / "r.json"
     text = " ".join(["tensor parallel prefill"] * 40)  # long enough for a split, had one been the default
-    code, _, err = _run(capsys, "--model", str(tiny_text), "--prompt", text, "--max-new-tokens", "1", "--json", str(out))
+    code, _, err = _run(
+        capsys, "--model", str(tiny_text), "--prompt", text, "--max-new-tokens", "1", "--json", str(out)
+    )
     assert code == 0, err
     got = json.loads(out.read_text())
     assert got["prompt_tokens"] >= 64 and got["chunk_tokens"] == [got["prompt_tokens"]]
@@ -292,6 +351,13 @@ TEXT_CASES = [
      "--chat-template-kwargs", '{"x": 1}'], 'no line of'),
     ("line kwargs without chat", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a", "chat_template_kwargs": '
      '{"x": 1}}')], '"chat_template_kwargs" is for chat prompts'),
+    ("no sequences at once", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}'), "--max-seqs", "0"],
+     "--max-seqs 0: use 1"),
+    ("a negative token budget", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}'), "--max-seqs", "2",
+     "--max-batch-tokens", "-5"], "--max-batch-tokens -5: use a positive number"),
+    ("batching one prompt", lambda m, t: ["--prompt", "hi", "--max-seqs", "2"], "give them with --prompts FILE"),
+    ("batching with compare", lambda m, t: ["--prompts", _lines(t, '{"prompt": "a"}'), "--max-seqs", "2",
+     "--compare"], "--compare times one prompt alone"),
 ]  # fmt: skip
 
 

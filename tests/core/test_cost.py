@@ -156,3 +156,22 @@ def test_the_host_lane_is_judged_against_the_gpus_own_time_where_the_profile_has
     assert host_lane_text(p).endswith("launch-bound at every measured size (try --compile)")
     p.fit.gpu_layer_table = []  # measured on a GPU, but no size's own time could be separated
     assert host_lane_text(p).endswith("no verdict (the GPU's own time could not be separated at any size)")
+
+
+def test_a_pack_costs_each_sequences_attention_over_its_own_prefix_only():
+    """Eight 256-token prompts packed into 2048 tokens: the MLP and the all-reduces cost what one
+    2048-token prompt's do, the attention only each sequence's own pairs (a bound inside a
+    sequence makes its later part attend to its own earlier rows)."""
+    from isotune.core.pack import chunk_pieces, packed
+
+    p = _profile(attn=(0.1, 0.01, 1e-4), mlp=(0.05, 0.02))
+    pack = packed(2048, 256)
+    assert [s.tokens for s in pack] == [256] * 8 and packed(600, 256)[-1].tokens == 88
+    for bounds in ([0, 2048], [0, 896, 2048], [0, 512, 1100, 2048]):
+        pieces = chunk_pieces(pack, bounds)
+        expect = 4 * sum(
+            sum(p.fit.attn_ms(x.tokens, x.start) for x in chunk) + p.fit.mlp_ms(b - a)
+            for chunk, (a, b) in zip(pieces, pairwise(bounds), strict=True)
+        )
+        assert simulate(p, bounds, pack=pack) == pytest.approx(expect)
+        assert simulate(p, bounds, pack=pack) < simulate(p, bounds)  # fewer pairs than one long prompt

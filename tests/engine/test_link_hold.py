@@ -210,6 +210,7 @@ def test_profile_hardware_with_a_stand_in_measures_compute_and_takes_the_catalog
     r = cli_here("profile", "--hardware", "cpu", "--model", "tiny", "--tp", "2", "--ranks", "1", "--device", "cpu",
                  "--seq-lens", "128", "--repeats", "1", "-o", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert "note: --ranks 1 stands in for tp 2: rank 0's shard alone" in r.stderr and "no rank skew" in r.stderr
     from isotune.core.profile import load_profile
 
     prof = load_profile(out)
@@ -225,7 +226,8 @@ def test_profile_hardware_with_a_stand_in_measures_compute_and_takes_the_catalog
     rows = {(x["hardware"], x["tokens"]): x["compute"] for x in json.loads(js.read_text())}
     assert set(rows.values()) == {"measured on cpu (x86_64)", "modelled"}, rows
     assert all(c.startswith("measured") == (hw == "cpu") for (hw, _), c in rows.items()), rows
-    assert f"cpu tp 2: measured on cpu (x86_64) ({out})" in r.stderr and "meas." in r.stdout
+    assert f"cpu tp 2: measured on cpu (x86_64) ({out}); its link: emulated cpu" in r.stderr
+    assert "cpu* " in r.stdout and "compute measured on a stand-in (*)" in " ".join(r.stdout.split())
     r = cli_here("estimate", "--model", "small", "--hardware", "cpu", "--tp", "2", "--measured", str(out))
     assert r.returncode == 0 and "no --measured profile fits these rows" in r.stderr, r.stderr  # another model
     r = cli_here("profile", "--hardware", "cpu", "--link", "1gbit", "--model", "tiny", "--tp", "2", "--ranks", "1",

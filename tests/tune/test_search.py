@@ -177,7 +177,10 @@ def test_measured_search_and_run_with_the_plan(tmp_path, cli, cli_here, capsys):
         kinds = [said[i].split(":")[1].split()[0] for i in mine]
         assert kinds[0] == "resuming" and kinds[-1] == "kept", said
         assert "validation" in kinds and kinds.index("validation") < len(kinds) - 1, said
-        assert f"{s} tokens: validation reused: the {b.repeats} rounds this study stored" in said[mine[kinds.index("validation")]]
+        assert (
+            f"{s} tokens: validation reused: the {b.repeats} rounds this study stored"
+            in said[mine[kinds.index("validation")]]
+        )
     assert max(i for i, line in enumerate(said) if line.startswith("128")) < min(
         i for i, line in enumerate(said) if line.startswith("256")
     ), said

@@ -79,7 +79,7 @@ def test_search_plots_and_study_tables(tmp_path, cli_here):
     r = cli_here("show", storage, "--study", "isotune-small-L2-tp2-bfloat16-cpu-model-s2048")
     assert r.returncode == 0 and "trials of" in r.stdout and "seed" in r.stdout
     r = cli_here("show", storage, "--study", "512")  # a study by its length, as the table names it
-    assert r.returncode == 0 and "trials of isotune-small-L2-tp2-bfloat16-cpu-model-s512" in r.stdout
+    assert r.returncode == 0 and "trials of isotune-small-L2-tp2-bfloat16-cpu-model-s512" in " ".join(r.stdout.split())
     r = cli_here("show", storage, "--study", "nope")
     assert r.returncode == 2 and "no study 'nope'" in r.stderr and "Traceback" not in r.stderr
     r = cli_here("show", str(out))

@@ -62,12 +62,16 @@ def _bench():
     for s, ratios, scale in ((1024, [1.0], 0.08), (4096, [0.19, 0.31, 0.27, 0.23], 1.0), (16384, [0.125] * 8, 4.0)):
         samples = {
             "baseline": [b * scale for b in base],
-            "iso5050": [b * scale * 0.81 * n for b, n in zip(base, noise)],
+            "iso5050": [b * scale * 0.81 * n for b, n in zip(base, noise, strict=True)],
             "compute": [b * scale * 0.64 for b in base],
             "comm": [b * scale * 0.29 for b in reversed(base)],
         }
         splits = len(ratios) > 1
-        samples["plan"] = [b * scale * 0.76 * n for b, n in zip(base, reversed(noise))] if splits else samples["baseline"]
+        samples["plan"] = (
+            [b * scale * 0.76 * n for b, n in zip(base, reversed(noise), strict=True)]
+            if splits
+            else samples["baseline"]
+        )
         rec = record(s, samples, comm_cpu=411.7 * scale, plan_splits=splits)
         rec["plan_chunks"], rec["plan_ratios"] = len(ratios), ratios
         for name in ("baseline", "iso5050", "plan"):
@@ -85,7 +89,12 @@ def _plan():
     b = plan.buckets[-1]  # the widest bucket a plan holds: 8 chunks at 32k tokens, 2 minutes a prefill
     b.min_tokens, b.max_tokens, b.seq_len, b.chunks = 16385, 32768, 32768, 8
     b.ratios = [0.11, 0.12, 0.13, 0.12, 0.13, 0.12, 0.13, 0.14]
-    b.plan_ms, b.baseline_ms, b.vs_baseline, b.iso5050_vs_baseline = 123456.7, 154321.9, [-0.2, -0.231, -0.169], [-0.155, -0.186, -0.124]
+    b.plan_ms, b.baseline_ms, b.vs_baseline, b.iso5050_vs_baseline = (
+        123456.7,
+        154321.9,
+        [-0.2, -0.231, -0.169],
+        [-0.155, -0.186, -0.124],
+    )
     show_plan(plan, "runs/plan-small-l2-tp2-bf16-cpu-gloo-emulated1gbit.yaml")
     for line in findings(plan):
         Console().print(line, highlight=False)

@@ -10,6 +10,7 @@ from isotune.commands.prologue import prepare
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
+from isotune.core.pack import check_pack_size
 from isotune.core.target import TargetFlags
 from isotune.engine.launch import launch
 from isotune.engine.target import resolve_target
@@ -28,15 +29,18 @@ def bench(
     json_out: str | None,
     warmup: int,
     repeats: int,
+    pack: int | None = None,
 ) -> int:
     """The `bench` command (its flags as keywords): validate, then launch the ranks; the exit code."""
     resolved = resolve_target(target)
     lens = parse_seq_lens(seq_lens)
+    slots = check_pack_size(pack, lens)
     if plan and (chunks is not None or ratios is not None):
         raise BadInput(PLAN_OR_SPLIT)
     if repeats < 1 or warmup < 0:
         raise BadInput("--repeats must be at least 1 and --warmup at least 0")
-    prep = prepare(resolved, lens, plan_paths=plan or [], profile_path=profile, force=force, align=align)
+    prep = prepare(resolved, lens, plan_paths=plan or [], profile_path=profile, force=force, align=align,
+                   max_len=pack, slots=slots)  # fmt: skip
     plans = [given.splits for given in prep.plans]  # per plan: seq_len -> ratios
     if chunks is not None or ratios is not None:
         r = parse_ratios(ratios, chunks or len(ratios.split(",")))
@@ -55,5 +59,6 @@ def bench(
         warmup=warmup,
         repeats=repeats,
         json_path=json_out,
+        pack=pack,
     )
     return launch(job, prep.target)

@@ -17,6 +17,7 @@ from isotune.commands.bench.tables import show_bench
 from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
 from isotune.core.files import atomic_write_text
+from isotune.core.pack import packed
 from isotune.core.profile import Profile
 from isotune.core.stats import interval, paired_change
 from isotune.engine.executor import COMM_ONLY, COMPUTE_ONLY
@@ -54,6 +55,7 @@ KEYS = (
     "plan_vs_iso5050",
     "share_of_achievable",
     "predicted_iso5050_ms",
+    "pack",
 )
 
 
@@ -72,6 +74,7 @@ class BenchJob:
     warmup: int
     repeats: int
     json_path: str | None
+    pack: int | None = None  # --pack: each length timed as prompts of this many tokens, packed
 
     def run(self, model: TPModel, info: DistInfo) -> int:
         return _bench(model, info, self)
@@ -82,7 +85,8 @@ def _bench(model: TPModel, info: DistInfo, job: BenchJob) -> int:
     spec = model.spec
     records = []
     for s in job.seq_lens:
-        ids = torch.tensor(random_prompt(s, spec.vocab, model.seed), device=info.device)
+        ids = torch.tensor(random_prompt(s, spec.vocab, model.seed), device=info.device)  # (S,)
+        pack = packed(s, job.pack) if job.pack else None  # the S tokens as several prompts
         whole = [0, s]
         variants = {
             "baseline": whole,
@@ -95,7 +99,7 @@ def _bench(model: TPModel, info: DistInfo, job: BenchJob) -> int:
                 variants[f"plan{i}"] = chunk_bounds(s, plan[s], job.align)
         cpu: dict[str, float] = {}
         samples: dict[str, list[float]] = {}
-        time_prefills(model, info, ids, variants, job.warmup, job.repeats, samples=samples, cpu=cpu)
+        time_prefills(model, info, ids, variants, job.warmup, job.repeats, samples=samples, cpu=cpu, pack=pack)
         # on a GPU the comm's CPU (launches, proxy thread) does not take the compute's SMs
         comm_cpu = cpu["comm"] if info.device.type == "cpu" else None
         for i, ratios in enumerate([plan[s] for plan in job.plans] or [None]):
@@ -107,16 +111,18 @@ def _bench(model: TPModel, info: DistInfo, job: BenchJob) -> int:
             rec = record(s, samples | ({"plan": samples[f"plan{i}" if splits else "baseline"]} if ratios else {}),
                          comm_cpu, splits)  # fmt: skip
             rec["plan_chunks"], rec["plan_ratios"] = (len(ratios), ratios) if ratios else (None, None)
+            rec["pack"] = job.pack
             if job.profile is not None:
                 for name, b in bounds.items():
-                    rec[f"predicted_{name}_ms"] = simulate(job.profile, b, spec.layers)
+                    rec[f"predicted_{name}_ms"] = simulate(job.profile, b, spec.layers, pack=pack)
                 if not ratios:  # kept for scripts: the 50/50 prediction when there is no plan
                     rec["predicted_plan_ms"] = rec["predicted_iso5050_ms"]
             records.append(rec)
         if info.is_main:
             _progress(records[-1])
     if info.is_main:
-        show_bench(records, f"isotune bench: {title(model, info)}", job.repeats)
+        packs = f", packs of {job.pack}-token prompts" if job.pack else ""
+        show_bench(records, f"isotune bench: {title(model, info)}{packs}", job.repeats)
         if job.json_path:
             atomic_write_text(job.json_path, json.dumps(records, indent=2) + "\n")
     return 0

@@ -5,7 +5,6 @@ predicts this machine."""
 
 from __future__ import annotations
 
-
 from isotune.core.chunking import split_cell, split_text
 from isotune.core.numbers import change_ci, ms, ms_ci, pct
 from isotune.viz.tables import console, table
@@ -67,7 +66,9 @@ def verdicts(records: list[dict]) -> list[str]:
             )
             lines.append(head + f"the plan keeps no split, {agree}{share}")
         else:
-            lines.append(head + f"the plan ({split_text(r['plan_ratios'])}) {change_words(r['plan_vs_baseline'])}{share}")
+            lines.append(
+                head + f"the plan ({split_text(r['plan_ratios'])}) {change_words(r['plan_vs_baseline'])}{share}"
+            )
     return lines
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-
 from isotune.viz.png import png_bytes, pyplot
 from isotune.viz.tables import console, table
 

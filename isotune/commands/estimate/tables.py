@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-
 from isotune.core.chunking import split_cell
 from isotune.core.estimate import Estimate
 from isotune.core.numbers import ms, pct

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from isotune.commands.prologue import Prepared, prepare
+from isotune.commands.run.batch import Batching
 from isotune.commands.run.job import Request, RunJob
 from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios
 from isotune.core.errors import BadInput
@@ -61,8 +62,11 @@ def prepare_run(
     repeats: int | None = None,
     trace_path: str | None = None,
     timeline_path: str | None = None,
+    max_seqs: int = 1,
+    max_batch_tokens: int = 4096,
 ) -> tuple[RunJob, Target]:
     """The checked job and the fitted target it runs on; BadInput names the first bad flag."""
+    _check_batching(max_seqs, max_batch_tokens, prompts, compare, repeats, cuda_graphs, max_new_tokens)
     resolved = resolve_target(target)
     spec = resolved.spec
     if cuda_graphs and resolved.device != "cuda":
@@ -110,6 +114,7 @@ def prepare_run(
     if repeats < (1 if compare else 0) or warmup < 0:
         raise BadInput("--repeats must be at least 1 with --compare (else 0 or more), --warmup 0 or more")
     longest = max(len(p.ids) for p in found)
+    slots = min(max_seqs, len(found))  # a cache slot per sequence running at once
     prep = prepare(
         resolved,
         [len(p.ids) for p in found],
@@ -120,8 +125,18 @@ def prepare_run(
         force=force,
         align=align,
         plan_ctas=True,
+        slots=slots,
     )
     requests = _requests(found, prep, chunks, ratios)
+    batching = None
+    if max_seqs > 1:
+        asked = _asked(chunks, ratios) if not prep.plans and (chunks is not None or ratios is not None) else [1.0]
+        plan = prep.plans[0].plan if prep.plans else None
+        batching = Batching(max_seqs=slots, max_batch_tokens=max_batch_tokens, plan=plan, ratios=asked)
+        if plan is not None:  # which kind of plan a pack's split comes from
+            size = plan.study.get("pack")
+            kind = f"packs of {size}-token prompts" if size else "single prompts"
+            say(f"note: {plan_path}: searched on {kind}; each pack takes the bucket of its total tokens")
     for flag, path in (("--json", json_path), ("--trace", trace_path), ("--timeline", timeline_path)):
         if path:
             check_writable(path, flag)
@@ -129,6 +144,10 @@ def prepare_run(
         from isotune.viz.png import pyplot
 
         pyplot()  # a missing matplotlib is a one-line hint now, not a failure after the run
+    if not prep.plans and chunks is None and ratios is None:  # said once every flag has passed
+        say(NO_SPLIT)
+    for note in dict.fromkeys(r.note for r in requests if r.note):
+        say(note)
     job = RunJob(
         requests=requests,
         align=prep.align,
@@ -141,9 +160,36 @@ def prepare_run(
         json_path=json_path,
         graphs=cuda_graphs,
         warmup=warmup,
-        repeats=repeats,
+        repeats=0 if batching else repeats,
+        batching=batching,
     )
     return job, prep.target
+
+
+def _check_batching(
+    max_seqs: int,
+    max_batch_tokens: int,
+    prompts: str | None,
+    compare: bool,
+    repeats: int | None,
+    cuda_graphs: bool,
+    max_new_tokens: int | None,
+) -> None:
+    """--max-seqs and --max-batch-tokens, and what batching cannot be combined with."""
+    if max_seqs < 1:
+        raise BadInput(f"--max-seqs {max_seqs}: use 1 (one prompt after another) or more (that many at once)")
+    if max_batch_tokens < 1:
+        raise BadInput(f"--max-batch-tokens {max_batch_tokens}: use a positive number of prompt tokens per pack")
+    if max_seqs == 1:
+        return
+    if prompts is None:
+        raise BadInput("--max-seqs runs many prompts together: give them with --prompts FILE")
+    clash = [f for f, on in (("--compare", compare), ("--repeats", repeats is not None),
+                             ("--cuda-graphs", cuda_graphs)) if on]  # fmt: skip
+    if clash:
+        raise BadInput(f"{clash[0]} times one prompt alone, and --max-seqs {max_seqs} runs them together: drop one")
+    if max_new_tokens == 0:
+        raise BadInput("--max-seqs batches decoding: give --max-new-tokens 1 or more")
 
 
 def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: str | None) -> list[Request]:
@@ -159,11 +205,9 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
             )
     elif chunks is None and ratios is None:
         # no split unless asked: a short chat prompt split in two is slower, and only a plan knows where it pays
-        say(NO_SPLIT)
         requests = [Request(ids=p.ids, ratios=[1.0], bucket=None) for p in found]
     else:
-        asked = parse_ratios(ratios, len(ratios.split(",")) if chunks is None else chunks)
-        requests = [Request(ids=p.ids, ratios=asked, bucket=None) for p in found]
+        requests = [Request(ids=p.ids, ratios=_asked(chunks, ratios), bucket=None) for p in found]
     for req, p in zip(requests, found, strict=True):
         req.text, req.where = p.text, p.where
         if not prep.plans:
@@ -175,8 +219,12 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
                     f"{prep.align}; running it unsplit"
                 )
                 req.ratios = [1.0]
-                say(req.note)
     return requests
+
+
+def _asked(chunks: int | None, ratios: str | None) -> list[float]:
+    """--chunks/--ratios: the split asked for (--ratios alone: as many chunks as it has)."""
+    return parse_ratios(ratios, len(ratios.split(",")) if chunks is None else chunks)
 
 
 def read_prompt_ids(path: str, vocab: int) -> list[int]:

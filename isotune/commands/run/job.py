@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from isotune.commands.run.batch import Batching, run_batched
 from isotune.core.chunking import chunk_bounds, chunk_sizes
 from isotune.core.files import atomic_write_bytes, atomic_write_text
 from isotune.core.stats import paired_change
@@ -55,6 +56,7 @@ class RunJob:
     graphs: bool = False  # --cuda-graphs: decode steps replayed as one CUDA graph (engine.graphed)
     warmup: int
     repeats: int  # 0: time only the request itself (time to first token, decode speed)
+    batching: Batching | None = None  # --max-seqs above 1: the prompts run together (run.batch)
 
     def run(self, model: TPModel, info: DistInfo) -> int:
         return _run(model, info, self)
@@ -66,6 +68,8 @@ def _run(model: TPModel, info: DistInfo, cfg: RunJob) -> int:
     codec = load_text(spec.checkpoint) if cfg.text and info.is_main else None
     stop = codec.stop_ids if codec else frozenset()
     stop = frozenset(dist.broadcast_object(sorted(stop), info))  # the same on every rank
+    if cfg.batching is not None:
+        return _run_batched(model, info, cfg, codec, stop)
     results, lines = [], []
     for i, job in enumerate(cfg.requests):
         streaming = codec is not None and not cfg.jsonl
@@ -154,6 +158,41 @@ def _run_job(
     if job.note:
         r["note"] = job.note
     return r
+
+
+def _run_batched(model: TPModel, info: DistInfo, cfg: RunJob, codec: TextCodec | None, stop) -> int:
+    """--max-seqs: the prompts under continuous batching (run.batch); rank 0 prints each prompt's
+    JSON line as it ends, then the batch's table and the --json document."""
+    from isotune.commands.run.tables import show_batched
+
+    lines: dict[int, dict] = {}
+    t0 = time.perf_counter()
+
+    def done(i: int, rec: dict) -> None:
+        if not info.is_main:
+            return
+        req = cfg.requests[i]
+        head = {"index": i} | (
+            {"prompt": req.text, "generated_text": codec.decode(rec["generated_ids"])} if codec else {}
+        )
+        lines[i] = head | {"prompt_tokens": len(req.ids)} | rec
+        print(json.dumps(lines[i], ensure_ascii=False), flush=True)
+
+    def say(line: str) -> None:
+        if info.is_main:
+            print(line, file=sys.stderr, flush=True)
+
+    prompts = [req.ids for req in cfg.requests]
+    run_batched(model, cfg.batching, prompts, cfg.align, cfg.max_new_tokens, stop, done, say)
+    wall_s = dist.max_across([time.perf_counter() - t0], info.device)[0]
+    if info.is_main:
+        results = [lines[i] for i in sorted(lines)]
+        heading = f"isotune run: {title(model, info)}"
+        summary = show_batched(results, heading, wall_s, cfg.batching.max_seqs)
+        if cfg.json_path:
+            doc = {"title": heading, "prompts": results, "summary": summary}
+            atomic_write_text(cfg.json_path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    return 0
 
 
 def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], lines: list[dict]) -> None:

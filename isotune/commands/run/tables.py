@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from statistics import mean
 
-
 from isotune.core.numbers import change_ci
+from isotune.core.stats import mean_interval
 from isotune.viz.tables import console, table
 
 
@@ -98,3 +98,36 @@ def show_prompts(results: list[dict], title: str, compare: bool) -> None:
         "; vs baseline: mean of the paired changes and of their 95% bounds" if compare else ""
     )
     console(stderr=True).print(t)
+
+
+def show_batched(results: list[dict], title: str, wall_s: float, max_seqs: int) -> dict:
+    """--max-seqs: what the batch did as a whole (on stderr: stdout carries the JSON lines), and
+    the same as a dict for --json."""
+    packs = {id(r["pack"]): r["pack"] for r in results}.values()  # a pack's prompts share its record
+    generated = sum(r["generated_tokens"] for r in results)
+    ttft = mean_interval([r["ttft_ms"] for r in results])
+    queue = mean_interval([r["queue_ms"] for r in results])
+    summary = {
+        "prompts": len(results),
+        "packs": len(packs),
+        "max_seqs": max_seqs,
+        "generated_tokens": generated,
+        "wall_s": round(wall_s, 3),
+        "generated_tok_s": round(generated / wall_s, 2) if wall_s > 0 else None,
+        "ttft_ms": [round(x, 3) for x in ttft.triple()],
+        "queue_ms": [round(x, 3) for x in queue.triple()],
+    }
+    t = table(title=f"{title}: {len(results)} prompts, up to {max_seqs} at once")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    tokens = sum(p["tokens"] for p in packs)
+    t.add_row(
+        "prefill packs",
+        f"{len(packs)} ({len(results) / len(packs):.1f} prompts, {tokens / len(packs):.0f} tokens each)",
+    )
+    t.add_row("generated tokens", f"{generated} in {wall_s:.1f} s: {summary['generated_tok_s']} tok/s")
+    t.add_row("time to first token ms", f"{ttft.estimate:.1f} (95% CI {ttft.low:.1f}..{ttft.high:.1f})")
+    t.add_row("queue wait ms", f"{queue.estimate:.1f} (95% CI {queue.low:.1f}..{queue.high:.1f})")
+    t.caption = "measured here, rank 0's clock; every prompt arrives at the start: its wait and TTFT count from there"
+    console(stderr=True).print(t)
+    return summary

@@ -14,6 +14,7 @@ from isotune.commands.search.job import SearchJob, search_model
 from isotune.core.chunking import MAX_CHUNKS, parse_seq_lens, resolve_align
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
+from isotune.core.pack import check_pack_size
 from isotune.core.profile import Profile, check_profile_fits, load_profile
 from isotune.core.spec import check_seq_lens, load_spec
 from isotune.core.target import Target, TargetFlags, parse_ctas, parse_tp
@@ -61,6 +62,7 @@ def search_config(
     time_budget: float | None,
     force: bool = False,
     revalidate: bool = False,
+    pack: int | None = None,
 ) -> tuple[SearchConfig, Target | None]:
     """The checked SearchConfig of the command's flags (BadInput names the first bad one), and the
     fitted target its ranks run on (None for --objective model: no ranks)."""
@@ -76,6 +78,7 @@ def search_config(
     if time_budget is not None and not time_budget > 0:
         raise BadInput(f"--time-budget {time_budget} must be a positive number of seconds")
     lens = parse_seq_lens(seq_lens)
+    slots = check_pack_size(pack, lens)
     check_writable(out, "--out")
     fitted = None
     if objective == MODEL:
@@ -91,7 +94,8 @@ def search_config(
         align = resolve_align(align, dev)
         compile, ctas, link = target.compile, None, None
     else:
-        prep = prepare(resolve_target(target), lens, profile_path=profile, force=force, align=align)
+        prep = prepare(resolve_target(target), lens, profile_path=profile, force=force, align=align,
+                       max_len=pack, slots=slots)  # fmt: skip
         fitted, prof, align = prep.target, prep.profile, prep.align
         spec = fitted.spec
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
@@ -116,7 +120,8 @@ def search_config(
         or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}"
         + ("-compiled" if compile else "")
         + ("-link" + re.sub(r"[^\w.]+", "_", link) if link else "")
-        + (f"-ctas{ctas}" if ctas else ""),
+        + (f"-ctas{ctas}" if ctas else "")
+        + (f"-pack{pack}" if pack else ""),
         out=out,
         model_name=name,
         fingerprint=fingerprint,
@@ -131,6 +136,7 @@ def search_config(
         plots_dir=plots,
         time_budget_s=time_budget,
         revalidate=revalidate,
+        pack=pack,
     )
     return cfg, fitted
 

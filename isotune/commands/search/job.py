@@ -45,12 +45,16 @@ class Measurer:
         kind, s = cmd[0], cmd[1]
         if kind == "time":  # one repeat of the executor's timing protocol, after `warmup` untimed ones
             bounds, warmup = cmd[2], cmd[3]
-            return time_prefills(self.model, self.info, self.ids(s), {"t": bounds}, warmup, 1)["t"]
+            pack = self.cfg.pack_for(s)
+            return time_prefills(self.model, self.info, self.ids(s), {"t": bounds}, warmup, 1, pack=pack)["t"]
         if kind == "validate":
             variants, repeats = cmd[2], cmd[3]
             samples: dict[str, list[float]] = {}
             cpu: dict[str, float] = {}
-            time_prefills(self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples, cpu)
+            time_prefills(
+                self.model, self.info, self.ids(s), variants, self.cfg.warmup, repeats, samples, cpu,
+                pack=self.cfg.pack_for(s),
+            )  # fmt: skip
             if "comm" in cpu and self.info.device.type == "cpu":  # gloo's CPU, taken from the compute's cores
                 samples[COMM_CPU] = [cpu["comm"]]
             return samples
@@ -116,10 +120,12 @@ def search_model(cfg: SearchConfig) -> int:
     """--objective model: the studies on the cost model alone, in this process."""
 
     def evaluate_for(s: int):
-        return lambda bounds, trial: simulate(cfg.profile, bounds, cfg.sim_layers)
+        pack = cfg.pack_for(s)
+        return lambda bounds, trial: simulate(cfg.profile, bounds, cfg.sim_layers, pack=pack)
 
     def validate(s: int, variants: dict, repeats: int) -> dict[str, list[float]]:
-        return {name: [simulate(cfg.profile, b, cfg.sim_layers)] for name, b in variants.items()}
+        pack = cfg.pack_for(s)
+        return {name: [simulate(cfg.profile, b, cfg.sim_layers, pack=pack)] for name, b in variants.items()}
 
     try:  # the plan is for the hardware the profile describes
         plan = search_all(cfg, evaluate_for, validate, dict(cfg.profile.topology), software())

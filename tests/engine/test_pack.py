@@ -1,0 +1,123 @@
+"""Packed prompts (core.pack): several sequences in one prefill, each attending to itself alone
+in its own cache slot. A pack's rows equal each prompt prefilled alone (the reference), and ISO
+over the pack, with bounds that fall inside sequences, equals the unsplit pack, on real gloo ranks
+at tp 2 with 2, 3 and 4 chunks."""
+
+import json
+
+import pytest
+import torch
+
+from isotune.core.errors import BadInput
+from isotune.core.pack import Piece, Seq, check_pack, chunk_pieces
+from isotune.core.spec import load_spec
+from isotune.engine import dist
+from isotune.engine.executor import prefill
+from isotune.engine.model import POISON, build_model
+
+LENGTHS = [40, 70, 50]  # packed: 160 rows; sequence 1 spans rows 40..109
+SPLITS = {  # bounds over the packed stream; each cuts inside a sequence somewhere
+    2: [0, 64, 160],
+    3: [0, 48, 96, 160],
+    4: [0, 32, 80, 128, 160],
+}
+
+
+def test_chunk_pieces_cut_the_packed_stream_into_each_sequences_rows():
+    pack = [Seq(slot=2, start=0, tokens=40), Seq(slot=0, start=0, tokens=70), Seq(slot=1, start=9, tokens=50)]
+    got = chunk_pieces(pack, [0, 64, 160])
+    assert got == [
+        (Piece(slot=2, start=0, offset=0, tokens=40), Piece(slot=0, start=0, offset=40, tokens=24)),
+        (Piece(slot=0, start=24, offset=0, tokens=46), Piece(slot=1, start=9, offset=46, tokens=50)),
+    ]
+    assert sum(p.tokens for chunk in got for p in chunk) == 160
+    with pytest.raises(ValueError):
+        chunk_pieces(pack, [0, 64, 150])  # bounds that do not cover the pack
+
+
+def test_a_pack_that_does_not_fit_its_slots_is_refused():
+    with pytest.raises(BadInput, match="two sequences in one cache slot"):
+        check_pack([Seq(slot=0, start=0, tokens=4), Seq(slot=0, start=0, tokens=4)], slots=2, max_len=8)
+    with pytest.raises(BadInput, match="does not fit 2 slots of 8 positions"):
+        check_pack([Seq(slot=1, start=5, tokens=4)], slots=2, max_len=8)
+    with pytest.raises(BadInput, match="does not fit"):
+        check_pack([Seq(slot=2, start=0, tokens=1)], slots=2, max_len=8)
+
+
+def _pack(lengths: list[int]) -> list[Seq]:
+    return [Seq(slot=i, start=0, tokens=n) for i, n in enumerate(lengths)]
+
+
+def _worker(info, payload) -> int:
+    """Every rank: each prompt alone, the unsplit pack, and the pack under each split; rank 0
+    writes the largest differences of the final-normed rows and the last rows' logits."""
+    spec = load_spec("tiny")
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, spec.vocab, (n,), generator=gen) for n in LENGTHS]
+    ids = torch.cat(prompts)  # (160,)
+    model = build_model(spec, info, torch.float32, max(LENGTHS), seed=1, slots=len(LENGTHS))
+    alone = []
+    for p in prompts:  # the reference: each prompt by itself, the unpacked path (slot 0)
+        model.fill_cache(POISON)
+        alone.append(model.final_norm(prefill(model, p, [0, len(p)])))  # (n, hidden)
+    ref = torch.cat(alone)  # (160, hidden)
+    pack = _pack(LENGTHS)
+    model.fill_cache(POISON)  # no row of a pack may read what the prompts alone left
+    whole = model.final_norm(prefill(model, ids, [0, len(ids)], pack=pack))  # (160, hidden)
+    ends = torch.tensor(LENGTHS).cumsum(0) - 1  # each sequence's last row
+    out = {"pack_vs_alone": (whole - ref).abs().max().item(), "splits": {}}
+    for chunks, bounds in SPLITS.items():
+        model.fill_cache(POISON)
+        x = model.final_norm(prefill(model, ids, bounds, pack=pack))
+        out["splits"][chunks] = {
+            "hidden": (x - whole).abs().max().item(),
+            "logits": (model.logits(x[ends]) - model.logits(whole[ends])).abs().max().item(),
+        }
+    if info.is_main:
+        with open(payload, "w") as f:
+            json.dump(out, f)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("pack") / "tp2.json")
+    assert dist.run_ranks(_worker, dist.Ranks(tp=2, device="cpu"), path) == 0
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_a_pack_computes_what_each_prompt_alone_computes(results):
+    assert results["pack_vs_alone"] <= 1e-4
+
+
+@pytest.mark.parametrize("chunks", sorted(SPLITS))
+def test_iso_over_a_pack_equals_the_unsplit_pack(results, chunks):
+    got = results["splits"][str(chunks)]
+    assert got["hidden"] <= 1e-4 and got["logits"] <= 1e-4, got
+
+
+def test_bench_times_a_length_as_a_pack_and_says_so(cli, tmp_path):
+    out = tmp_path / "bench.json"
+    r = cli("bench", "--model", "tiny", "--tp", "2", "--seq-lens", "256", "--pack", "64", "--repeats", "1",
+            "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (rec,) = json.loads(out.read_text())
+    assert rec["pack"] == 64 and rec["seq_len"] == 256 and rec["baseline_ms"] > 0 and rec["iso5050_ms"] > 0
+    assert "packs of 64-token prompts" in " ".join(r.stdout.split())
+    r = cli("bench", "--model", "tiny", "--seq-lens", "256", "--pack", "0")
+    assert r.returncode == 2 and "--pack 0: give the tokens of each packed prompt" in r.stderr
+
+
+def test_a_plan_searched_on_packs_records_what_it_was_searched_for(cli_here, tmp_path):
+    from conftest import ROOT
+
+    from isotune.core.plan import load_plan
+
+    profile = ROOT / "profiles" / "samples" / "doctor-cpu" / "profile.yaml"
+    out = tmp_path / "plan.yaml"
+    r = cli_here("search", "--objective", "model", "--profile", str(profile), "--seq-lens", "512,2048",
+                 "--pack", "256", "--trials", "8", "-o", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    plan = load_plan(out)
+    assert plan.study["pack"] == 256 and plan.study["name"].endswith("-pack256")
