@@ -28,6 +28,7 @@ try:  # typer >= 0.20 vendors its own click
 except ImportError:  # pragma: no cover - older typer on plain click
     from click.exceptions import ClickException, UsageError
 
+from isotune.core.credentials import redact
 from isotune.core.errors import EXIT_BAD_INPUT, BadInput
 from isotune.core.target import TargetFlags
 
@@ -456,7 +457,10 @@ def search(
     storage: Annotated[
         Optional[str],
         typer.Option(
-            "--storage", help="journal:FILE or an Optuna DB URL (default: journal file beside --out); resumable."
+            "--storage",
+            help="journal:FILE or an Optuna DB URL (default: $ISOTUNE_STORAGE, else a journal file beside --out); "
+            "resumable. Keep a password off the command line: postgresql://USER@HOST/DB reads PGPASSWORD or "
+            "~/.pgpass, or put the whole URL in ISOTUNE_STORAGE; outputs show it as ***.",
         ),
     ] = None,
     study_name: Annotated[
@@ -555,7 +559,9 @@ def show(
     path: Annotated[
         str,
         typer.Argument(
-            help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///...).", metavar="PATH"
+            help="A plan or profile YAML, or a study storage (journal:FILE, sqlite:///..., a plan's URL with *** "
+            "for its password when ISOTUNE_STORAGE holds it).",
+            metavar="PATH",
         ),
     ],
     study: Annotated[
@@ -573,17 +579,17 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(line_buffering=True)
     try:
         code = app(args=argv, standalone_mode=False)
-    except BadInput as e:
-        print(f"error: {e}", file=sys.stderr)
+    except BadInput as e:  # redacted once more: a message may quote a storage URL or its driver's words
+        print(f"error: {redact(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UsageError as e:
         if not e.format_message().strip():  # bare `isotune`: the help was shown, nothing went wrong
             return 0
         cmd = e.ctx.command_path if e.ctx else "isotune"
-        print(f"error: {e.format_message()} (see '{cmd} --help')", file=sys.stderr)
+        print(f"error: {redact(e.format_message())} (see '{cmd} --help')", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ClickException as e:
-        print(f"error: {e.format_message()}", file=sys.stderr)
+        print(f"error: {redact(e.format_message())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (typer.Abort, KeyboardInterrupt):
         print("interrupted", file=sys.stderr)

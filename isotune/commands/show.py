@@ -10,12 +10,13 @@ import optuna
 from optuna.trial import TrialState as S
 
 from isotune.core.chunking import ratios_of, split_cell
+from isotune.core.credentials import redact
 from isotune.core.decide import bounds_text
 from isotune.core.errors import BadInput
 from isotune.core.files import first_key
 from isotune.core.plan import load_plan
 from isotune.core.profile import load_profile
-from isotune.tune.studies import counts, open_storage, storage_file
+from isotune.tune.studies import counts, open_storage, storage_file, storage_url
 from isotune.viz.plan_tables import findings, show_plan
 from isotune.viz.tables import console, show_profile, table
 
@@ -23,10 +24,11 @@ from isotune.viz.tables import console, show_profile, table
 def show(path: str, study: str | None = None) -> int:
     """Render `path` by what it is: a storage URL, a plan or a profile."""
     if path.startswith("journal:") or "://" in path:
+        path = storage_url(path)  # a plan's redacted URL stands for ISOTUNE_STORAGE's
         local = storage_file(path)
         if local is not None and not local.is_file():  # opening it would create an empty one
             raise BadInput(
-                f"{path}: {local} does not exist: give the storage a search wrote (its plan's study.storage)"
+                f"{redact(path)}: {local} does not exist: give the storage a search wrote (its plan's study.storage)"
             )
         show_studies(path, study)
     elif study is not None:
@@ -68,7 +70,8 @@ def _show_file(path: str) -> None:
 def show_studies(url: str, only: str | None = None) -> None:
     """The studies in an Optuna storage: trials by state, measured splits, best time and split;
     with `only`, that study's trials one by one."""
-    storage = open_storage(url)
+    storage = open_storage(url, "isotune show")
+    url = redact(url)  # what the titles and messages below name
     out = console()
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     if only is not None:

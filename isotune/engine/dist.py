@@ -26,6 +26,7 @@ import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
 
+from isotune.core.credentials import redact
 from isotune.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput
 from isotune.core.link import Link
 from isotune.core.target import backend_for
@@ -212,6 +213,7 @@ def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None
 
 
 def _report(errors, rank: int, message: str, code: int) -> int:
+    message = redact(message)  # a storage's driver error may quote its URL or password
     if errors is not None:
         errors.put((rank, message))  # the parent prints it once
     else:

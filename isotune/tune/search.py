@@ -23,6 +23,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from isotune.core.credentials import redact
 from isotune.core.decide import bounds_text
 from isotune.core.plan import Plan, bucket_ranges
 from isotune.core.space import SPACE_VERSION
@@ -141,7 +142,7 @@ def search_all(
         align=cfg.align,
         buckets=buckets,
         study={
-            "storage": cfg.storage,
+            "storage": redact(cfg.storage),  # a plan is shared and kept: never its password
             "name": cfg.study_prefix,
             "trials": cfg.trials,
             "objective": cfg.objective,

@@ -5,6 +5,7 @@ this machine, where it does not, and why."""
 from __future__ import annotations
 
 from isotune.core.chunking import split_cell, split_text
+from isotune.core.credentials import redact
 from isotune.core.decide import NOISE, NONE, SLOWER, SMALL
 from isotune.core.numbers import change_ci, ms
 from isotune.core.plan import Bucket, Plan
@@ -66,10 +67,10 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         if b.stopped and b.stopped.startswith("stopped"):
             out.print(f"{at}: study {b.stopped}", highlight=False)
     st = plan.study
-    if st:
+    if st:  # redacted again: a plan written before isotune redacted them may hold a password
         out.print(
             f"study: {st.get('objective')} objective, {st.get('sampler')} sampler, up to {st.get('max_chunks')} "
-            f"chunks, {st.get('trials')} trials per length; storage {st.get('storage')}, name {st.get('name')}-s<tokens>",
+            f"chunks, {st.get('trials')} trials per length; storage {redact(str(st.get('storage')))}, name {st.get('name')}-s<tokens>",
             highlight=False,
         )
 

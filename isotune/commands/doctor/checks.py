@@ -195,9 +195,12 @@ def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None 
     n = tp or (max(1, torch.cuda.device_count()) if dev == "cuda" else 2)
     use = ",".join(map(str, lens[:2]))
     common = ["--model", model, "--layers", str(layers), "--tp", str(n), "--device", dev]
+    # the check's studies stay in its folder, never in a database ISOTUNE_STORAGE names
+    studies = ["--storage", f"journal:{folder / 'plan.study.log'}"]
     steps = [
         ["profile", *common, "--seq-lens", use, "--repeats", "3", "-o", str(folder / "profile.yaml")],
-        ["search", *common, "--seq-lens", use, "--trials", "12", "--repeats", "3", "-o", str(folder / "plan.yaml")],
+        ["search", *common, "--seq-lens", use, "--trials", "12", "--repeats", "3", *studies,
+         "-o", str(folder / "plan.yaml")],
         ["bench", *common, "--seq-lens", use, "--plan", str(folder / "plan.yaml"), "--profile", str(folder / "profile.yaml"),
          "--json", str(folder / "bench.json")],
     ]  # fmt: skip

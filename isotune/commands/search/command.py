@@ -23,7 +23,7 @@ from isotune.engine.launch import launch
 from isotune.engine.target import resolve_target
 from isotune.tune.config import GRID, MEASURED, MODEL, TPE, SearchConfig
 from isotune.tune.search import open_studies
-from isotune.tune.studies import default_storage
+from isotune.tune.studies import default_storage, storage_url
 
 
 def search(*, target: TargetFlags, **opts) -> int:
@@ -115,7 +115,7 @@ def search_config(
         sampler=sampler,
         profile=prof,
         sim_layers=sim_layers,
-        storage=storage or default_storage(out),
+        storage=storage_url(storage, default_storage(out)),
         study_prefix=study_name
         or f"isotune-{name}-L{sim_layers}-tp{tp}-{dtype}-{dev}-{objective}"
         + ("-compiled" if compile else "")

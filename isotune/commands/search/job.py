@@ -17,6 +17,7 @@ import optuna
 import torch
 
 from isotune.core.cost import simulate
+from isotune.core.credentials import redact
 from isotune.core.plan import Plan, save_plan
 from isotune.core.stats import typical
 from isotune.engine import dist
@@ -137,7 +138,7 @@ def search_model(cfg: SearchConfig) -> int:
 
 
 def resume_hint(cfg: SearchConfig) -> str:
-    return f"finished trials are kept in {cfg.storage}; rerun the same command to resume"
+    return f"finished trials are kept in {redact(cfg.storage)}; rerun the same command to resume"
 
 
 def finish(plan: Plan, cfg: SearchConfig) -> None:
