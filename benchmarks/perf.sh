@@ -13,7 +13,7 @@ M=(--model small --layers 2 --dtype bfloat16)
 LENS=1024,2048,4096
 
 setting() {  # setting TP RATE
-  local tag=small-l2-tp$1-bf16-netlab$2
+  local tag=small-l2-tp$1-bf16-shaped$2
   local net=(python3 benchmarks/netns.py --ranks "$1" --rate "$2" --)  # a fresh testbed per command
   rm -f "$D/plan-$tag.yaml" "$D/plan-$tag.study.log"  # a fresh study, not a resumed one
   "${net[@]}" isotune search "${M[@]}" --tp "$1" --seq-lens "$LENS" --trials 30 --max-chunks 8 \
