@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's performance table, measured again: for tp 2 at 1 and 2 Gbit/s and tp 4 at
+# The performance table of docs/results.md, measured again: for tp 2 at 1 and 2 Gbit/s and tp 4 at
 # 1 Gbit/s (shaped links of benchmarks/netns.py, one compute thread per rank), a plan searched with up to 8 chunks,
 # then a fresh `bench --plan --repeats 9` on the same link. Plans, their study logs (relative
 # paths), what search and bench printed and the bench JSON land in profiles/samples/perf/, and

@@ -1,4 +1,4 @@
-"""The README's performance table, from the bench JSON files benchmarks/perf.sh writes.
+"""The performance table of docs/results.md, from the bench JSON files benchmarks/perf.sh writes.
 
     python3 benchmarks/perf_table.py profiles/samples/perf > profiles/samples/perf/table.md
 

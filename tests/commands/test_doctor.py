@@ -331,7 +331,7 @@ def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path, monkeypatch):
 
 
 def test_under_a_time_limit_checks_are_not_begun_and_said(tmp_path, capsys):
-    """A machine held for a fixed time (a lent GPU, an allocation): past --time-limit no check is
+    """A machine held for a fixed time (a rented GPU, an allocation): past --time-limit no check is
     begun, each says so in the report, and doctor exits 1 (the machine was not checked). Half a
     second is under the second a check needs left to begin, however fast doctor gets there."""
     out = tmp_path / "doc"
