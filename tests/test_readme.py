@@ -27,7 +27,7 @@ def _links(page) -> list[str]:
 
 
 def test_the_pages_are_there():
-    assert [p.name for p in DOCS] == ["commands.md", "design.md", "gpu.md", "results.md"]
+    assert {"commands.md", "design.md", "gpu.md", "results.md"} <= {p.name for p in DOCS}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
