@@ -17,7 +17,7 @@ from isotune.core.chunking import chunk_bounds
 from isotune.core.cost import simulate
 from isotune.core.profile import load_profile
 
-PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml"
+PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "small-l2-tp2-bf16-cpu-gloo-shaped1gbit.yaml"
 ROUND_S = 0.3
 ROUNDS = 5
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The first thing to run when a session is lent a GPU machine (the device tool): `isotune doctor`
-# on a checkout. Those machines come with a CUDA build of torch but not optuna, and they cannot
-# reach a package index, so the wheels are fetched here first and carried with the tree.
+# The first thing to run on a new GPU machine: `isotune doctor` on a checkout, for a machine that
+# has a CUDA build of torch but not optuna and cannot reach a package index: the wheels are
+# fetched on a machine that can, and copied over with the tree.
 #
 #   bash benchmarks/gpu_doctor.sh prepare [PYVER]   # here: optuna and its deps for PYVER (3.12) into .whl/,
 #                                                   # a trained checkpoint cut to fit into .ckpt/
@@ -9,16 +9,16 @@
 #                                                   # doctor into OUT
 #
 # The checkpoint is SmolLM2-135M-Instruct (the tests' fixture) cut to its first 2 layers and 8192
-# vocabulary rows in bfloat16 (22.5 MiB; a call carries 64 MiB): ISO == baseline on trained
+# vocabulary rows in bfloat16 (22.5 MiB, small to copy): ISO == baseline on trained
 # weights read from safetensors onto the GPU (benchmarks/slice_checkpoint.py says why it may).
 #
 # ISOTUNE_DOCTOR_TIME_S (480) is doctor's --time-limit there, ISOTUNE_DOCTOR_STEP_S (240) each child
-# step's: the call itself is cut at 600 s.
+# step's: for a machine whose every command is cut at 600 s.
 #
 # `run` leaves the report (report.md, report.json, chunking.png, cuda-tests.txt, pipeline.txt, and
 # pipeline-files.tgz: the profile, plan and bench the pipeline wrote) in OUT. Give it a folder
-# under the device call's $OUT (`run $OUT/doctor`): doctor rewrites its report after every
-# check, so even a call stopped at its time limit brings back what was found.
+# that comes back even when the command is stopped: doctor rewrites its report after every
+# check, so a run stopped at its time limit still leaves what was found.
 # Then copy it into profiles/samples/doctor-<gpu>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ run)
     python3 -m pip install --quiet --no-index --no-deps --target /tmp/site .whl/*.whl ||
         echo "note: the wheels in .whl did not install (prepared for another Python?): search will fail, the rest runs"
     export PYTHONPATH=/tmp/site:$PWD
-    # a lent machine's call is limited (600 s): a hung step must leave time for the others
+    # a machine held for a fixed time (600 s a call): a hung step must leave time for the others
     export ISOTUNE_DOCTOR_STEP_S=${ISOTUNE_DOCTOR_STEP_S:-240}
     python3 -c "import torch; print(torch.__version__, torch.cuda.is_available(), torch.cuda.device_count())"
     ckpt=()

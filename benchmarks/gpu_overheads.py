@@ -1,4 +1,4 @@
-"""What a GPU run pays besides its kernels, measured on a lent GPU machine.
+"""What a GPU run pays besides its kernels, measured on a GPU machine.
 
     python3 benchmarks/gpu_overheads.py OUT.json cold|compiled ...
 

@@ -1,4 +1,4 @@
-"""Where a GPU's split prefill loses time, measured piece by piece (run on a lent GPU machine).
+"""Where a GPU's split prefill loses time, measured piece by piece (run on the GPU machine in question).
 
     python3 benchmarks/gpu_probe.py OUT.json [attention] [host] [prefills]
 

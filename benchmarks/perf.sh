@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's performance table, measured again: for tp 2 at 1 and 2 Gbit/s and tp 4 at
+# The performance table of docs/results.md, measured again: for tp 2 at 1 and 2 Gbit/s and tp 4 at
 # 1 Gbit/s (shaped links of benchmarks/netns.py, one compute thread per rank), a plan searched with up to 8 chunks,
 # then a fresh `bench --plan --repeats 9` on the same link. Plans, their study logs (relative
 # paths), what search and bench printed and the bench JSON land in profiles/samples/perf/, and
@@ -13,7 +13,7 @@ M=(--model small --layers 2 --dtype bfloat16)
 LENS=1024,2048,4096
 
 setting() {  # setting TP RATE
-  local tag=small-l2-tp$1-bf16-netlab$2
+  local tag=small-l2-tp$1-bf16-shaped$2
   local net=(python3 benchmarks/netns.py --ranks "$1" --rate "$2" --)  # a fresh testbed per command
   rm -f "$D/plan-$tag.yaml" "$D/plan-$tag.study.log"  # a fresh study, not a resumed one
   "${net[@]}" isotune search "${M[@]}" --tp "$1" --seq-lens "$LENS" --trials 30 --max-chunks 8 \

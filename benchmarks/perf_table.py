@@ -1,4 +1,4 @@
-"""The README's performance table, from the bench JSON files benchmarks/perf.sh writes.
+"""The performance table of docs/results.md, from the bench JSON files benchmarks/perf.sh writes.
 
     python3 benchmarks/perf_table.py profiles/samples/perf > profiles/samples/perf/table.md
 
@@ -16,9 +16,9 @@ from pathlib import Path
 from isotune.core.numbers import change_ci, ms_ci, pct
 
 SETTINGS = (  # file tag, what the table calls it
-    ("small-l2-tp2-bf16-netlab1gbit", "tp2 1gbit"),
-    ("small-l2-tp2-bf16-netlab2gbit", "tp2 2gbit"),
-    ("small-l2-tp4-bf16-netlab1gbit", "tp4 1gbit"),
+    ("small-l2-tp2-bf16-shaped1gbit", "tp2 1gbit"),
+    ("small-l2-tp2-bf16-shaped2gbit", "tp2 2gbit"),
+    ("small-l2-tp4-bf16-shaped1gbit", "tp4 1gbit"),
 )
 HEAD = (
     "setting", "tokens", "baseline ms", "50/50 vs base", "plan (kept)", "plan vs base", "plan vs 50/50",

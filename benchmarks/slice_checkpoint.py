@@ -1,5 +1,6 @@
 """Cut a Hugging Face Llama-family checkpoint down to its first layers and vocabulary rows, in
-bfloat16, so a trained checkpoint fits the 64 MiB a lent GPU machine's call can carry.
+bfloat16, so a trained checkpoint fits in a few tens of MiB: small enough to copy onto a GPU machine
+that has no network access.
 
     python3 benchmarks/slice_checkpoint.py SRC DST [--layers 2] [--vocab 8192]
 

@@ -32,7 +32,7 @@ HBM_EFFICIENCY = 0.80  # streaming kernels reach 80-90% of the HBM/GDDR peak; th
 # 2407.08608). Ada taken as Ampere. On Hopper torch's SDPA runs a causal prefill on cuDNN
 # instead, measured on one H200 (isotune's engine, torch 2.11, 2026-11-26) at 39-61% of dense
 # peak for 2k-8k-token prompts: 0.35 is kept because it is what an engine's end-to-end compute
-# shows (TokenWeave's 8xH100 measurement, within 9% from 4k tokens, README), not a kernel alone.
+# shows (TokenWeave's 8xH100 measurement, within 9% from 4k tokens, docs/results.md), not a kernel alone.
 ATTENTION_EFFICIENCY = {"ampere": 0.50, "ada": 0.50, "hopper": 0.35}
 TABLE_TOKENS = sorted({n for e in range(4, 18) for n in (2**e, 3 * 2 ** (e - 1))})  # 16 .. 131072
 BYTES = {"bfloat16": 2, "float16": 2}

@@ -19,7 +19,7 @@ from isotune.core.profile import Profile
 from isotune.core.space import local_best, try_bounds
 from isotune.core.spec import ModelSpec
 
-ALIGN = 64  # GPUs' alignment (DESIGN.md); every length here is a multiple of it or larger
+ALIGN = 64  # GPUs' alignment (run --align's default there); every length here is a multiple of it or larger
 
 
 @dataclass(frozen=True, kw_only=True)

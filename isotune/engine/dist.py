@@ -2,7 +2,7 @@
 environment), run the worker, and the collectives everything else uses.
 
 Two ways in, one code path after:
-  * launched (torchrun, netlab, any launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT):
+  * launched (torchrun, benchmarks/netns.py, any launcher that sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT):
     this process joins as that rank;
   * local: `run_ranks` spawns N worker processes on this host (gloo on CPU, NCCL on CUDA), wired
     through a TCPStore on a free port, and watches them: when one dies the others are stopped,

@@ -1,4 +1,4 @@
-"""What an external launcher (torchrun, netlab, anything that sets RANK/WORLD_SIZE/MASTER_ADDR/
+"""What an external launcher (torchrun, benchmarks/netns.py, anything that sets RANK/WORLD_SIZE/MASTER_ADDR/
 MASTER_PORT) tells a rank: whether there is one, this rank, the world size, and where the ranks
 meet. The only module that reads those variables."""
 

@@ -1,4 +1,4 @@
-"""Where ranks started by a launcher (torchrun, netlab) meet: the launcher's store, reached as
+"""Where ranks started by a launcher (torchrun, benchmarks/netns.py) meet: the launcher's store, reached as
 each rank starts, and a heartbeat per rank until all have loaded their weights.
 
 Ranks join their process group only after loading (a big model loads at its own speed per

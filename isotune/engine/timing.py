@@ -119,7 +119,7 @@ def issue_and_run_ms(fn, device: torch.device, repeats: int = 3) -> tuple[float,
 def kernels_issued(fn, device: torch.device) -> int | None:
     """How many kernels (and device copies) one call of fn puts on the GPU, from torch.profiler's
     CUDA activity: what the host's issue time is spent on. None on CPU, which launches none.
-    Count after timing, not between timings: once a profiler session with CUDA activity has run,
+    Count after timing, not between timings: once a profiler run with CUDA activity has run,
     CUPTI stays attached (unless TEARDOWN_CUPTI=1) and slows later launches (pytorch#144455).
     Compiled code's user-scope ranges show as device events too; they are no kernels."""
     if device.type != "cuda":

@@ -48,7 +48,7 @@ def describe(info: DistInfo, dtype: str, compiled: bool = False) -> tuple[dict, 
             "backend": info.backend or "none",
             "device": device_name(info.device),
             "device_count": info.world,
-            # a launcher that places each rank as its own host (netlab: a network namespace per rank,
+            # a launcher that places each rank as its own host (benchmarks/netns.py: a network namespace per rank,
             # LOCAL_WORLD_SIZE=1) shares the host name but not a link: its word counts too
             "interconnect": info.link.interconnect()
             if info.link

@@ -12,7 +12,7 @@ from isotune.cli import main
 from isotune.core.plan import Bucket, Plan, plan_to_yaml
 from isotune.core.spec import load_spec
 
-PROFILE = ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml"
+PROFILE = ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-shaped1gbit.yaml"
 TINY_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
     "hidden_size": 128,

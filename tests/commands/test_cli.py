@@ -197,7 +197,7 @@ def test_version_models_bare_help_and_flags(capsys, tmp_path):
     assert main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"isotune {__version__}"
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("tiny", "small", "llama3-70b", "qwen2.5-72b")) and "70.55 B" in out
+    assert all(name in out for name in ("tiny", "small", "llama3-70b", "qwen2.5-72b")) and "70.55B" in out
     assert round(params_b(load_spec("llama2-7b")), 2) == 6.74 and round(params_b(load_spec("llama3-8b")), 2) == 8.03
     # bare isotune: the help, and no empty "error:"
     assert main([]) == 0

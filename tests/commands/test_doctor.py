@@ -168,8 +168,8 @@ def test_a_prefill_past_the_kv_cache_is_an_error_not_a_silent_empty_write():
 def test_the_launch_check_times_a_layer_per_chunk_count_and_names_where_the_host_leads():
     """The plumbing of doctor's launch-bound check, on CPU (where issuing an op is running it, so
     host and GPU times are one): a row per chunk count that fits the alignment, each with the
-    layer's time inside a traced prefill. The summary, from rows shaped like the H200's (host
-    issue 0.42 ms per chunk of a layer, GPU 1.09 ms unsplit), names the first host-bound count
+    layer's time inside a traced prefill. The summary, from rows shaped like the H200's (the host
+    taking 0.42 ms to issue a chunk of a layer, the GPU 1.09 ms unsplit), names the first host-bound count
     and what --compile did to the host's time."""
     from isotune.commands.doctor import measure as checks
     from isotune.commands.doctor.report import launch_summary
@@ -331,7 +331,7 @@ def test_a_doctor_killed_midway_leaves_its_report_so_far(tmp_path, monkeypatch):
 
 
 def test_under_a_time_limit_checks_are_not_begun_and_said(tmp_path, capsys):
-    """A machine held for a fixed time (a lent GPU, an allocation): past --time-limit no check is
+    """A machine held for a fixed time (a rented GPU, an allocation): past --time-limit no check is
     begun, each says so in the report, and doctor exits 1 (the machine was not checked). Half a
     second is under the second a check needs left to begin, however fast doctor gets there."""
     out = tmp_path / "doc"

@@ -105,7 +105,7 @@ def test_plans_made_before_qk_norm_existed_keep_their_fingerprint():
     from isotune.core.plan import load_plan
 
     samples = Path(__file__).resolve().parents[2] / "profiles" / "samples"
-    plan = load_plan(samples / "plan-small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")  # searched before qk_norm
+    plan = load_plan(samples / "plan-small-l2-tp2-bf16-cpu-gloo-shaped1gbit.yaml")  # searched before qk_norm
     assert plan.model["fingerprint"] == load_spec("small", layers=2).fingerprint()
     with_norm = dataclasses.replace(load_spec("small", layers=2), qk_norm=True)
     assert with_norm.fingerprint() != plan.model["fingerprint"]

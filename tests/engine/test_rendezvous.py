@@ -1,4 +1,4 @@
-"""Ranks under a bare launcher (netlab's kind: the torchrun environment, nobody watching the
+"""Ranks under a bare launcher (benchmarks/netns.py's kind: the torchrun environment, nobody watching the
 ranks): they meet after loading, so a slow loader does not time its peers out; a rank that dies
 while loading is named by its peers in one line within seconds, not after the join timeout; one
 that dies later leaves its peers one line, not gloo's message."""
@@ -55,7 +55,7 @@ def _free_port() -> int:
 
 
 def _bare_launch(tmp_path, rank: str, what: str, s: float, **env) -> list[tuple[int, str, float]]:
-    """Start 2 ranks as netlab does; (exit code, stderr, seconds to exit) per rank."""
+    """Start 2 ranks as benchmarks/netns.py does; (exit code, stderr, seconds to exit) per rank."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     port = _free_port()

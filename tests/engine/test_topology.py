@@ -227,8 +227,8 @@ def test_under_a_launcher_one_host_means_it_started_every_rank_here(monkeypatch,
     assert describe(_cpu_info(launched=True), "float32")[0]["interconnect"] == link
 
 
-def test_netlab_ranks_share_a_host_name_but_not_a_link(monkeypatch):
-    """netlab runs each rank in its own network namespace (one host name, LOCAL_WORLD_SIZE=1,
+def test_namespace_ranks_share_a_host_name_but_not_a_link(monkeypatch):
+    """benchmarks/netns.py runs each rank in its own network namespace (one host name, LOCAL_WORLD_SIZE=1,
     a tc-shaped veth between them): run_setting and describe both say network."""
     for var, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "10.213.7.1"), ("MASTER_PORT", "29500")):
         monkeypatch.setenv(var, value)

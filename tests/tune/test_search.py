@@ -34,7 +34,7 @@ from isotune.tune.studies import counts, open_storage
 # the search module silences this warning of TPE's `group`; pytest would show it again
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")
+PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-shaped1gbit.yaml")
 
 
 def _study(storage: str, name: str) -> optuna.Study | None:

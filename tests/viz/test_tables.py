@@ -6,7 +6,7 @@ from isotune.core.plan import load_plan
 from isotune.viz.plan_tables import findings, show_plan
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAN = ROOT / "profiles" / "samples" / "perf" / "plan-small-l2-tp4-bf16-netlab1gbit.yaml"
+PLAN = ROOT / "profiles" / "samples" / "perf" / "plan-small-l2-tp4-bf16-shaped1gbit.yaml"
 
 
 def test_a_plan_with_an_8_way_split_at_32k_tokens_shows_every_figure(capsys):

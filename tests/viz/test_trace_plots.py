@@ -10,7 +10,7 @@ from conftest import ROOT
 from isotune.cli import main
 
 PNG = b"\x89PNG\r\n\x1a\n"
-PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-netlab1gbit.yaml")
+PROFILE = str(ROOT / "profiles" / "small-l2-tp2-bf16-cpu-gloo-shaped1gbit.yaml")
 
 
 def _overlap(a: dict, b: dict) -> float:

@@ -149,7 +149,7 @@ def launches(preset, dev, align, lens) -> Check:
             rows += [{"compile": compiled, "tokens": s} | r for r in measure.launch_bound(m, s, align)]
             if compiled:
                 recompiled = counters["stats"]["unique_graphs"] - graphs
-        # counted once all timing in this process is done (a profiler session slows later launches)
+        # counted once all timing in this process is done (a profiler run slows later launches)
         fused, m.ops = m.ops, EAGER
         kernels = {False: measure.layer_kernels(m, s), True: None}
         m.ops = fused

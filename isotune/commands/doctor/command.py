@@ -46,7 +46,7 @@ def doctor(
     skip_tests: bool,
     time_limit: float | None = None,
 ) -> int:
-    # a lent or allocated machine is held for a fixed time: checks past it are said, not begun
+    # a machine rented or allocated for a fixed time: checks past it are said, not begun
     deadline = None if time_limit is None else time.monotonic() + time_limit
     dev = resolve_device(device)
     d = DEFAULTS[dev]
@@ -100,7 +100,7 @@ def doctor(
 
     def write() -> None:
         """The report so far, rewritten after every check: a doctor killed midway (a hung GPU, a
-        lent machine's time running out) still leaves what it found, and what it did not reach."""
+        machine's allocated time running out) still leaves what it found, and what it did not reach."""
         later = [
             Check(name=what, status=PENDING, summary="doctor stopped before finishing this check") for what, *_ in steps
         ]
