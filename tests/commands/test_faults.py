@@ -133,7 +133,7 @@ def _kill_rank_1_and_check(
 SMALL = ["--model", "small", "--layers", "2", "--dtype", "bfloat16"]
 # one prefill of SMALL at 1024 tokens all-reduces 2 layers x 2 x (1024 tokens x 1024 hidden x 2 bytes)
 ONE_PREFILL_MB = 2 * 2 * 1024 * 1024 * 2 / 1e6
-RUN = ["run", *SMALL, "--seq-len", "1024", "--repeats", "500"]
+RUN = ["run", *SMALL, "--seq-len", "1024", "--chunks", "2", "--repeats", "500"]
 PROFILE = ["profile", *SMALL, "--seq-lens", "256,512", "--repeats", "2", "-o", "{tmp}/p.yaml"]
 SEARCH = ["search", *SMALL, "--seq-lens", "1024", "--trials", "200", "-o", "{tmp}/plan.yaml"]
 # what shows each command is mid-work: a whole prefill's all-reduces sent (the warm-up is done);
@@ -201,7 +201,7 @@ def test_rank_killed_by_the_oom_killer_is_named_as_such():
         pytest.skip("cannot create a memory cgroup here (needs root and a cgroup file system)")
     try:
         run = [sys.executable, CLI, "run", "--model", "llama2-7b", "--layers", "4", "--tp", "2"]
-        run += ["--seq-len", "64", "--dtype", "float32", "--repeats", "1"]
+        run += ["--seq-len", "64", "--chunks", "2", "--dtype", "float32", "--repeats", "1"]
         r = subprocess.run(
             ["sh", "-c", f'echo $$ > {cg / "cgroup.procs"} && exec "$@"', "sh", *run],
             capture_output=True, text=True, timeout=300, cwd=ROOT,

@@ -204,7 +204,7 @@ def test_batched_prompts_answer_each_as_transformers_does_alone(smollm2, hf, cli
     prompts.write_text("".join(json.dumps(x) + "\n" for x in lines))
     out, new = tmp_path / "out.json", 8
     r = cli("run", "--model", str(smollm2), "--tp", "3", "--prompts", str(prompts), "--max-seqs", "3",
-            "--max-batch-tokens", "200", "--chunks", "3", "--dtype", "float32", "--max-new-tokens", str(new),
+            "--max-batch-tokens", "300", "--chunks", "3", "--dtype", "float32", "--max-new-tokens", str(new),
             "--json", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     rows = {x["index"]: x for x in map(json.loads, r.stdout.splitlines())}  # in the order they ended
