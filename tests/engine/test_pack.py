@@ -121,3 +121,17 @@ def test_a_plan_searched_on_packs_records_what_it_was_searched_for(cli_here, tmp
     assert r.returncode == 0, r.stderr
     plan = load_plan(out)
     assert plan.study["pack"] == 256 and plan.study["name"].endswith("-pack256")
+
+
+def test_the_memory_check_counts_every_cache_slot(cli_here):
+    """A pack's sequences each hold a KV cache slot: the need grows with them, and a pack that
+    does not fit is refused before launch with the need per rank."""
+    from isotune.core.memory import rank_need
+
+    spec = load_spec("llama3-8b", 2)
+    one, eight = rank_need(spec, 2, "bfloat16", 4096, 4096), rank_need(spec, 2, "bfloat16", 4096, 4096, slots=8)
+    assert eight.kv_cache == 8 * one.kv_cache and eight.weights == one.weights
+    r = cli_here("bench", "--model", "llama3-8b", "--layers", "2", "--tp", "2", "--seq-lens", "4194304",
+                 "--pack", "4096")  # 1024 prompts of 4096 tokens: 1024 slots  # fmt: skip
+    assert r.returncode == 2 and "KV cache" in r.stderr and "per rank" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
