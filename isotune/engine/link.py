@@ -31,6 +31,14 @@ class Held:
         if left > 0:
             self._sleep(left)
 
+    def on_delivered(self, callback: Callable[[float], None]) -> None:
+        """callback(when): once the real all-reduce is done, with the time the link delivered it
+        (the later of the two), on this link's clock: what a trace shows as its end."""
+        if self.handle is None:  # no peer (a stand-in): the link's time alone
+            callback(self.finish_s)
+        else:
+            self.handle.get_future().add_done_callback(lambda _f: callback(max(self._clock(), self.finish_s)))
+
 
 class EmulatedLink:
     """This rank's side of the link: when each transfer starts and is delivered."""

@@ -52,6 +52,8 @@ class Recorder:
                 ev = torch.cuda.Event(enable_timing=True)
                 ev.record(self.side)
             self.marks[i, "end"] = ev
+        elif hasattr(handle, "on_delivered"):  # held to an emulated link: it ends when the link delivers it
+            handle.on_delivered(lambda when, i=i: self.marks.__setitem__((i, "end"), when))
         else:
             handle.get_future().add_done_callback(
                 lambda _f, i=i: self.marks.__setitem__((i, "end"), time.perf_counter())

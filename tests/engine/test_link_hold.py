@@ -246,3 +246,20 @@ def test_a_stand_in_profile_of_another_kind_of_device_and_an_analytic_profile_as
     assert cli_here("profile", "--hardware", "h100-sxm", "--model", "tiny", "--tp", "2", "-o", str(out)).returncode == 0
     r = cli_here("estimate", "--model", "tiny", "--tp", "2", "--measured", str(out))
     assert r.returncode == 2 and "is not a measured profile of a catalog entry" in r.stderr, r.stderr
+
+
+def test_a_trace_ends_each_held_all_reduce_when_the_link_delivers_it(cli, tmp_path):
+    """The trace's all-reduce spans on an emulated link are the link's, not loopback's: on a link
+    far slower than loopback each lasts the link's time for its bytes (a span starts at its issue
+    or when the one before it ended, as on any comm lane)."""
+    trace = tmp_path / "t.json"
+    r = cli("run", "--model", "tiny", "--tp", "2", "--link", "10mbit", "--chunks", "2", "--seq-len", "256", "--repeats", "1",
+            "--dtype", "bfloat16", "--trace", str(trace))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    link = parse_link("10mbit", 2, catalog_links())
+    hidden = load_spec("tiny").hidden
+    comms = [e for e in json.loads(trace.read_text())["traceEvents"] if e["ph"] == "X" and "allreduce" in e["name"]]
+    assert len(comms) == 2 * 2 * 2 * 2  # 2 layers x attention and MLP x 2 chunks, on each of 2 ranks
+    for e in comms:
+        need_us = link.allreduce_ms(128 * hidden * 2) * 1e3  # a 128-token chunk's bfloat16 partial sums
+        assert e["dur"] >= 0.99 * need_us, (e, need_us)
