@@ -45,17 +45,19 @@ def prepare(
     align: int | None = None,
     plan_ctas: bool = False,
     slots: int = 1,
+    prefill_tokens: int | None = None,
 ) -> Prepared:
     """`lens`: the prompt lengths the command will run (the plans' splits are looked up for
     them); `max_len`: the KV cache's length when longer than the longest (run decodes past it);
     `too_long`: how a length past the model's limit is named, and its fix; `plan_ctas`: a plan
     searched with a CTA cap brings it where --comm-ctas is not given (run); `slots`: sequences
-    the KV cache holds at once (run --max-seqs)."""
+    the KV cache holds at once (run --max-seqs); `prefill_tokens`: the most tokens one forward
+    carries where a pack carries more than `max_len` (its memory is checked too)."""
     cache = max_len or max(lens)
     check_seq_lens(target.spec, [cache] if max_len else lens, *too_long)
     plans = [(path, load_plan(path)) for path in plan_paths]  # a bad file is refused before any note
     prof = load_profile(profile_path) if profile_path else None
-    target = fit_target(target, cache, decode, slots)
+    target = fit_target(target, cache, decode, slots, prefill_tokens)
     if plan_ctas and plans and target.comm_ctas is None and target.backend == "nccl":
         made = (plans[0][1].topology.get("comm") or {}).get("max_ctas")
         if made:

@@ -57,6 +57,12 @@ def parse_ratios(text: str | None, chunks: int) -> list[float]:
     return check_ratios(ratios, chunks, what="--ratios")
 
 
+def asked_split(chunks: int | None, ratios: str | None) -> list[float]:
+    """--chunks/--ratios: the split asked for (--ratios alone: as many chunks as it has ratios;
+    --chunks alone: even)."""
+    return parse_ratios(ratios, len(ratios.split(",")) if chunks is None else chunks)
+
+
 def check_ratios(ratios: list[float], chunks: int | None = None, what: str = "ratios") -> list[float]:
     if chunks is not None and len(ratios) != chunks:
         raise BadInput(f"{what} has {len(ratios)} values but chunks is {chunks}: give one ratio per chunk")

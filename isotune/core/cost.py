@@ -96,12 +96,15 @@ def simulate(
     return max(end)
 
 
-def predict_serial(profile: Profile, seq_len: int, layers: int | None = None) -> tuple[float, float]:
+def predict_serial(
+    profile: Profile, seq_len: int, layers: int | None = None, pack: list[Seq] | None = None
+) -> tuple[float, float]:
     """(compute-only ms, comm-only ms) of the unsplit forward, with the all-reduces costed as
-    `simulate` costs them inside a prefill."""
+    `simulate` costs them inside a prefill (a pack's attention per sequence, as there)."""
     fit = profile.fit
     layers = layers or int(profile.model["layers"])
-    compute = layers * (max(fit.attn_ms(seq_len, 0), fit.host_attn_ms) + max(fit.mlp_ms(seq_len), fit.host_mlp_ms))
+    attn = fit.attn_ms(seq_len, 0) if pack is None else sum(fit.attn_ms(s.tokens, s.start) for s in pack)
+    compute = layers * (max(attn, fit.host_attn_ms) + max(fit.mlp_ms(seq_len), fit.host_mlp_ms))
     comm = layers * 2 * fit.allreduce_ms(seq_len * profile.hidden * profile.dtype_bytes) * fit.comm_scale
     return compute, comm
 

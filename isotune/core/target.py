@@ -59,6 +59,7 @@ class Target:
     link: Link | None = None  # the all-reduces' completion held to an emulated link's time
     ranks: int | None = None  # processes: None, every rank; 1, a stand-in computing rank 0's shard alone
     slots: int = 1  # sequences the KV cache holds at once: run's --max-seqs (a pack's prompts)
+    prefill_tokens: int = 0  # the most tokens one forward carries (a pack's), where above max_len
 
     @property
     def processes(self) -> int:

@@ -44,6 +44,8 @@ def prefill(
     (start_pos is then unused); the bounds cut the packed stream."""
     if pack is not None:
         check_pack(pack, model.slots, model.max_len)
+        if sum(s.tokens for s in pack) != len(ids):
+            raise ValueError(f"the pack holds {sum(s.tokens for s in pack)} tokens, the ids {len(ids)}")
     elif start_pos + len(ids) > model.max_len:  # past the cache, writes would land nowhere, silently
         raise ValueError(f"positions up to {start_pos + len(ids)} do not fit the KV cache of {model.max_len}")
     if ops is None:
@@ -95,8 +97,12 @@ def _compute(
     if mode == COMM_ONLY:  # one zero buffer per stage and chunk, of the real size
         zeros = {(stage, c): torch.zeros_like(xc) for stage in (ATTN, MLP) for c, xc in enumerate(xs)}
         return lambda op: zeros[op.stage, op.chunk]
-    # where each chunk's attention starts: a position (one prompt), or its pieces (a pack)
-    at = chunk_pieces(pack, bounds) if pack is not None else [start_pos + b for b in bounds[:-1]]
+    # where each chunk's attention starts: a position (one prompt), or its pieces with their RoPE
+    # rows (a pack), gathered once here rather than in every layer
+    if pack is None:
+        at = [start_pos + b for b in bounds[:-1]]
+    else:
+        at = [model.packed_chunk(pieces) for pieces in chunk_pieces(pack, bounds)]
 
     def compute(op: Op) -> torch.Tensor:
         if op.stage == ATTN:

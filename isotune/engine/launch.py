@@ -65,6 +65,7 @@ def build_for(target: Target, info: DistInfo) -> TPModel:
         decode=target.decode,
         tp=target.tp,
         slots=target.slots,
+        prefill_tokens=target.prefill_tokens,
     )
     say_compiled(model, info.is_main)
     return model

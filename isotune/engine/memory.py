@@ -30,13 +30,20 @@ def checking() -> bool:
 
 
 def check_host_memory(
-    spec: ModelSpec, tp: int, dtype: str, max_len: int, device: str, processes: int | None = None, slots: int = 1
+    spec: ModelSpec,
+    tp: int,
+    dtype: str,
+    max_len: int,
+    device: str,
+    processes: int | None = None,
+    slots: int = 1,
+    prefill_tokens: int | None = None,
 ) -> None:
     """Before launch: refuse when the ranks this host runs need more RAM than it has. GPU ranks
     check their device instead (check_device_memory), once they own it."""
     if device != "cpu" or not checking():
         return
-    need = rank_need(spec, tp, dtype, max_len, max_len, slots)
+    need = rank_need(spec, tp, dtype, max_len, prefill_tokens or max_len, slots)
     ranks = local_ranks(processes or tp)  # a stand-in: one process of a tp-sized shard
     avail = available_bytes()
     if need.total * ranks > avail:
@@ -48,13 +55,19 @@ def check_host_memory(
 
 
 def check_device_memory(
-    spec: ModelSpec, tp: int, dtype: torch.dtype, max_len: int, device: torch.device, slots: int = 1
+    spec: ModelSpec,
+    tp: int,
+    dtype: torch.dtype,
+    max_len: int,
+    device: torch.device,
+    slots: int = 1,
+    prefill_tokens: int | None = None,
 ) -> None:
     """On a rank, before its weights are allocated: the same refusal against the GPU's free memory."""
     if device.type != "cuda" or not checking():
         return
     name = str(dtype).removeprefix("torch.")
-    need = rank_need(spec, tp, name, max_len, max_len, slots)
+    need = rank_need(spec, tp, name, max_len, prefill_tokens or max_len, slots)
     free, _ = torch.cuda.mem_get_info(device)
     if need.total > free:
         raise BadInput(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,16 @@ def check_torch(version: str | None = None) -> None:
             f"torch {version} is too old for isotune (its CPU attention and gloo shutdown are broken before "
             f"{need}): pip install 'torch>={need}'"
         )
+
+
+@dataclass(frozen=True)
+class PackedChunk:
+    """A chunk of a packed forward as attention needs it: its pieces (core.pack) and the RoPE
+    rows of their positions, gathered once per forward, not once per layer."""
+
+    pieces: tuple[Piece, ...]
+    cos: torch.Tensor  # (T, 1, head_dim)
+    sin: torch.Tensor
 
 
 class TPModel:
@@ -89,10 +100,19 @@ class TPModel:
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.w.embed)  # (T,) -> (T, hidden)
 
-    def attn(self, layer: int, x: torch.Tensor, start: int | tuple[Piece, ...]) -> torch.Tensor:
+    def packed_chunk(self, pieces: tuple[Piece, ...]) -> PackedChunk:
+        """A packed chunk's pieces with the RoPE rows of their positions, (T, 1, D) each."""
+        if len(pieces) == 1:  # one sequence's rows: a slice of the tables, as for one prompt
+            p = pieces[0]
+            return PackedChunk(pieces=pieces, cos=self.cos[p.start : p.end], sin=self.sin[p.start : p.end])
+        cos = torch.cat([self.cos[p.start : p.end] for p in pieces])  # (T, 1, D)
+        sin = torch.cat([self.sin[p.start : p.end] for p in pieces])
+        return PackedChunk(pieces=pieces, cos=cos, sin=sin)
+
+    def attn(self, layer: int, x: torch.Tensor, start: int | PackedChunk) -> torch.Tensor:
         """Partial attention output; x (T, hidden). `start`: the position of x's first row, x
-        being one prompt's tokens start..start+T-1 in slot 0; or a packed chunk's pieces
-        (core.pack), each one sequence's rows attending to that sequence's cache slot alone."""
+        being one prompt's tokens start..start+T-1 in slot 0; or a packed chunk (packed_chunk),
+        each sequence's rows attending to that sequence's cache slot alone."""
         w, d = self.w.layers[layer], self.spec.head_dim
         t = x.shape[0]
         h = self.ops.norm(x, w.attn_norm, self.spec.norm_eps)
@@ -119,17 +139,13 @@ class TPModel:
         out = out.squeeze(0).transpose(0, 1).reshape(t, self.q_dim)  # (T, q_dim)
         return F.linear(out, w.wo)  # (T, hidden) partial sum
 
-    def _packed_attention(
-        self, layer: int, qk: torch.Tensor, v: torch.Tensor, pieces: tuple[Piece, ...]
-    ) -> torch.Tensor:
+    def _packed_attention(self, layer: int, qk: torch.Tensor, v: torch.Tensor, chunk: PackedChunk) -> torch.Tensor:
         """Attention of a packed chunk, piece by piece: each piece's rows at their own positions
         (RoPE), their K/V into their slot, their queries over that slot's keys up to them.
         qk (T, Hq+Hkv, D), v (T, Hkv, D) -> (1, Hq, T, D)."""
-        cos = torch.cat([self.cos[p.start : p.end] for p in pieces])  # (T, 1, D)
-        sin = torch.cat([self.sin[p.start : p.end] for p in pieces])
-        q, k = self.ops.rope(qk, cos, sin).split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
+        q, k = self.ops.rope(qk, chunk.cos, chunk.sin).split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
         outs = []
-        for p in pieces:
+        for p in chunk.pieces:
             rows = slice(p.offset, p.offset + p.tokens)
             self.k_slot_rows[layer][p.slot][p.start : p.end] = k[rows]  # in place
             self.v_slot_rows[layer][p.slot][p.start : p.end] = v[rows]
@@ -142,7 +158,7 @@ class TPModel:
                     p.end,
                 )
             )
-        return torch.cat(outs, dim=2)  # (1, Hq, T, D)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (1, Hq, T, D)
 
     def fill_cache(self, value: float) -> None:
         """Overwrite every KV cache row. Checks that compare two prefills of one model fill it with
@@ -178,6 +194,7 @@ def build_model(
     decode: bool = False,
     tp: int | None = None,
     slots: int = 1,
+    prefill_tokens: int | None = None,
 ) -> TPModel:
     """This rank's shard of `spec` on its device, with a KV cache of `slots` sequences of
     `max_len` positions; its elementwise steps compiled when asked (for one-token steps too when
@@ -185,7 +202,7 @@ def build_model(
     check_torch()
     tp = tp or info.world  # a stand-in computes rank 0's shard of a larger TP size alone
     shard = shard_for(spec, tp, info.rank)
-    check_device_memory(spec, tp, dtype, max_len, info.device, slots)  # before the first allocation
+    check_device_memory(spec, tp, dtype, max_len, info.device, slots, prefill_tokens)  # before the first allocation
     weights = load_weights(spec, shard, dtype, info.device, seed)
     model = TPModel(spec, shard, weights, max_len, dtype, info.device, slots)
     model.seed = seed

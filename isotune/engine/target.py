@@ -76,10 +76,13 @@ def with_ctas(target: Target, ctas: int | None) -> Target:
     return target.with_(comm_ctas=ctas)
 
 
-def fit_target(target: Target, max_len: int, decode: bool = False, slots: int = 1) -> Target:
+def fit_target(
+    target: Target, max_len: int, decode: bool = False, slots: int = 1, prefill_tokens: int | None = None
+) -> Target:
     """--dtype resolved (auto: see core.spec.resolve_dtype, said on stderr) and the memory the
-    ranks will need for `slots` sequences of `max_len` positions checked against the host's: the
-    target to launch."""
+    ranks will need for `slots` sequences of `max_len` positions, and a forward of
+    `prefill_tokens` (a pack; default max_len), checked against the host's: the target to launch."""
+    prefill_tokens = max(prefill_tokens or 0, max_len)
     dtype, note = resolve_dtype(target.dtype, target.spec)
     if dtype == "float32" and target.device == "cuda":  # only an explicit --dtype float32 gets here
         note = (
@@ -88,7 +91,7 @@ def fit_target(target: Target, max_len: int, decode: bool = False, slots: int = 
         )
     if note:
         launcher.say(note)
-    check_host_memory(target.spec, target.tp, dtype, max_len, target.device, target.processes, slots)
+    check_host_memory(target.spec, target.tp, dtype, max_len, target.device, target.processes, slots, prefill_tokens)
     if target.stand_in:  # what its numbers cannot show, said where they are made (and recorded with them)
         launcher.say(f"note: --ranks 1 stands in for tp {target.tp}: {STAND_IN}")
-    return target.with_(dtype=dtype, max_len=max_len, decode=decode, slots=slots)
+    return target.with_(dtype=dtype, max_len=max_len, decode=decode, slots=slots, prefill_tokens=prefill_tokens)

@@ -60,8 +60,10 @@ def validated_bucket(
         variants |= {"compute": ([0, s], COMPUTE_ONLY)}
         if cfg.tp > 1:  # one rank has no all-reduce: a comm-only prefill would time bookkeeping
             variants |= {"comm": ([0, s], COMM_ONLY)}
+    # measured rounds are worth keeping; the cost model's are one prediction each, and would go
+    # stale with a new profile that the study's name does not see
     key = studies.validation_key(variants, cfg.repeats)
-    stored = None if cfg.revalidate else studies.stored_validation(study, key)
+    stored = None if cfg.revalidate or not measured else studies.stored_validation(study, key)
     if stored is not None:
         times = stored
         say(
@@ -71,12 +73,13 @@ def validated_bucket(
         verdict = decide(times["baseline"], {c: times[c] for c in cands}, cands)
     else:
         times, verdict = _measure(cfg, s, variants, cands, validate)
-        studies.store_validation(study, key, times)
+        if measured:
+            studies.store_validation(study, key, times)
     base_ms = typical(times["baseline"])
     if measured:
         compute_ms, comm_ms = typical(times["compute"]), typical(times["comm"]) if "comm" in times else 0.0
     else:
-        compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers)
+        compute_ms, comm_ms = predict_serial(cfg.profile, s, cfg.sim_layers, pack=cfg.pack_for(s))
     comm_cpu_ms = typical(times[COMM_CPU]) if COMM_CPU in times else None
     if cfg.tp == 1:  # (and no comm-only run, so no CPU of one either)
         verdict.sentence += "; one rank: no all-reduce for a split to hide"

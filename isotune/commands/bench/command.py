@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from isotune.commands.bench.job import BenchJob
 from isotune.commands.prologue import prepare
-from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios, parse_seq_lens
+from isotune.core.chunking import PLAN_OR_SPLIT, asked_split, chunk_bounds, parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.pack import check_pack_size
@@ -40,10 +40,10 @@ def bench(
     if repeats < 1 or warmup < 0:
         raise BadInput("--repeats must be at least 1 and --warmup at least 0")
     prep = prepare(resolved, lens, plan_paths=plan or [], profile_path=profile, force=force, align=align,
-                   max_len=pack, slots=slots)  # fmt: skip
+                   max_len=pack and min(pack, max(lens)), slots=slots, prefill_tokens=max(lens))  # fmt: skip
     plans = [given.splits for given in prep.plans]  # per plan: seq_len -> ratios
     if chunks is not None or ratios is not None:
-        r = parse_ratios(ratios, chunks or len(ratios.split(",")))
+        r = asked_split(chunks, ratios)
         plans.append({s: r for s in lens})
     for s in lens:  # every split must fit every length before a rank starts
         chunk_bounds(s, [0.5, 0.5], prep.align)

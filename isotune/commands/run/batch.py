@@ -84,6 +84,7 @@ def run_batched(
     """Run every prompt to its end; `done(index, record)` as each one ends (its generated ids,
     queue wait, time to first token from its arrival, the pack it was prefilled in)."""
     one_token = build_schedule(model.spec.layers, 1)
+    said: set[str] = set()  # a plan's note about pack sizes, once each
     waiting = deque(range(len(prompts)))
     free = list(range(cfg.max_seqs))
     running: list[Running] = []
@@ -130,12 +131,14 @@ def run_batched(
             ids = torch.tensor([t for i in admitted for t in prompts[i]], device=model.device)  # (total,)
             bounds, bucket, notes = pack_split(cfg, len(ids), align)
             for note in notes:
-                say(f"note: a pack of {len(ids)} tokens: {note.removeprefix('warning: ')}")
+                if note not in said:
+                    said.add(note)
+                    say(f"note: a pack of {len(ids)} tokens: {note.removeprefix('warning: ')}")
             x = prefill(model, ids, bounds, pack=seqs)  # (total, hidden)
             pack = {"prompts": len(admitted), "tokens": len(ids), "chunk_tokens": chunk_sizes(bounds),
                     "plan_bucket": bucket, "prefill_ms": None}  # fmt: skip
-            lasts = torch.tensor([s.tokens for s in seqs]).cumsum(0) - 1  # each sequence's last row
-            tokens = model.logits(model.final_norm(x[lasts.to(x.device)])).argmax(-1).tolist()  # (B,)
+            lasts = torch.tensor([s.tokens for s in seqs], device=x.device).cumsum(0) - 1  # each one's last row
+            tokens = model.logits(model.final_norm(x[lasts])).argmax(-1).tolist()  # (B,)
             pack["prefill_ms"] = round(now() - at, 3)
             new = [
                 Running(index=i, slot=s.slot, ids=prompts[i], admitted_ms=at, pack=pack)

@@ -13,7 +13,7 @@ from pathlib import Path
 from isotune.commands.prologue import Prepared, prepare
 from isotune.commands.run.batch import Batching
 from isotune.commands.run.job import Request, RunJob
-from isotune.core.chunking import PLAN_OR_SPLIT, chunk_bounds, parse_ratios
+from isotune.core.chunking import PLAN_OR_SPLIT, asked_split, chunk_bounds
 from isotune.core.errors import BadInput
 from isotune.core.files import check_writable
 from isotune.core.plan import lookup
@@ -126,11 +126,12 @@ def prepare_run(
         align=align,
         plan_ctas=True,
         slots=slots,
+        prefill_tokens=min(max_batch_tokens, sum(len(p.ids) for p in found)) if max_seqs > 1 else None,
     )
     requests = _requests(found, prep, chunks, ratios)
     batching = None
     if max_seqs > 1:
-        asked = _asked(chunks, ratios) if not prep.plans and (chunks is not None or ratios is not None) else [1.0]
+        asked = asked_split(chunks, ratios) if not prep.plans and (chunks is not None or ratios is not None) else [1.0]
         plan = prep.plans[0].plan if prep.plans else None
         batching = Batching(max_seqs=slots, max_batch_tokens=max_batch_tokens, plan=plan, ratios=asked)
         if plan is not None:  # which kind of plan a pack's split comes from
@@ -146,7 +147,7 @@ def prepare_run(
         pyplot()  # a missing matplotlib is a one-line hint now, not a failure after the run
     if not prep.plans and chunks is None and ratios is None:  # said once every flag has passed
         say(NO_SPLIT)
-    for note in dict.fromkeys(r.note for r in requests if r.note):
+    for note in dict.fromkeys(r.note for r in requests if r.note and batching is None):  # packs split, not prompts
         say(note)
     job = RunJob(
         requests=requests,
@@ -207,7 +208,7 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
         # no split unless asked: a short chat prompt split in two is slower, and only a plan knows where it pays
         requests = [Request(ids=p.ids, ratios=[1.0], bucket=None) for p in found]
     else:
-        requests = [Request(ids=p.ids, ratios=_asked(chunks, ratios), bucket=None) for p in found]
+        requests = [Request(ids=p.ids, ratios=asked_split(chunks, ratios), bucket=None) for p in found]
     for req, p in zip(requests, found, strict=True):
         req.text, req.where = p.text, p.where
         if not prep.plans:
@@ -220,11 +221,6 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
                 )
                 req.ratios = [1.0]
     return requests
-
-
-def _asked(chunks: int | None, ratios: str | None) -> list[float]:
-    """--chunks/--ratios: the split asked for (--ratios alone: as many chunks as it has)."""
-    return parse_ratios(ratios, len(ratios.split(",")) if chunks is None else chunks)
 
 
 def read_prompt_ids(path: str, vocab: int) -> list[int]:

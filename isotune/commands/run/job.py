@@ -166,6 +166,13 @@ def _run_batched(model: TPModel, info: DistInfo, cfg: RunJob, codec: TextCodec |
     from isotune.commands.run.tables import show_batched
 
     lines: dict[int, dict] = {}
+    # as the one-at-a-time path: the process's first prefill pays for allocations untimed, and
+    # the clock starts with every rank at the barrier, not when rank 0 happens to get there
+    first = torch.tensor(cfg.requests[0].ids, device=info.device)  # (S,)
+    for _ in range(cfg.warmup):
+        prefill(model, first, [0, len(first)])
+    dist.barrier(info)
+    dist.synchronize(info.device)
     t0 = time.perf_counter()
 
     def done(i: int, rec: dict) -> None:

@@ -95,7 +95,7 @@ def search_config(
         compile, ctas, link = target.compile, None, None
     else:
         prep = prepare(resolve_target(target), lens, profile_path=profile, force=force, align=align,
-                       max_len=pack, slots=slots)  # fmt: skip
+                       max_len=pack and min(pack, max(lens)), slots=slots, prefill_tokens=max(lens))  # fmt: skip
         fitted, prof, align = prep.target, prep.profile, prep.align
         spec = fitted.spec
         name, fingerprint, sim_layers = spec.name, spec.fingerprint(), spec.layers
