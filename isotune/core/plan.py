@@ -45,6 +45,11 @@ class Bucket:
     comm_cpu_ms: float | None = None  # CPU ranks: the CPU those all-reduces burn on the compute's cores
     repeats: int | None = None  # paired repeats behind the decision
 
+    @property
+    def span(self) -> str:
+        """The lengths it covers, as tables, notes and run's records name a bucket: '769..1536'."""
+        return f"{self.min_tokens}..{self.max_tokens}"
+
 
 @dataclass(kw_only=True)
 class Plan:
@@ -73,7 +78,7 @@ def validate(plan: Plan, where: str = "plan") -> Plan:
         raise BadInput(f"{where} has no buckets: re-run isotune search")
     expect_min = 1
     for i, b in enumerate(plan.buckets):
-        name = f"{where} bucket {i} ({b.min_tokens}..{b.max_tokens})"
+        name = f"{where} bucket {i} ({b.span})"
         if b.min_tokens != expect_min:
             problem = "overlaps the previous one" if b.min_tokens < expect_min else "leaves a gap before it"
             raise BadInput(

@@ -38,7 +38,7 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         t.add_column(col, justify="left" if col in ("tokens", "split") else "right")
     for b in plan.buckets:
         t.add_row(
-            f"{b.min_tokens}..{b.max_tokens}",
+            b.span,
             str(b.seq_len or "-"),
             split_cell(b.ratios, per_line=2),  # 8 chunks: four lines, folded between ratios
             ms(b.plan_ms),
@@ -61,7 +61,7 @@ def show_plan(plan: Plan, path: str = "", decisions: bool = True) -> None:
         highlight=False,
     )
     for b in plan.buckets if decisions else []:  # the why of every bucket, in the words the search printed
-        at = f"{b.seq_len} tokens" if b.seq_len else f"{b.min_tokens}..{b.max_tokens}"
+        at = f"{b.seq_len} tokens" if b.seq_len else b.span
         if b.decision:
             out.print(f"{at}: {b.decision}", highlight=False)
         if b.stopped and b.stopped.startswith("stopped"):
@@ -95,9 +95,7 @@ def findings(plan: Plan) -> list[str]:
             for b in group:
                 saved = f"saves {-b.vs_baseline[0]:.1%}" if b.vs_baseline else f"takes {b.plan_ms:.1f} ms"
                 ci = f" (95% CI {-b.vs_baseline[2]:.1%}..{-b.vs_baseline[1]:.1%})" if b.vs_baseline and measured else ""
-                lines.append(
-                    f"  splitting pays at {b.min_tokens}..{b.max_tokens} tokens: {split_text(b.ratios)} {saved}{ci}"
-                )
+                lines.append(f"  splitting pays at {b.span} tokens: {split_text(b.ratios)} {saved}{ci}")
         else:
             lines.append(f"  splitting does not pay at {span}: {_why_not(group)}")
     shares = [b.comm_ms / b.baseline_ms for b in plan.buckets if b.comm_ms and b.baseline_ms]

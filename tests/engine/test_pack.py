@@ -121,6 +121,11 @@ def test_a_plan_searched_on_packs_records_what_it_was_searched_for(cli_here, tmp
     assert r.returncode == 0, r.stderr
     plan = load_plan(out)
     assert plan.study["pack"] == 256 and plan.study["name"].endswith("-pack256")
+    # benched on single prompts, the plan's kind is said beside the numbers
+    r = cli_here("bench", "--model", "small", "--layers", "2", "--tp", "2", "--seq-lens", "512", "--plan", str(out),
+                 "--force", "--repeats", "1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "was searched on packs of 256-token prompts; this bench times single prompts" in r.stderr
 
 
 def test_the_memory_check_counts_every_cache_slot(cli_here):

@@ -13,6 +13,7 @@ from isotune.core.files import check_writable
 from isotune.core.pack import check_pack_size
 from isotune.core.target import TargetFlags
 from isotune.engine.launch import launch
+from isotune.engine.launcher import say
 from isotune.engine.target import resolve_target
 
 
@@ -42,6 +43,14 @@ def bench(
     prep = prepare(resolved, lens, plan_paths=plan or [], profile_path=profile, force=force, align=align,
                    max_len=pack and min(pack, max(lens)), slots=slots, prefill_tokens=max(lens))  # fmt: skip
     plans = [given.splits for given in prep.plans]  # per plan: seq_len -> ratios
+    for given in prep.plans:  # a split searched on single prompts may not be a pack's best, and back
+        made = given.plan.study.get("pack")
+        if made != pack:
+            on = f"packs of {made}-token prompts" if made else "single prompts"
+            say(
+                f"note: {given.path} was searched on {on}; this bench times "
+                + (f"packs of {pack}-token prompts" if pack else "single prompts")
+            )
     if chunks is not None or ratios is not None:
         r = asked_split(chunks, ratios)
         plans.append({s: r for s in lens})

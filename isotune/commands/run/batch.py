@@ -60,8 +60,7 @@ def pack_split(cfg: Batching, total: int, align: int) -> tuple[list[int], str | 
     notes: list[str] = []
     if cfg.plan is not None:
         ratios, notes = split_for(cfg.plan, total)
-        bucket, _ = lookup(cfg.plan, total)
-        name = f"{bucket.min_tokens}..{bucket.max_tokens}"
+        name = lookup(cfg.plan, total)[0].span
     else:
         ratios, name = cfg.ratios, None
     try:

@@ -201,9 +201,7 @@ def _requests(found: list[Prompt], prep: Prepared, chunks: int | None, ratios: s
         requests = []
         for p in found:
             b, _ = lookup(given.plan, len(p.ids))
-            requests.append(
-                Request(ids=p.ids, ratios=given.splits[len(p.ids)], bucket=f"{b.min_tokens}..{b.max_tokens}")
-            )
+            requests.append(Request(ids=p.ids, ratios=given.splits[len(p.ids)], bucket=b.span))
     elif chunks is None and ratios is None:
         # no split unless asked: a short chat prompt split in two is slower, and only a plan knows where it pays
         requests = [Request(ids=p.ids, ratios=[1.0], bucket=None) for p in found]
