@@ -16,7 +16,8 @@ from isotune.core.errors import BadInput
 from isotune.core.files import first_key
 from isotune.core.plan import load_plan
 from isotune.core.profile import load_profile
-from isotune.tune.studies import counts, open_storage, storage_file, storage_url
+from isotune.tune.storage import open_storage, storage_file, storage_url
+from isotune.tune.studies import counts
 from isotune.viz.plan_tables import findings, show_plan
 from isotune.viz.tables import console, show_profile, table
 

@@ -29,6 +29,7 @@ from isotune.core.plan import Plan, bucket_ranges
 from isotune.core.space import SPACE_VERSION
 from isotune.tune import studies
 from isotune.tune.config import GRID, MEASURED, SearchConfig
+from isotune.tune.storage import open_storage
 from isotune.tune.trials import run_study
 from isotune.tune.validate import Validate, validated_bucket
 
@@ -62,7 +63,7 @@ def study_name(cfg: SearchConfig, seq_len: int) -> str:
 
 def open_studies(cfg: SearchConfig, storage=None) -> dict[int, optuna.Study]:
     """Open (or resume) every length's study; raises BadInput on a study made with other parameters."""
-    storage = storage or studies.open_storage(cfg.storage)
+    storage = storage or open_storage(cfg.storage)
     out = {}
     for s in cfg.seq_lens:
         if cfg.sampler == GRID:

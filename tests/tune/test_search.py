@@ -29,7 +29,8 @@ from isotune.core.target import TargetFlags
 from isotune.tune import search as search_mod
 from isotune.tune import studies
 from isotune.tune import trials as trials_mod
-from isotune.tune.studies import counts, open_storage
+from isotune.tune.storage import open_storage
+from isotune.tune.studies import counts
 
 # the search module silences this warning of TPE's `group`; pytest would show it again
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

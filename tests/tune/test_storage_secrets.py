@@ -19,7 +19,7 @@ from fixtures.postgres import _free_port, server_bin, throwaway_cluster
 from isotune.cli import main
 from isotune.core.credentials import redact, without_password
 from isotune.core.plan import load_plan
-from isotune.tune.studies import ENV_STORAGE, open_storage, storage_url
+from isotune.tune.storage import ENV_STORAGE, open_storage, storage_url
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from isotune.core.errors import BadInput
 from isotune.tune import studies
+from isotune.tune.storage import open_storage
 from isotune.tune.studies import (
     BEAT_ATTR,
     MADE_WITH_ATTR,
@@ -22,7 +23,6 @@ from isotune.tune.studies import (
     TrialBeat,
     fail_stale,
     fail_trial,
-    open_storage,
     open_study,
     owner,
     stamp,

@@ -23,7 +23,7 @@ from isotune.engine.launch import launch
 from isotune.engine.target import resolve_target
 from isotune.tune.config import GRID, MEASURED, MODEL, TPE, SearchConfig
 from isotune.tune.search import open_studies
-from isotune.tune.studies import default_storage, storage_url
+from isotune.tune.storage import default_storage, storage_url
 
 
 def search(*, target: TargetFlags, **opts) -> int:
