@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import lru_cache
 from itertools import pairwise
 
-from isotune.core.pack import Seq, chunk_pieces
+from isotune.core.pack import Piece, Seq, chunk_pieces
 from isotune.core.profile import Profile
 from isotune.core.schedule import ATTN, COMM, MLP, Op, build_schedule
 
@@ -54,8 +54,8 @@ def simulate(
     # per-chunk op costs are the same in every layer
     if pack is None:
         attn_ms = [fit.attn_ms(q, p) for q, p in zip(sizes, bounds, strict=False)]
-    else:  # each piece's queries over its own sequence's prefix only
-        attn_ms = [sum(fit.attn_ms(p.tokens, p.start) for p in chunk) for chunk in chunk_pieces(pack, bounds)]
+    else:
+        attn_ms = [_packed_attn_ms(fit, chunk) for chunk in chunk_pieces(pack, bounds)]
     mlp_ms = [fit.mlp_ms(q) for q in sizes]
     comm_mb = [q * profile.hidden * profile.dtype_bytes / 1e6 for q in sizes]
     scale = fit.comm_scale  # an all-reduce inside a prefill vs one timed alone
@@ -96,6 +96,11 @@ def simulate(
     return max(end)
 
 
+def _packed_attn_ms(fit, parts: list[Seq] | tuple[Piece, ...]) -> float:
+    """Attention over packed rows: each sequence's (or piece's) queries over its own prefix only."""
+    return sum(fit.attn_ms(p.tokens, p.start) for p in parts)
+
+
 def predict_serial(
     profile: Profile, seq_len: int, layers: int | None = None, pack: list[Seq] | None = None
 ) -> tuple[float, float]:
@@ -103,7 +108,7 @@ def predict_serial(
     `simulate` costs them inside a prefill (a pack's attention per sequence, as there)."""
     fit = profile.fit
     layers = layers or int(profile.model["layers"])
-    attn = fit.attn_ms(seq_len, 0) if pack is None else sum(fit.attn_ms(s.tokens, s.start) for s in pack)
+    attn = fit.attn_ms(seq_len, 0) if pack is None else _packed_attn_ms(fit, pack)
     compute = layers * (max(attn, fit.host_attn_ms) + max(fit.mlp_ms(seq_len), fit.host_mlp_ms))
     comm = layers * 2 * fit.allreduce_ms(seq_len * profile.hidden * profile.dtype_bytes) * fit.comm_scale
     return compute, comm

@@ -56,8 +56,11 @@ def check_pack_size(size: int | None, lens: list[int]) -> int:
     return -(-max(lens) // size)
 
 
-def check_pack(seqs: list[Seq], slots: int, max_len: int) -> None:
-    """Each sequence in a slot of its own that exists, its positions inside the cache."""
+def check_pack(seqs: list[Seq], slots: int, max_len: int, tokens: int) -> None:
+    """Each sequence in a slot of its own that exists, its positions inside the cache, and
+    together the `tokens` rows of the stream."""
+    if sum(s.tokens for s in seqs) != tokens:
+        raise ValueError(f"the pack holds {sum(s.tokens for s in seqs)} tokens, the stream {tokens}")
     used = [s.slot for s in seqs]
     if len(set(used)) != len(used):
         raise BadInput(f"a pack puts two sequences in one cache slot ({sorted(used)}): one slot per sequence")

@@ -43,9 +43,7 @@ def prefill(
     `pack`: `ids` holds several sequences (core.pack), each at its own positions and slot
     (start_pos is then unused); the bounds cut the packed stream."""
     if pack is not None:
-        check_pack(pack, model.slots, model.max_len)
-        if sum(s.tokens for s in pack) != len(ids):
-            raise ValueError(f"the pack holds {sum(s.tokens for s in pack)} tokens, the ids {len(ids)}")
+        check_pack(pack, model.slots, model.max_len, len(ids))
     elif start_pos + len(ids) > model.max_len:  # past the cache, writes would land nowhere, silently
         raise ValueError(f"positions up to {start_pos + len(ids)} do not fit the KV cache of {model.max_len}")
     if ops is None:

@@ -37,11 +37,13 @@ def test_chunk_pieces_cut_the_packed_stream_into_each_sequences_rows():
 
 def test_a_pack_that_does_not_fit_its_slots_is_refused():
     with pytest.raises(BadInput, match="two sequences in one cache slot"):
-        check_pack([Seq(slot=0, start=0, tokens=4), Seq(slot=0, start=0, tokens=4)], slots=2, max_len=8)
+        check_pack([Seq(slot=0, start=0, tokens=4), Seq(slot=0, start=0, tokens=4)], slots=2, max_len=8, tokens=8)
     with pytest.raises(BadInput, match="does not fit 2 slots of 8 positions"):
-        check_pack([Seq(slot=1, start=5, tokens=4)], slots=2, max_len=8)
+        check_pack([Seq(slot=1, start=5, tokens=4)], slots=2, max_len=8, tokens=4)
     with pytest.raises(BadInput, match="does not fit"):
-        check_pack([Seq(slot=2, start=0, tokens=1)], slots=2, max_len=8)
+        check_pack([Seq(slot=2, start=0, tokens=1)], slots=2, max_len=8, tokens=1)
+    with pytest.raises(ValueError, match="the pack holds 4 tokens, the stream 5"):
+        check_pack([Seq(slot=0, start=0, tokens=4)], slots=2, max_len=8, tokens=5)
 
 
 def _pack(lengths: list[int]) -> list[Seq]:
