@@ -6,6 +6,7 @@ the failed rank, and no process of the command may outlive it.
 itself produces (bytes the ranks' all-reduces wrote to their sockets, or a finished trial in the
 search's journal), so on a slow machine it cannot land during start-up instead."""
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import CLI, ROOT
+from fixtures.tiny_text import tiny_text_checkpoint
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -100,10 +102,10 @@ def finished_trial(journal: Path) -> Callable[[list[int]], bool]:
 
 
 def _kill_rank_1_and_check(
-    cmd: list[str], marker: Callable[[list[int]], bool], needle: str, env: dict | None = None
+    cmd: list[str], marker: Callable[[list[int]], bool], needle: str, env: dict | None = None, stdout=None
 ) -> str:
     p = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cmd, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, **(env or {})}, cwd=ROOT,
     )  # fmt: skip
     try:
@@ -158,6 +160,37 @@ def test_rank_killed_mid_work(tmp_path, what):
     ], err
     if what != "search":  # the search also prints its progress on stderr
         assert err.strip().count("\n") == 0, err
+
+
+def test_rank_killed_mid_batch_leaves_the_finished_prompts_on_stdout(tmp_path):
+    """Continuous batching (--max-seqs) at tp 2: rank 1 is killed once two prompts have ended.
+    The run stops with the one line; the JSON lines of the prompts that ended before it are on
+    stdout, whole; the --json document, which needs every prompt, is not written at all."""
+    model = tiny_text_checkpoint(tmp_path / "tiny")
+    words = "The river town was founded by families who travelled west in search of farmland".split()
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": " ".join(words[: 4 + i % 10])}) + "\n" for i in range(40)))
+    out, doc = tmp_path / "stdout.jsonl", tmp_path / "answers.json"
+
+    def two_prompts_ended(_ranks: list[int]) -> bool:
+        return out.exists() and out.read_text().count("\n") >= 2
+
+    cmd = [
+        sys.executable, CLI, "run", "--model", str(model), "--dtype", "float32", "--tp", "2",
+        "--prompts", str(prompts), "--max-seqs", "4", "--max-new-tokens", "400", "--json", str(doc),
+    ]  # fmt: skip
+    with out.open("w") as stdout:
+        err = _kill_rank_1_and_check(cmd, two_prompts_ended, "rank 1 was killed by SIGKILL", stdout=stdout)
+    assert [line for line in err.splitlines() if "error" in line.lower()] == [
+        "error: rank 1 was killed by SIGKILL; the other ranks were stopped"
+    ], err
+    assert "Traceback" not in err, err
+    ended = [json.loads(line) for line in out.read_text().splitlines()]  # every line whole
+    assert 2 <= len(ended) < 40, len(ended)
+    print(f"{len(ended)} of 40 prompts ended before the kill; stderr:\n{err}")
+    assert all(x["generated_ids"] and x["generated_text"] is not None for x in ended)
+    assert len({x["index"] for x in ended}) == len(ended)
+    assert not doc.exists() and not list(tmp_path.glob("answers.json*"))
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun comes with torch; missing means a broken env")
