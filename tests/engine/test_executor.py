@@ -17,10 +17,10 @@ SPLITS = [[1.0], [0.5, 0.5], [0.3, 0.7], [0.8, 0.2], [1 / 3] * 3, [0.5, 0.3, 0.2
 SEQ = 200
 
 
-def _worker(info, payload) -> int:
-    """Runs on every rank: baseline vs each split; rank 0 writes the max abs logit diffs."""
+def _one(info, mha: bool, out: str) -> None:
+    """Baseline vs each split of one model (GQA or MHA); rank 0 writes the max abs logit diffs."""
     spec = load_spec("tiny")
-    if payload["mha"]:
+    if mha:
         spec = dataclasses.replace(spec, kv_heads=spec.heads)
     model = build_model(spec, info, torch.float32, SEQ + 4, seed=1)
     ids = torch.randint(0, spec.vocab, (SEQ,), generator=torch.Generator().manual_seed(3))
@@ -36,9 +36,15 @@ def _worker(info, payload) -> int:
         diffs[str(bounds)] = (model.logits(model.final_norm(x)) - base).abs().max().item()
         tokens_equal[str(bounds)] = greedy_decode(model, x[-1:], SEQ, 4) == base_tokens
     if info.is_main:
-        torch.save(base, payload["out"] + ".pt")
-        with open(payload["out"], "w") as f:
+        torch.save(base, out + ".pt")
+        with open(out, "w") as f:
             json.dump({"diffs": diffs, "tokens_equal": tokens_equal}, f)
+
+
+def _worker(info, payload) -> int:
+    """Runs on every rank: both models at this TP size, in one launch (a launch costs seconds)."""
+    for mha in (False, True):
+        _one(info, mha, payload.format(mha=mha))
     return 0
 
 
@@ -46,12 +52,12 @@ def _worker(info, payload) -> int:
 def results(tmp_path_factory):
     out = {}
     tmp = tmp_path_factory.mktemp("iso")
-    for mha in (False, True):
-        for tp in (1, 2, 4):
-            path = str(tmp / f"tp{tp}_{mha}.json")
-            assert dist.run_ranks(_worker, dist.Ranks(tp=tp, device="cpu"), {"mha": mha, "out": path}) == 0
-            with open(path) as f:
-                out[(tp, mha)] = json.load(f) | {"logits": torch.load(path + ".pt")}
+    for tp in (1, 2, 4):
+        path = str(tmp / f"tp{tp}_{{mha}}.json")
+        assert dist.run_ranks(_worker, dist.Ranks(tp=tp, device="cpu"), path) == 0
+        for mha in (False, True):
+            with open(path.format(mha=mha)) as f:
+                out[(tp, mha)] = json.load(f) | {"logits": torch.load(path.format(mha=mha) + ".pt")}
     return out
 
 
