@@ -117,7 +117,8 @@ CommCtasOpt = Annotated[
     typer.Option(
         "--comm-ctas",
         help="GPUs: the most CTAs (SMs) NCCL's all-reduce may take, so more are left to the compute it hides "
-        "behind (NCCL's maxCTAs; default: NCCL's choice); recorded in profiles and plans. search takes several, "
+        "behind (NCCL's maxCTAs; default: NCCL's choice); on a GPU stand-in (--ranks 1 --link), the CTAs its "
+        "link's hold takes (default 16). Recorded in profiles and plans. search takes several, "
         "e.g. 4,8,16: one search per cap, the fastest plan kept (each written beside -o).",
     ),
 ]
@@ -126,7 +127,8 @@ LinkOpt = Annotated[
     Optional[str],
     typer.Option(
         "--link",
-        help="Emulate an interconnect (CPU ranks): each all-reduce runs for real and is held until this link "
+        help="Emulate an interconnect (CPU ranks; on a GPU, its stand-in --ranks 1): each all-reduce runs for real "
+        "(a stand-in has none) and is held until this link "
         "would deliver it. A rate (1gbit, 12GB/s), a latency and a rate (25us,12GB/s), or a catalog entry "
         "(rtx4090, h100-sxm: its all-reduce by message size at this TP). Files record it as emulated.",
     ),

@@ -33,7 +33,7 @@ from isotune.core.target import backend_for
 from isotune.engine.exits import PEER_CLOSED_LINE, peer_closed, why_ranks_ended
 from isotune.engine.group import JOIN_TIMEOUT_S, TIMEOUT_S, init_group
 from isotune.engine.launcher import check_master_port, launch_rank, launched_externally, launcher_store
-from isotune.engine.link import EmulatedLink
+from isotune.engine.link import EmulatedLink, GpuLink, link_for
 from isotune.engine.memory import oom_kills
 from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import PeerGone, Rendezvous
@@ -184,8 +184,9 @@ def _run_rank(worker: Worker, payload: Any, ranks: Ranks, store_port: int | None
         stands_for=ranks.stands_for,
     )
     global _joining, _link
-    _link = EmulatedLink(ranks.link) if ranks.link is not None else None
     try:
+        # a GPU link compiles its kernel here: a failure is this rank's one line like any other
+        _link = link_for(ranks.link, dev, ranks.comm_ctas) if ranks.link is not None else None
         if world > 1:  # joined at the first collective, after the worker has loaded its weights
             info.backend = backend_for(world, device)
             info.store_port = store_port
@@ -239,7 +240,7 @@ def _grouped() -> bool:
 
 
 # This rank's emulated link (--link), when it has one: every all-reduce is held to it.
-_link: EmulatedLink | None = None
+_link: EmulatedLink | GpuLink | None = None
 
 
 def all_reduce_async(t: torch.Tensor):

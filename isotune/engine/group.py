@@ -12,6 +12,7 @@ import torch
 import torch.distributed as tdist
 
 from isotune.core.versions import minor
+from isotune.engine import comm_hold
 from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import wait_for_all
 
@@ -35,10 +36,13 @@ COMM_KNOBS = (
 )
 
 
-def comm_setting(backend: str | None, comm_ctas: int | None = None) -> dict:
+def comm_setting(backend: str | None, comm_ctas: int | None = None, held_on_gpu: bool = False) -> dict:
     """What shapes the all-reduce's share of the GPU, as recorded in profiles and plans: NCCL's
     stream priority (always high, see nccl_options), its CTA cap (--comm-ctas) and the knobs
-    set in this environment."""
+    set in this environment; or, on a GPU stand-in (`held_on_gpu`), the CTAs its link's hold
+    kernel takes (engine.comm_hold)."""
+    if held_on_gpu:
+        return {"hold_ctas": comm_ctas or comm_hold.DEFAULT_CTAS}
     if backend != "nccl":
         return {}
     out = {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}

@@ -14,7 +14,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import torch
+
 from isotune.core.link import Link
+from isotune.engine import comm_hold
 
 
 class Held:
@@ -53,3 +56,40 @@ class EmulatedLink:
         start = max(self._clock(), self.free_s)
         self.free_s = start + self.link.allreduce_ms(nbytes) / 1e3
         return Held(handle, self.free_s, self._clock, self._sleep)
+
+
+class HeldOnGpu:
+    """A stand-in's all-reduce on a GPU: the hold kernel, queued on the comm stream."""
+
+    def __init__(self, delivered: torch.cuda.Event):
+        self.delivered = delivered
+
+    def wait(self) -> None:
+        """Make the current stream wait for the delivery (the host does not block), as waiting on
+        an NCCL all-reduce does."""
+        torch.cuda.current_stream().wait_event(self.delivered)
+
+
+class GpuLink:
+    """A GPU stand-in's side of the link: each all-reduce a hold kernel of the link's time on the
+    comm stream, issued once the partial sum it stands for is computed."""
+
+    def __init__(self, link: Link, device: torch.device, ctas: int | None):
+        self.link, self.ctas = link, ctas or comm_hold.DEFAULT_CTAS
+        self.stream = torch.cuda.Stream(device, priority=-1)  # high priority, as NCCL's stream
+        comm_hold.hold(1000, self.ctas, self.stream)  # compiled now, not inside the first timed prefill
+        self.stream.synchronize()
+
+    def hold(self, handle, nbytes: int) -> HeldOnGpu:
+        if handle is not None:  # the run's checks allow --link on GPUs only where no peer is real
+            raise RuntimeError("a GPU link holds a stand-in's all-reduces; real GPU ranks use their interconnect")
+        self.stream.wait_stream(torch.cuda.current_stream())  # the partial sum is ready: the transfer may start
+        comm_hold.hold(round(self.link.allreduce_ms(nbytes) * 1e6), self.ctas, self.stream)
+        delivered = torch.cuda.Event()
+        delivered.record(self.stream)
+        return HeldOnGpu(delivered)
+
+
+def link_for(link: Link, device: torch.device, ctas: int | None = None) -> EmulatedLink | GpuLink:
+    """This rank's side of `link`: slept through on CPU, a held kernel on a GPU."""
+    return GpuLink(link, device, ctas) if device.type == "cuda" else EmulatedLink(link)

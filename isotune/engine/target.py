@@ -40,15 +40,26 @@ def resolve_target(flags: TargetFlags) -> Target:
         ranks=ranks,
         max_len=0,
     )
-    target = with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
     if flags.link is not None:
         if device == "cuda":
-            raise BadInput(
-                "--link holds the all-reduces of CPU ranks; on GPUs the hold must occupy the comm stream's CTAs, "
-                "which this isotune cannot yet do: use --device cpu"
-            )
+            _check_gpu_link(flags.link, tp, ranks)
         target = target.with_(link=parse_link(flags.link, tp, catalog_links()))
-    return target
+    return with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
+
+
+def _check_gpu_link(link: str, tp: int, ranks: int | None) -> None:
+    """On GPUs an emulated link serves the stand-in alone: its hold kernel takes the comm CTAs a
+    real collective would. Real GPU ranks have a real interconnect to all-reduce over."""
+    from isotune.engine import comm_hold  # torch's CUDA build, and triton if it is there
+
+    if ranks != 1:
+        raise BadInput(
+            f"--link {link} on GPUs emulates a stand-in's all-reduces (--tp {tp} --ranks 1); "
+            f"{tp} GPU ranks all-reduce over their real interconnect: drop --link, or add --ranks 1"
+        )
+    why = comm_hold.unavailable()
+    if why is not None:
+        raise BadInput(f"--link {link} on this GPU: {why}")
 
 
 def _ranks(flags: TargetFlags, tp: int) -> int | None:
@@ -67,11 +78,13 @@ def _ranks(flags: TargetFlags, tp: int) -> int | None:
 
 
 def with_ctas(target: Target, ctas: int | None) -> Target:
-    """The target with NCCL's CTA cap (None: NCCL's choice); only NCCL has one."""
-    if ctas is not None and target.backend != "nccl":
+    """The target with NCCL's CTA cap (None: NCCL's choice), or on a GPU stand-in the CTAs its
+    link's hold kernel takes (None: engine.comm_hold's default); nothing else has one."""
+    gpu_stand_in = target.device == "cuda" and target.link is not None
+    if ctas is not None and target.backend != "nccl" and not gpu_stand_in:
         raise BadInput(
-            f"--comm-ctas caps the SMs an NCCL all-reduce takes: it needs a GPU run with --tp 2 or more "
-            f"(this one is tp {target.tp} on {target.device})"
+            f"--comm-ctas caps the SMs an NCCL all-reduce takes: it needs a GPU run with --tp 2 or more, "
+            f"or a GPU stand-in (--ranks 1 --link) (this one is tp {target.tp} on {target.device})"
         )
     return target.with_(comm_ctas=ctas)
 

@@ -57,7 +57,7 @@ def describe(info: DistInfo, dtype: str, compiled: bool = False) -> tuple[dict, 
             "dtype": dtype,
             "threads_per_rank": torch.get_num_threads() if info.device.type == "cpu" else None,  # as the launch set it
             "compile": compiled,
-            "comm": comm_setting(info.backend, info.comm_ctas),
+            "comm": comm_setting(info.backend, info.comm_ctas, info.link is not None and info.device.type == "cuda"),
         }
         | ({"link": info.link.record()} if info.link else {})
         | ({"stand_in": STAND_IN} if info.stands_for else {})
@@ -78,7 +78,7 @@ def run_setting(target: Target) -> dict:
         "device": device_name(device),
         "interconnect": target.link.interconnect() if target.link else group_link(target.device, one_host, gpus),
         "compile": target.compile,
-        "comm": comm_setting(target.backend, target.comm_ctas),
+        "comm": comm_setting(target.backend, target.comm_ctas, target.link is not None and target.device == "cuda"),
     }
 
 

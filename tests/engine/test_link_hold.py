@@ -97,13 +97,31 @@ def test_iso_equals_the_baseline_with_the_link_on_and_files_say_emulated(tmp_pat
     assert run_setting(target)["interconnect"] == "emulated 100gbit"  # what a plan check expects, before launch
 
 
-def test_gpu_ranks_refuse_a_link_until_the_hold_can_take_the_comm_stream(monkeypatch):
+def test_on_gpus_a_link_is_the_stand_ins_and_needs_its_kernel(monkeypatch):
+    """Real GPU ranks keep their real interconnect; a GPU stand-in needs the hold kernel, which
+    needs triton (resolved on a machine without a GPU: the device is said to be one)."""
     from isotune.core.errors import BadInput
+    from isotune.engine import comm_hold
 
     monkeypatch.setattr(dist, "resolve_device", lambda device: "cuda")
     monkeypatch.setattr(dist, "check_world", lambda tp, device: None)
-    with pytest.raises(BadInput, match="use --device cpu"):
+    with pytest.raises(BadInput, match="2 GPU ranks all-reduce over their real interconnect: drop --link, or add --ranks 1"):
         resolve_target(TargetFlags(model="tiny", tp="2", device="cuda", link="1gbit"))
+    monkeypatch.setattr(comm_hold, "triton", None)
+    with pytest.raises(BadInput, match="--link 1gbit on this GPU: the GPU link's hold kernel needs triton"):
+        resolve_target(TargetFlags(model="tiny", tp="2", device="cuda", link="1gbit", ranks="1"))
+    monkeypatch.setattr(comm_hold, "unavailable", lambda: None)  # as where triton and a GPU are
+    t = resolve_target(TargetFlags(model="tiny", tp="4", device="cuda", link="h100-sxm", ranks="1", comm_ctas="24"))
+    assert t.link.spec == "h100-sxm" and t.comm_ctas == 24 and t.ranks == 1  # the hold's CTAs
+    # files record how many CTAs the hold took, so a plan made with 24 is refused with 16
+    from isotune.core.setting import setting_problems
+    from isotune.engine.group import comm_setting
+
+    made, now = comm_setting(None, 24, held_on_gpu=True), comm_setting(None, None, held_on_gpu=True)
+    assert made == {"hold_ctas": 24} and now == {"hold_ctas": comm_hold.DEFAULT_CTAS}
+    assert setting_problems({"comm": made}, {"comm": now}, "the plan was made") == [
+        f"the plan was made for comm a link hold of 24 CTAs, not a link hold of {comm_hold.DEFAULT_CTAS} CTAs"
+    ]
 
 
 @pytest.mark.parametrize(
