@@ -100,6 +100,12 @@ def paired_change(base: list[float], other: list[float]) -> Interval:
     return Interval(estimate=math.expm1(logs.estimate), low=math.expm1(logs.low), high=math.expm1(logs.high), n=logs.n)
 
 
+def verdict(low: float, high: float) -> str:
+    """What a change's 95% interval says of a time: "faster" (all of it below 0), "slower" (all
+    above) or "within noise" (it holds 0). One reading for every table and line that says it."""
+    return "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
+
+
 def wins(base: list[float], other: list[float]) -> int:
     """How many paired repeats `other` was faster in."""
     return sum(o < b for b, o in zip(base, other, strict=True))

@@ -41,7 +41,9 @@ if triton is not None:
 def unavailable() -> str | None:
     """None when the kernel can run in this process, else why not (one line, with the fix)."""
     if triton is None:
-        return "the GPU link's hold kernel needs triton (it comes with PyTorch's CUDA wheels on Linux): pip install triton"
+        return (
+            "the GPU link's hold kernel needs triton (it comes with PyTorch's CUDA wheels on Linux): pip install triton"
+        )
     if not torch.cuda.is_available():
         return "the GPU link's hold kernel needs a CUDA device"
     return None

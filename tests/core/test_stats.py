@@ -2,7 +2,7 @@
 
 import pytest
 
-from isotune.core.stats import trimmed, typical
+from isotune.core.stats import trimmed, typical, verdict
 
 
 def test_small_samples_are_averaged_whole():
@@ -28,3 +28,8 @@ def test_a_bimodal_sample_keeps_its_slow_mode_unlike_the_median():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         typical([])
+
+
+def test_a_change_reads_faster_slower_or_within_noise_by_its_whole_interval():
+    assert verdict(-0.2, -0.01) == "faster" and verdict(0.01, 0.2) == "slower"
+    assert verdict(-0.1, 0.1) == verdict(0.0, 0.1) == verdict(-0.1, 0.0) == "within noise"

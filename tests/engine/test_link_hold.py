@@ -105,7 +105,9 @@ def test_on_gpus_a_link_is_the_stand_ins_and_needs_its_kernel(monkeypatch):
 
     monkeypatch.setattr(dist, "resolve_device", lambda device: "cuda")
     monkeypatch.setattr(dist, "check_world", lambda tp, device: None)
-    with pytest.raises(BadInput, match="2 GPU ranks all-reduce over their real interconnect: drop --link, or add --ranks 1"):
+    with pytest.raises(
+        BadInput, match="2 GPU ranks all-reduce over their real interconnect: drop --link, or add --ranks 1"
+    ):
         resolve_target(TargetFlags(model="tiny", tp="2", device="cuda", link="1gbit"))
     monkeypatch.setattr(comm_hold, "triton", None)
     with pytest.raises(BadInput, match="--link 1gbit on this GPU: the GPU link's hold kernel needs triton"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from isotune.core.chunking import split_cell, split_text
 from isotune.core.numbers import change_ci, ms, ms_ci, pct
+from isotune.core.stats import verdict
 from isotune.viz.tables import console, table
 
 PREDICTION_WARN = 0.10  # a profile that misses a measurement by more than this is stale here
@@ -40,9 +41,10 @@ def show_bench(records: list[dict], title: str, repeats: int) -> None:
 def change_words(change: list[float]) -> str:
     """'saves 20.9% (95% CI 20.4%..21.4%)', 'is 3.1% slower (…)' or 'is within noise (…)'."""
     est, low, high = change
-    if high < 0:
+    kind = verdict(low, high)
+    if kind == "faster":
         return f"saves {pct(-est).lstrip('+')} (95% CI {pct(-high).lstrip('+')}..{pct(-low).lstrip('+')})"
-    if low > 0:
+    if kind == "slower":
         return f"is {pct(est).lstrip('+')} slower (95% CI {pct(low)}..{pct(high)})"
     return f"is within noise ({pct(est)}, 95% CI {pct(low)}..{pct(high)})"
 

@@ -15,6 +15,7 @@ from isotune.commands.doctor import measure
 from isotune.commands.doctor.child import run_child
 from isotune.commands.doctor.report import CUT, FAIL, OK, SKIPPED, Check, chunking_png, launch_summary
 from isotune.core.files import atomic_write_bytes, atomic_write_text
+from isotune.core.stats import verdict
 from isotune.engine.fused import EAGER
 from isotune.engine.model import compile_model
 from isotune.engine.rank import single
@@ -236,7 +237,7 @@ def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None 
                 r["change"],
                 r["low"],
                 r["high"],
-                ": within noise" if r["low"] <= 0 <= r["high"] else "",
+                ": within noise" if verdict(r["low"], r["high"]) == "within noise" else "",
             ),
         )
         for r in rows

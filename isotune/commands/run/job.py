@@ -197,9 +197,14 @@ def _run_batched(model: TPModel, info: DistInfo, cfg: RunJob, codec: TextCodec |
         heading = f"isotune run: {title(model, info)}"
         summary = show_batched(results, heading, wall_s, cfg.batching.max_seqs)
         if cfg.json_path:
-            doc = {"title": heading, "prompts": results, "summary": summary}
-            atomic_write_text(cfg.json_path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+            atomic_write_text(cfg.json_path, _prompts_document(heading, results, summary))
     return 0
+
+
+def _prompts_document(heading: str, lines: list[dict], summary) -> str:
+    """--prompts --json: one JSON document, the JSON lines already printed in an array and the
+    summary, whichever path (one at a time, or batched) ran them."""
+    return json.dumps({"title": heading, "prompts": lines, "summary": summary}, indent=1, ensure_ascii=False) + "\n"
 
 
 def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], lines: list[dict]) -> None:
@@ -210,8 +215,7 @@ def _report(model: TPModel, info: DistInfo, cfg: RunJob, results: list[dict], li
     heading = f"isotune run: {title(model, info)}"
     if cfg.jsonl:
         show_prompts(results, heading, cfg.compare)
-        doc = {"title": heading, "prompts": lines, "summary": bucket_summary(results, cfg.compare)}
-        text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+        text = _prompts_document(heading, lines, bucket_summary(results, cfg.compare))
     else:
         show_run(results[0], heading, stderr=cfg.text)
         text = json.dumps(results[0], indent=2, ensure_ascii=False) + "\n"

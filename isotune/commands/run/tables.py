@@ -5,7 +5,7 @@ from __future__ import annotations
 from statistics import mean
 
 from isotune.core.numbers import change_ci
-from isotune.core.stats import mean_interval
+from isotune.core.stats import mean_interval, verdict
 from isotune.viz.tables import console, table
 
 
@@ -29,8 +29,7 @@ def show_run(r: dict, title: str, stderr: bool = False) -> None:
     if r["baseline_prefill_ms"] is not None:
         t.add_row(f"baseline prefill ms ({r['prefill_timed']})", f"{r['baseline_prefill_ms']:.2f}")
         est, low, high = r["vs_baseline"]
-        verdict = "within noise" if low <= 0 <= high else "faster" if high < 0 else "slower"
-        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict}")
+        t.add_row(f"{label} vs baseline (paired)", f"{est:+.1%} (95% CI {low:+.1%}..{high:+.1%}): {verdict(low, high)}")
         nxt = "same next token" if r["same_next_token"] else "next token differs (a near-tie?)"
         diff = f"{r['max_abs_diff']:.3g} of values up to {r['compared_abs_max']:.3g}; {nxt}"
         t.add_row("max abs diff (hidden, last logits)", diff)
