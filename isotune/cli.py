@@ -534,6 +534,15 @@ def doctor(
     repeats: RepeatsOpt = 5,
     device: DeviceOpt = "auto",
     tp: TpOpt = None,
+    link: Annotated[
+        Optional[str],
+        typer.Option(
+            "--link",
+            help="Run the profile -> search -> bench check on this emulated link (1gbit, h100-sxm, ...): CPU "
+            "ranks at --tp (default 2); on a GPU, a stand-in for --tp (default 8) with --ranks 1. Shows what "
+            "ISO wins where the machine's own link has nothing to hide.",
+        ),
+    ] = None,
     skip_tests: Annotated[bool, typer.Option("--skip-tests", **_flag("Do not run the CUDA test suite."))] = False,
     time_limit: Annotated[
         Optional[float],

@@ -12,12 +12,14 @@ import pytest
 from conftest import ROOT
 
 from isotune.cli import main
+from isotune.core.plan import load_plan
 
 
 @pytest.mark.slow
 def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     out = tmp_path / "doc"
-    r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--repeats", "3")
+    # on an emulated link, so the pipeline's ranks have all-reduces worth hiding
+    r = cli("doctor", "-o", str(out), "--model", "tiny", "--seq-lens", "128,256", "--repeats", "3", "--link", "1gbit")
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     by = {c["name"]: c for c in report["checks"]}
@@ -50,6 +52,8 @@ def test_doctor_runs_what_a_cpu_can_and_says_what_it_skipped(cli, tmp_path):
     assert parts["summary"].startswith("layer 0 at 256 tokens, unsplit -> 2 chunks (measured on CPU)")
     pipe = by["profile, search, bench"]
     assert pipe["status"] == "ok" and [row["tokens"] for row in pipe["rows"]] == [128, 256]
+    assert pipe["summary"].startswith("tp 2 (gloo, emulated 1gbit), measured, the plan vs baseline: 128: ")
+    assert load_plan(out / "plan.yaml").topology["interconnect"] == "emulated 1gbit"
     for row in pipe["rows"]:  # a kept split is said with its interval
         said = (
             "unsplit kept" if row["plan_chunks"] == 1 else f"{row['plan_chunks']} chunks {row['change']:+.1%} (95% CI"
@@ -217,6 +221,12 @@ def test_the_pipeline_runs_at_tp_1_and_says_it_shows_no_win(tmp_path):
     plan = load_plan(tmp_path / "plan.yaml")  # the bench ran the plan the search wrote, per length
     assert plan.topology["tp"] == 1 and [r["tokens"] for r in c.rows] == [128, 256]
     assert [r["plan_chunks"] for r in c.rows] == [lookup(plan, r["tokens"])[0].chunks for r in c.rows]
+
+
+def test_doctor_refuses_a_bad_link_before_any_check(cli_here, tmp_path):
+    r = cli_here("doctor", "--device", "cpu", "--link", "nope", "-o", str(tmp_path / "d"))
+    assert r.returncode == 2 and "--link 'nope' is not in the catalog" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "d").exists()
 
 
 # Loaded into every Python process of the step through PYTHONPATH: a spawned rank (a

@@ -189,13 +189,18 @@ def decode(preset, dev, lens, repeats) -> Check:
     return Check(name=name, status=OK, summary=summary, rows=rows)
 
 
-def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None = None) -> Check:
+def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None = None, link: str | None = None) -> Check:
     name = "profile, search, bench"
     # one GPU still runs the three commands at tp 1: their CUDA paths (event timing, the host
-    # lane, the held-stream layer times) run, though with no all-reduce there is nothing to win
+    # lane, the held-stream layer times) run, though with no all-reduce there is nothing to win.
+    # With a link (tp given by the caller), CPU ranks hold their all-reduces to it, and a GPU runs
+    # as a stand-in for rank 0 of tp, its all-reduces the link's hold kernel
     n = tp or (max(1, torch.cuda.device_count()) if dev == "cuda" else 2)
     use = ",".join(map(str, lens[:2]))
     common = ["--model", model, "--layers", str(layers), "--tp", str(n), "--device", dev]
+    stand_in = link is not None and dev == "cuda"
+    if link is not None:
+        common += ["--link", link, *(["--ranks", "1"] if stand_in else [])]
     # the check's studies stay in its folder, never in a database ISOTUNE_STORAGE names
     studies = ["--storage", f"journal:{folder / 'plan.study.log'}"]
     steps = [
@@ -226,7 +231,10 @@ def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None 
         | dict(zip(("change", "low", "high"), r["plan_vs_baseline"] or (None, None, None), strict=True))
         for r in recs
     ]  # fmt: skip
-    link = "NCCL" if dev == "cuda" else "gloo over loopback"
+    if link is not None:
+        how = f"one GPU standing in for tp {n}, emulated {link}" if stand_in else f"gloo, emulated {link}"
+    else:
+        how = "NCCL" if dev == "cuda" else "gloo over loopback"
     said = "; ".join(
         "{}: {}".format(
             r["tokens"],
@@ -242,7 +250,7 @@ def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None 
         )
         for r in rows
     )
-    summary = f"tp {n} ({link}), measured, the plan vs baseline: {said}; files profile.yaml, plan.yaml, bench.json"
+    summary = f"tp {n} ({how}), measured, the plan vs baseline: {said}; files profile.yaml, plan.yaml, bench.json"
     if n == 1:
         summary = (
             f"tp 1 on {dev}: one rank has no all-reduce to hide, so this shows profile, search and bench "

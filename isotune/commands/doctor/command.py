@@ -3,8 +3,9 @@
 On a GPU box: the environment, the CUDA test suite, ISO == the unsplit prefill on a preset (and
 a checkpoint), what chunking costs at tp 1, whether launches bound the GPU, eager decoding
 against CUDA graphs, and a profile -> search -> bench (across every GPU; at tp 1 on a single GPU,
-which shows the commands run there but has nothing to overlap). On CPU it runs what it can the
-same way (CPU ranks over gloo for the pipeline) and says, per check, what it skipped and why.
+which shows the commands run there but has nothing to overlap; with --link, one GPU standing in
+for tp 8 on that emulated link). On CPU it runs what it can the same way (CPU ranks over gloo
+for the pipeline, or on an emulated --link) and says, per check, what it skipped and why.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 from isotune.commands.doctor import checks, measure
 from isotune.commands.doctor.child import BEGIN_S
 from isotune.commands.doctor.report import CUT, FAIL, OK, PENDING, Check, as_json, markdown, show_summary
+from isotune.core.analytic import catalog_links
 from isotune.core.chunking import parse_seq_lens
 from isotune.core.errors import BadInput
 from isotune.core.files import atomic_write_text, can_create_in
+from isotune.core.link import parse_link
 from isotune.core.spec import load_spec
 from isotune.core.target import parse_tp
 from isotune.engine.dist import resolve_device
@@ -44,6 +47,7 @@ def doctor(
     device: str,
     tp: str | None,
     skip_tests: bool,
+    link: str | None = None,
     time_limit: float | None = None,
 ) -> int:
     # a machine rented or allocated for a fixed time: checks past it are said, not begun
@@ -70,6 +74,9 @@ def doctor(
     if time_limit is not None and not time_limit > 0:
         raise BadInput(f"--time-limit {time_limit:g}: give the seconds doctor may take, more than 0")
     tp = next(iter(parse_tp(tp)), None)  # the pipeline's ranks (tp 2 or more to overlap anything)
+    if link is not None:  # the pipeline on an emulated link: CPU ranks, or one GPU standing in for tp
+        tp = tp or (8 if dev == "cuda" else 2)
+        parse_link(link, tp, catalog_links())  # a bad spec fails now, in one line, not in a child
     load_spec(model, layers)  # a bad --model or --layers fails now, not midway
     folder.mkdir(exist_ok=True)
     from rich.progress import Progress
@@ -92,7 +99,7 @@ def doctor(
         ("chunking: by part", checks.parts, preset, dev, d["align"], lens),
         ("decode: CUDA graphs", checks.decode, preset, dev, lens, repeats),
         ("launch-bound", checks.launches, preset, dev, d["align"], lens),  # last in-process: it ends profiling
-        ("profile, search, bench", checks.pipeline, model, layers, dev, tp, lens, folder, deadline),
+        ("profile, search, bench", checks.pipeline, model, layers, dev, tp, lens, folder, deadline, link),
     ]
     results: list[Check] = []
     env = measure.environment()
