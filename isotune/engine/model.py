@@ -50,6 +50,18 @@ def check_torch(version: str | None = None) -> None:
 
 
 @dataclass(frozen=True)
+class OneTokenEach:
+    """A decode step of several sequences (every piece one token): where each row's K/V goes,
+    and which cached keys each row sees, so the rows attend in one call, not one call each."""
+
+    slots: torch.Tensor  # (B,) long: each row's cache slot
+    positions: torch.Tensor  # (B,) long: each row's position in its sequence
+    contiguous: bool  # slots are 0..B-1 in order: the caches are read as a view, not gathered
+    keys: int  # cached keys the call reads: the longest sequence's
+    mask: torch.Tensor  # (B, 1, 1, keys) bool: row b sees keys 0..positions[b]
+
+
+@dataclass(frozen=True)
 class PackedChunk:
     """A chunk of a packed forward as attention needs it: its pieces (core.pack) and the RoPE
     rows of their positions, gathered once per forward, not once per layer."""
@@ -57,6 +69,7 @@ class PackedChunk:
     pieces: tuple[Piece, ...]
     cos: torch.Tensor  # (T, 1, head_dim)
     sin: torch.Tensor
+    one_token_each: OneTokenEach | None = None
 
 
 class TPModel:
@@ -105,6 +118,19 @@ class TPModel:
         if len(pieces) == 1:  # one sequence's rows: a slice of the tables, as for one prompt
             p = pieces[0]
             return PackedChunk(pieces=pieces, cos=self.cos[p.start : p.end], sin=self.sin[p.start : p.end])
+        if all(p.tokens == 1 for p in pieces):  # a decode step: one gather, one attention call
+            at = torch.tensor([p.start for p in pieces], device=self.device)  # (B,)
+            slots = [p.slot for p in pieces]
+            keys = max(p.end for p in pieces)
+            mask = torch.arange(keys, device=self.device)[None, :] <= at[:, None]  # (B, keys)
+            rows = OneTokenEach(
+                slots=torch.tensor(slots, device=self.device),
+                positions=at,
+                contiguous=slots == list(range(len(slots))),
+                keys=keys,
+                mask=mask[:, None, None, :],  # (B, 1, 1, keys)
+            )
+            return PackedChunk(pieces=pieces, cos=self.cos[at], sin=self.sin[at], one_token_each=rows)
         cos = torch.cat([self.cos[p.start : p.end] for p in pieces])  # (T, 1, D)
         sin = torch.cat([self.sin[p.start : p.end] for p in pieces])
         return PackedChunk(pieces=pieces, cos=cos, sin=sin)
@@ -144,6 +170,8 @@ class TPModel:
         (RoPE), their K/V into their slot, their queries over that slot's keys up to them.
         qk (T, Hq+Hkv, D), v (T, Hkv, D) -> (1, Hq, T, D)."""
         q, k = self.ops.rope(qk, chunk.cos, chunk.sin).split(self.heads, dim=1)  # (T, Hq, D), (T, Hkv, D)
+        if chunk.one_token_each is not None:
+            return self._one_token_each(layer, q, k, v, chunk.one_token_each)
         outs = []
         for p in chunk.pieces:
             rows = slice(p.offset, p.offset + p.tokens)
@@ -159,6 +187,25 @@ class TPModel:
                 )
             )
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (1, Hq, T, D)
+
+    def _one_token_each(
+        self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rows: OneTokenEach
+    ) -> torch.Tensor:
+        """A decode step's B rows, each of its own sequence: their K/V into their slots at their
+        positions, then one masked attention call over the slots' caches (a view where the slots
+        are 0..B-1, else gathered). q (B, Hq, D), k and v (B, Hkv, D) -> (1, Hq, B, D)."""
+        kc, vc = self.k_cache[layer], self.v_cache[layer]  # (slots, Hkv, max_len, D)
+        kc[rows.slots, :, rows.positions] = k  # in place; indices apart put B first: (B, Hkv, D)
+        vc[rows.slots, :, rows.positions] = v
+        b = len(rows.positions)
+        if rows.contiguous:
+            keys, values = kc[:b, :, : rows.keys], vc[:b, :, : rows.keys]  # (B, Hkv, keys, D) views
+        else:
+            keys, values = kc[:, :, : rows.keys][rows.slots], vc[:, :, : rows.keys][rows.slots]  # gathered
+        out = F.scaled_dot_product_attention(
+            q.unsqueeze(2), keys, values, attn_mask=rows.mask, enable_gqa=q.shape[1] != k.shape[1]
+        )  # (B, Hq, 1, D)
+        return out.squeeze(2).transpose(0, 1).unsqueeze(0)  # (1, Hq, B, D)
 
     def fill_cache(self, value: float) -> None:
         """Overwrite every KV cache row. Checks that compare two prefills of one model fill it with

@@ -189,7 +189,9 @@ def decode(preset, dev, lens, repeats) -> Check:
     return Check(name=name, status=OK, summary=summary, rows=rows)
 
 
-def pipeline(model, layers, dev, tp, lens, folder: Path, deadline: float | None = None, link: str | None = None) -> Check:
+def pipeline(
+    model, layers, dev, tp, lens, folder: Path, deadline: float | None = None, link: str | None = None
+) -> Check:
     name = "profile, search, bench"
     # one GPU still runs the three commands at tp 1: their CUDA paths (event timing, the host
     # lane, the held-stream layer times) run, though with no all-reduce there is nothing to win.
