@@ -534,15 +534,7 @@ def doctor(
     repeats: RepeatsOpt = 5,
     device: DeviceOpt = "auto",
     tp: TpOpt = None,
-    link: Annotated[
-        Optional[str],
-        typer.Option(
-            "--link",
-            help="Run the profile -> search -> bench check on this emulated link (1gbit, h100-sxm, ...): CPU "
-            "ranks at --tp (default 2); on a GPU, a stand-in for --tp (default 8) with --ranks 1. Shows what "
-            "ISO wins where the machine's own link has nothing to hide.",
-        ),
-    ] = None,
+    link: LinkOpt = None,
     skip_tests: Annotated[bool, typer.Option("--skip-tests", **_flag("Do not run the CUDA test suite."))] = False,
     time_limit: Annotated[
         Optional[float],
@@ -555,7 +547,7 @@ def doctor(
 ) -> None:
     """Validate this machine end to end (GPU first; on CPU what it can) and write a readable report.
 
-    Lengths default to 1024,2048,4096,8192 on GPU and 256,512,1024 on CPU."""
+    Lengths default to 1024,2048,4096,8192 on GPU, 256,512,1024 on CPU. --link: the pipeline on that link."""
     _forward("doctor.command", locals())
 
 

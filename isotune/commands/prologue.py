@@ -58,8 +58,11 @@ def prepare(
     plans = [(path, load_plan(path)) for path in plan_paths]  # a bad file is refused before any note
     prof = load_profile(profile_path) if profile_path else None
     target = fit_target(target, cache, decode, slots, prefill_tokens)
-    if plan_ctas and plans and target.comm_ctas is None and target.backend == "nccl":
-        made = (plans[0][1].topology.get("comm") or {}).get("max_ctas")
+    if plan_ctas and plans and target.comm_ctas is None:
+        comm = plans[0][1].topology.get("comm") or {}
+        # NCCL's cap, or on a GPU stand-in the CTAs its link's hold took
+        held = target.link is not None and target.device == "cuda"
+        made = comm.get("max_ctas") if target.backend == "nccl" else comm.get("hold_ctas") if held else None
         if made:
             say(f"note: using the plan's --comm-ctas {made} (it was searched with that cap)")
             target = with_ctas(target, int(made))

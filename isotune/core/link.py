@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from isotune.core.errors import BadInput
 from isotune.core.fit import interp
 
+# On a GPU stand-in the link's time is a kernel holding CTAs as NCCL's all-reduce does
+# (engine.comm_hold): how many (NCCL takes 8-32 channels on NVLink by message size and topology;
+# --comm-ctas sets it), and their shape, NCCL's usual block. Files record both.
+GPU_HOLD_CTAS = 16
+GPU_HOLD_THREADS = 512
+
 _RATE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>gbit|mbit|kbit|gb/s|mb/s)", re.IGNORECASE)
 _LATENCY = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>us|µs|ms|s)", re.IGNORECASE)
 _BYTES_PER_S = {"gbit": 1e9 / 8, "mbit": 1e6 / 8, "kbit": 1e3 / 8, "gb/s": 1e9, "mb/s": 1e6}

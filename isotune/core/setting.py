@@ -19,7 +19,11 @@ def said(value) -> str:
     if isinstance(value, dict):
         said = [f"{k}={v}" for k, v in value.get("env", {}).items()]
         said += [f"--comm-ctas {value['max_ctas']}"] if value.get("max_ctas") else []
-        said += [f"a link hold of {value['hold_ctas']} CTAs"] if value.get("hold_ctas") else []
+        said += (
+            [f"a link hold of {value['hold_ctas']} CTAs x {value.get('hold_threads')} threads"]
+            if value.get("hold_ctas")
+            else []
+        )
         return " ".join(said) or "NCCL defaults"
     return str(value)
 

@@ -11,8 +11,8 @@ import sys
 import torch
 import torch.distributed as tdist
 
+from isotune.core.link import GPU_HOLD_CTAS, GPU_HOLD_THREADS
 from isotune.core.versions import minor
-from isotune.engine import comm_hold
 from isotune.engine.rank import DistInfo
 from isotune.engine.rendezvous import wait_for_all
 
@@ -42,7 +42,7 @@ def comm_setting(backend: str | None, comm_ctas: int | None = None, held_on_gpu:
     set in this environment; or, on a GPU stand-in (`held_on_gpu`), the CTAs its link's hold
     kernel takes (engine.comm_hold)."""
     if held_on_gpu:
-        return {"hold_ctas": comm_ctas or comm_hold.DEFAULT_CTAS}
+        return {"hold_ctas": comm_ctas or GPU_HOLD_CTAS, "hold_threads": GPU_HOLD_THREADS}
     if backend != "nccl":
         return {}
     out = {"high_priority_stream": True, "env": {k: os.environ[k] for k in COMM_KNOBS if k in os.environ}}

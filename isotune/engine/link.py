@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from isotune.core.link import Link
+from isotune.core.link import GPU_HOLD_CTAS, Link
 from isotune.engine import comm_hold
 
 
@@ -75,8 +75,9 @@ class GpuLink:
     comm stream, issued once the partial sum it stands for is computed."""
 
     def __init__(self, link: Link, device: torch.device, ctas: int | None):
-        self.link, self.ctas = link, ctas or comm_hold.DEFAULT_CTAS
-        self.stream = torch.cuda.Stream(device, priority=-1)  # high priority, as NCCL's stream
+        self.link, self.ctas = link, ctas or GPU_HOLD_CTAS
+        # high priority, as ProcessGroupNCCL's stream: the hold starts as soon as SMs free, not after the queued compute
+        self.stream = torch.cuda.Stream(device, priority=-1)
         comm_hold.hold(1000, self.ctas, self.stream)  # compiled now, not inside the first timed prefill
         self.stream.synchronize()
 

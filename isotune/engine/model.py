@@ -202,10 +202,17 @@ class TPModel:
             keys, values = kc[:b, :, : rows.keys], vc[:b, :, : rows.keys]  # (B, Hkv, keys, D) views
         else:
             keys, values = kc[:, :, : rows.keys][rows.slots], vc[:, :, : rows.keys][rows.slots]  # gathered
+        # a group's query heads share one K/V head (query head h reads K/V head h // G), so they go
+        # in as G query rows against it: SDPA's masked GPU kernels do not take enable_gqa, and its
+        # math fallback would repeat the whole cache per step (as the graphed decode step does)
+        hkv = k.shape[1]
         out = F.scaled_dot_product_attention(
-            q.unsqueeze(2), keys, values, attn_mask=rows.mask, enable_gqa=q.shape[1] != k.shape[1]
-        )  # (B, Hq, 1, D)
-        return out.squeeze(2).transpose(0, 1).unsqueeze(0)  # (1, Hq, B, D)
+            q.view(b, hkv, -1, q.shape[-1]),  # (B, Hkv, G, D)
+            keys,
+            values,
+            attn_mask=rows.mask,  # (B, 1, 1, keys)
+        )  # (B, Hkv, G, D)
+        return out.reshape(b, -1, q.shape[-1]).transpose(0, 1).unsqueeze(0)  # (1, Hq, B, D)
 
     def fill_cache(self, value: float) -> None:
         """Overwrite every KV cache row. Checks that compare two prefills of one model fill it with

@@ -4,6 +4,7 @@ skipped where no GPU is visible (CI has none). Run on a GPU machine with
 test_link_hold.py."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -21,10 +22,14 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 def _held_ms(ns: int, ctas: int, times: int = 1) -> float:
-    """GPU time of `times` holds queued back to back on an idle stream, by CUDA events."""
+    """GPU time of `times` holds queued back to back, by CUDA events. A 1 ms hold queued first
+    keeps the stream busy while the host launches the timed ones, so the events time the
+    kernels, not the host's launch between them."""
     stream = torch.cuda.Stream()
     comm_hold.hold(1000, ctas, stream)  # compiled before the timed ones
+    stream.synchronize()
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    comm_hold.hold(1_000_000, ctas, stream)
     a.record(stream)
     for _ in range(times):
         comm_hold.hold(ns, ctas, stream)
@@ -52,9 +57,9 @@ def test_holds_on_one_stream_queue_as_transfers_on_one_link():
 
 def _prefills(info, out: str) -> int:
     """A GPU stand-in for tp 2 (rank 0's shard): its prefill with the link held equals the
-    same prefill compute-only, split or not; and a split's all-reduces really are queued."""
+    same prefill compute-only, split or not: the hold delays, it changes no value."""
     spec = load_spec("tiny")
-    model = build_model(spec, info, torch.float32, 256, seed=1)
+    model = build_model(spec, info, torch.float32, 256, seed=1, tp=2)
     ids = torch.randint(0, spec.vocab, (256,), generator=torch.Generator().manual_seed(2)).cuda()
     got = {}
     for name, bounds in (("unsplit", [0, 256]), ("split", chunk_bounds(256, [0.5, 0.5], 16))):
@@ -77,14 +82,20 @@ def test_a_gpu_stand_in_computes_what_it_computes_without_the_link(tmp_path):
 
 
 def test_a_gpu_link_makes_the_compute_stream_wait_for_the_delivery():
-    """The next op's stream waits on the hold (the host does not): a 2 ms hold delays an event
-    recorded after the wait by about that much."""
-    link = GpuLink(parse_link("25us,1GB/s", 2, catalog_links()), torch.device("cuda"), 16)  # 1 MB: ~1 ms
+    """The compute stream waits on the hold and the host does not: an event recorded after the
+    wait comes the link's time (about 1.07 ms for 1 MiB at 25 us + 1 GB/s) after one before it,
+    while the host passes the wait at once."""
+    link = GpuLink(parse_link("25us,1GB/s", 2, catalog_links()), torch.device("cuda"), 16)
     t = torch.ones(256 * 1024, device="cuda")  # 1 MiB of fp32
+    nbytes = t.numel() * t.element_size()
+    torch.cuda._sleep(50_000_000)  # the compute stream busy while the host issues what follows
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     a.record()
-    link.hold(None, t.numel() * t.element_size()).wait()
+    host = time.perf_counter()
+    link.hold(None, nbytes).wait()
+    host = time.perf_counter() - host
     b.record()
     b.synchronize()
-    want_ms = link.link.allreduce_ms(t.numel() * t.element_size())
+    want_ms = link.link.allreduce_ms(nbytes)
     assert abs(a.elapsed_time(b) - want_ms) <= 0.05 * want_ms + 0.01, (a.elapsed_time(b), want_ms)
+    assert host * 1e3 < want_ms / 2, host  # the host queued the wait; it did not sit through it

@@ -10,7 +10,7 @@ import torch
 
 from isotune.core.analytic import catalog_links
 from isotune.core.chunking import chunk_bounds
-from isotune.core.link import parse_link
+from isotune.core.link import GPU_HOLD_CTAS, parse_link
 from isotune.core.spec import load_spec
 from isotune.core.target import TargetFlags
 from isotune.engine import dist
@@ -109,8 +109,14 @@ def test_on_gpus_a_link_is_the_stand_ins_and_needs_its_kernel(monkeypatch):
         BadInput, match="2 GPU ranks all-reduce over their real interconnect: drop --link, or add --ranks 1"
     ):
         resolve_target(TargetFlags(model="tiny", tp="2", device="cuda", link="1gbit"))
-    monkeypatch.setattr(comm_hold, "triton", None)
-    with pytest.raises(BadInput, match="--link 1gbit on this GPU: the GPU link's hold kernel needs triton"):
+
+    def no_triton():
+        raise ImportError("No module named 'triton'")
+
+    monkeypatch.setattr(comm_hold, "_kernel", no_triton)
+    with pytest.raises(
+        BadInput, match="--link 1gbit on this GPU: the GPU link's hold kernel needs triton, and it is not installed"
+    ):
         resolve_target(TargetFlags(model="tiny", tp="2", device="cuda", link="1gbit", ranks="1"))
     monkeypatch.setattr(comm_hold, "unavailable", lambda: None)  # as where triton and a GPU are
     t = resolve_target(TargetFlags(model="tiny", tp="4", device="cuda", link="h100-sxm", ranks="1", comm_ctas="24"))
@@ -120,9 +126,9 @@ def test_on_gpus_a_link_is_the_stand_ins_and_needs_its_kernel(monkeypatch):
     from isotune.engine.group import comm_setting
 
     made, now = comm_setting(None, 24, held_on_gpu=True), comm_setting(None, None, held_on_gpu=True)
-    assert made == {"hold_ctas": 24} and now == {"hold_ctas": comm_hold.DEFAULT_CTAS}
+    assert made == {"hold_ctas": 24, "hold_threads": 512} and now["hold_ctas"] == GPU_HOLD_CTAS
     assert setting_problems({"comm": made}, {"comm": now}, "the plan was made") == [
-        f"the plan was made for comm a link hold of 24 CTAs, not a link hold of {comm_hold.DEFAULT_CTAS} CTAs"
+        f"the plan was made for comm a link hold of 24 CTAs x 512 threads, not a link hold of {GPU_HOLD_CTAS} CTAs x 512 threads"
     ]
 
 

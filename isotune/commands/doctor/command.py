@@ -77,6 +77,12 @@ def doctor(
     if link is not None:  # the pipeline on an emulated link: CPU ranks, or one GPU standing in for tp
         tp = tp or (8 if dev == "cuda" else 2)
         parse_link(link, tp, catalog_links())  # a bad spec fails now, in one line, not in a child
+        if dev == "cuda":  # the stand-in's hold kernel: missing, it would fail only in the last check
+            from isotune.engine import comm_hold
+
+            why = comm_hold.unavailable()
+            if why is not None:
+                raise BadInput(f"--link {link} on this GPU: {why}")
     load_spec(model, layers)  # a bad --model or --layers fails now, not midway
     folder.mkdir(exist_ok=True)
     from rich.progress import Progress
