@@ -383,6 +383,7 @@ def part_hold(run: Run) -> dict:
     why = hold_unavailable(run.device)
     if why is not None:
         return {"status": "skipped", "reason": why}
+    from isotune.core.link import GPU_HOLD_THREADS
     from isotune.engine import comm_hold
 
     sz = run.sizes
@@ -390,7 +391,7 @@ def part_hold(run: Run) -> dict:
     stream = torch.cuda.Stream(dev, priority=-1)  # high priority, as NCCL's and the GPU link's
     comm_hold.hold(1000, sz.hold_ctas[0], stream)  # compiled now, outside every timing
     stream.synchronize()
-    piece: dict = {"threads_per_cta": getattr(comm_hold, "THREADS", None), "sms": gpu_props()["sms"]}
+    piece: dict = {"threads_per_cta": GPU_HOLD_THREADS, "sms": gpu_props()["sms"]}
     lead = int(0.2 * spin_cycles_per_ms(dev))  # 0.2 ms: longer than the host takes to launch the hold
     piece["accuracy"] = []
     for mode, spin in (("queued", lead), ("idle", None)):
@@ -615,12 +616,9 @@ def part_standin(run: Run, cli=None) -> dict:
 
 
 def hold_ctas_text() -> str:
-    try:
-        from isotune.engine import comm_hold
+    from isotune.core.link import GPU_HOLD_CTAS, GPU_HOLD_THREADS
 
-        return f"{comm_hold.DEFAULT_CTAS} CTAs (engine.comm_hold's default; --comm-ctas sets it)"
-    except (ImportError, AttributeError):
-        return "CTAs: engine.comm_hold's default"
+    return f"{GPU_HOLD_CTAS} CTAs of {GPU_HOLD_THREADS} threads (the stand-in's default; --comm-ctas sets it)"
 
 
 def tokenweave_rows(model: str, tp: int) -> dict[int, dict]:

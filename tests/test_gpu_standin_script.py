@@ -168,7 +168,7 @@ def test_the_hold_part_runs_on_a_simulated_gpu(tmp_path, monkeypatch):
     """The part's CUDA path end to end (streams, events, the spin before the GEMMs, the rounds,
     the tables, the figure) on a simulated clock: a slip there would cost the part on the GPU."""
     sim = _SimulatedGpu()
-    hold_module = types.SimpleNamespace(unavailable=lambda: None, hold=sim.hold, THREADS=512, DEFAULT_CTAS=16)
+    hold_module = types.SimpleNamespace(unavailable=lambda: None, hold=sim.hold)
     monkeypatch.setitem(sys.modules, "isotune.engine.comm_hold", hold_module)
     monkeypatch.setattr(isotune.engine, "comm_hold", hold_module, raising=False)
     for name, value in {
