@@ -69,7 +69,7 @@ def test_the_dry_run_reports_every_part(tmp_path):
     assert all(f"## {p}" in md for p in gs.PARTS) and "dry run" in md
     with tarfile.open(out / "files.tgz") as tar:
         names = set(tar.getnames())
-    assert {"bench-standin.json", "profile-tiny-tp2.yaml", "estimate-small-after.json"} <= names
+    assert {"bench-standin.json", "profile-tiny-tp2.yaml", "estimate-tiny-after.json"} <= names
     assert len(list(out.iterdir())) <= 8  # a device call brings back eight files
 
 
