@@ -11,7 +11,7 @@ from isotune.core.link import parse_link
 from isotune.core.shard import check_tp
 from isotune.core.spec import load_spec, resolve_dtype
 from isotune.core.target import DEFAULT_MODEL, Target, TargetFlags, parse_counts, parse_ctas, parse_tp
-from isotune.engine import dist, launcher
+from isotune.engine import comm_hold, dist, launcher
 from isotune.engine.memory import check_host_memory
 from isotune.engine.topology import STAND_IN
 from isotune.engine.weights import check_checkpoint
@@ -50,8 +50,6 @@ def resolve_target(flags: TargetFlags) -> Target:
 def _check_gpu_link(link: str, tp: int, ranks: int | None) -> None:
     """On GPUs an emulated link serves the stand-in alone: its hold kernel takes the comm CTAs a
     real collective would. Real GPU ranks have a real interconnect to all-reduce over."""
-    from isotune.engine import comm_hold  # torch's CUDA build, and triton if it is there
-
     if ranks != 1:
         raise BadInput(
             f"--link {link} on GPUs emulates a stand-in's all-reduces (--tp {tp} --ranks 1); "
@@ -79,7 +77,7 @@ def _ranks(flags: TargetFlags, tp: int) -> int | None:
 
 def with_ctas(target: Target, ctas: int | None) -> Target:
     """The target with NCCL's CTA cap (None: NCCL's choice), or on a GPU stand-in the CTAs its
-    link's hold kernel takes (None: engine.comm_hold's default); nothing else has one."""
+    link's hold kernel takes (None: core.link.GPU_HOLD_CTAS); nothing else has one."""
     gpu_stand_in = target.device == "cuda" and target.link is not None
     if ctas is not None and target.backend != "nccl" and not gpu_stand_in:
         raise BadInput(
