@@ -61,8 +61,9 @@ def prepare(
     if plan_ctas and plans and target.comm_ctas is None:
         comm = plans[0][1].topology.get("comm") or {}
         # NCCL's cap, or on a GPU stand-in the CTAs its link's hold took
-        held = target.link is not None and target.device == "cuda"
-        made = comm.get("max_ctas") if target.backend == "nccl" else comm.get("hold_ctas") if held else None
+        made = (
+            comm.get("max_ctas") if target.backend == "nccl" else comm.get("hold_ctas") if target.held_on_gpu else None
+        )
         if made:
             say(f"note: using the plan's --comm-ctas {made} (it was searched with that cap)")
             target = with_ctas(target, int(made))

@@ -71,6 +71,12 @@ class Target:
         return self.processes == 1 and self.tp > 1
 
     @property
+    def held_on_gpu(self) -> bool:
+        """A GPU stand-in on an emulated link: its all-reduces are the link's hold kernel (the only
+        GPU run --link is allowed on), whose CTAs --comm-ctas sets."""
+        return self.device == "cuda" and self.link is not None
+
+    @property
     def backend(self) -> str | None:
         return backend_for(self.processes, self.device)
 

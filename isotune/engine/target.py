@@ -42,12 +42,12 @@ def resolve_target(flags: TargetFlags) -> Target:
     )
     if flags.link is not None:
         if device == "cuda":
-            _check_gpu_link(flags.link, tp, ranks)
+            check_gpu_link(flags.link, tp, ranks)
         target = target.with_(link=parse_link(flags.link, tp, catalog_links()))
     return with_ctas(target, next(iter(parse_ctas(flags.comm_ctas)), None))
 
 
-def _check_gpu_link(link: str, tp: int, ranks: int | None) -> None:
+def check_gpu_link(link: str, tp: int, ranks: int | None) -> None:
     """On GPUs an emulated link serves the stand-in alone: its hold kernel takes the comm CTAs a
     real collective would. Real GPU ranks have a real interconnect to all-reduce over."""
     if ranks != 1:
@@ -78,8 +78,7 @@ def _ranks(flags: TargetFlags, tp: int) -> int | None:
 def with_ctas(target: Target, ctas: int | None) -> Target:
     """The target with NCCL's CTA cap (None: NCCL's choice), or on a GPU stand-in the CTAs its
     link's hold kernel takes (None: core.link.GPU_HOLD_CTAS); nothing else has one."""
-    gpu_stand_in = target.device == "cuda" and target.link is not None
-    if ctas is not None and target.backend != "nccl" and not gpu_stand_in:
+    if ctas is not None and target.backend != "nccl" and not target.held_on_gpu:
         raise BadInput(
             f"--comm-ctas caps the SMs an NCCL all-reduce takes: it needs a GPU run with --tp 2 or more, "
             f"or a GPU stand-in (--ranks 1 --link) (this one is tp {target.tp} on {target.device})"

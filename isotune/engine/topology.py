@@ -78,7 +78,7 @@ def run_setting(target: Target) -> dict:
         "device": device_name(device),
         "interconnect": target.link.interconnect() if target.link else group_link(target.device, one_host, gpus),
         "compile": target.compile,
-        "comm": comm_setting(target.backend, target.comm_ctas, target.link is not None and target.device == "cuda"),
+        "comm": comm_setting(target.backend, target.comm_ctas, target.held_on_gpu),
     }
 
 

@@ -27,6 +27,7 @@ from isotune.core.spec import load_spec
 from isotune.core.target import parse_tp
 from isotune.engine.dist import resolve_device
 from isotune.engine.model import TPModel
+from isotune.engine.target import check_gpu_link
 
 # defaults per device: a GPU gets the 1k-8k tokens on an 8B-shaped model; a CPU, sizes
 # that finish in a minute or two on a small machine
@@ -78,11 +79,7 @@ def doctor(
         tp = tp or (8 if dev == "cuda" else 2)
         parse_link(link, tp, catalog_links())  # a bad spec fails now, in one line, not in a child
         if dev == "cuda":  # the stand-in's hold kernel: missing, it would fail only in the last check
-            from isotune.engine import comm_hold
-
-            why = comm_hold.unavailable()
-            if why is not None:
-                raise BadInput(f"--link {link} on this GPU: {why}")
+            check_gpu_link(link, tp, ranks=1)
     load_spec(model, layers)  # a bad --model or --layers fails now, not midway
     folder.mkdir(exist_ok=True)
     from rich.progress import Progress
